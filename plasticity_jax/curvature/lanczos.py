@@ -1,0 +1,167 @@
+"""Lanczos tridiagonalisation with full reorthogonalisation, as one `lax.fori_loop`.
+
+Given a symmetric operator A (available only through `matvec`) and a start vector v0, `order` = m steps of Lanczos
+build an orthonormal basis Q = [q_1 ... q_m] of the Krylov space K_m(A, v0) and the symmetric tridiagonal
+T = Q^T A Q with diagonal alpha and off-diagonal beta (Lanczos 1950; Golub & Van Loan, Matrix Computations, 4th ed.,
+Alg. 10.1.1 and Sec. 10.3.1). The eigenvalues of T (Ritz values) approximate the extreme eigenvalues of A first;
+with the squared first components of T's eigenvectors as weights they form the Gauss quadrature rule of the spectral
+measure of A seen from v0, which stochastic Lanczos quadrature (`density.py`) averages over random v0.
+
+Implementation choices:
+
+* Full reorthogonalisation: every new vector is orthogonalised against the whole basis by classical Gram-Schmidt
+  applied twice ("twice is enough": Parlett 1998, Sec. 6.9; Giraud et al. 2005). Without it, finite precision makes
+  the basis lose orthogonality once a Ritz value converges and copies ("ghosts") of converged eigenvalues appear,
+  which would corrupt the SLQ weights and hence the epsilon-rank. The basis is a preallocated (order, dim) array whose
+  rows after the current step are zero, so projecting on all of it needs no dynamic shapes.
+* One `lax.fori_loop` over the steps: the loop body is traced once, so the jaxpr and the compile time do not grow with
+  `order` (a test checks the equation count of order 10 vs 50).
+* Precision: the basis and the tridiagonal are kept in float64 when `jax_enable_x64` is on and in float32 otherwise
+  (`default_dtype`); `matvec` receives vectors in that dtype (the model's products cast to the parameters' dtype
+  internally, see `products.flat_matvec`).
+* Breakdown: if the residual after reorthogonalisation has norm beta_j <= tol * ||A||_est (an invariant subspace has
+  been found, e.g. when A has repeated eigenvalues, or the Krylov space is exhausted at order = dim), the
+  off-diagonal is set to exactly 0 and the iteration restarts from a random vector orthogonalised against the basis
+  (Parlett, Sec. 13.2). T is then block diagonal: the extra blocks hold further eigenvalues of A (so with
+  order = dim all eigenvalues are found), while their eigenvectors have zero first component and so carry zero SLQ
+  weight, leaving the quadrature rule of v0 exact. No division by a vanishing beta ever happens, so no NaN.
+
+Why not a library: matfree (Kraemer et al.) provides Lanczos tridiagonalisation with full reorthogonalisation and
+SLQ, but this ~100-line loop gives control over exactly what the issue asks for (float64 basis against a float32
+operator, breakdown restarts that keep the SLQ weights exact, the residual norms for convergence checks, and
+per-seed `vmap`), is checked to 1e-8 against dense `eigh` by the tests, and avoids a dependency whose API has changed
+between releases. Memory is O(order * dim) for the basis (order=100 and 1e6 float64 parameters: 0.8 GB per run).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Matvec = Callable[[jax.Array], jax.Array]
+
+
+def default_dtype() -> jnp.dtype:
+    """float64 when `jax_enable_x64` is on (also inside a `jax.enable_x64(True)` context), float32 otherwise."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+class LanczosResult(NamedTuple):
+    """m steps of Lanczos: A Q^T ~= Q^T T, with T tridiagonal(alphas, betas)."""
+
+    alphas: jax.Array  # (order,) diagonal of T
+    betas: jax.Array  # (order - 1,) off-diagonal of T; exactly 0 after a breakdown restart
+    residual_norm: jax.Array  # () norm of the residual after the last step (0 if it broke down)
+    basis: jax.Array  # (order, dim) orthonormal Lanczos vectors, as rows
+    breakdowns: jax.Array  # (order,) bool: step j's residual was below tolerance (a restart followed)
+
+
+def _orthogonalize(basis: jax.Array, w: jax.Array, passes: int) -> jax.Array:
+    for _ in range(passes):  # classical Gram-Schmidt against every row of the basis (unused rows are zero)
+        w = w - basis.T @ (basis @ w)
+    return w
+
+
+def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, key: jax.Array | None = None, dtype=None,
+            reorth_passes: int = 2, breakdown_tol: float | None = None) -> LanczosResult:
+    """`order` steps of Lanczos with full reorthogonalisation on the symmetric operator `matvec`, from `v0`.
+
+    Args:
+      matvec: `u -> A u` on vectors of shape (dim,) (symmetric A).
+      v0: start vector (dim,), nonzero; it is normalised.
+      order: number of steps m (static), 1 <= m <= dim.
+      key: PRNG key for the restart vectors after a breakdown (default: a fixed key; only used on breakdown).
+      dtype: dtype of the basis and of T; default `default_dtype()` (float64 with x64 on, else float32).
+      reorth_passes: Gram-Schmidt passes per step against the whole basis (2 = "twice is enough").
+      breakdown_tol: relative tolerance on beta_j / ||A||_est under which the step counts as a breakdown;
+        default eps**0.75 of `dtype` (1.8e-12 in float64, 6.4e-6 in float32). ||A||_est is the largest ||A q_j||
+        seen so far, a lower bound of the spectral norm.
+
+    Returns:
+      A `LanczosResult`. The Ritz values are the eigenvalues of `tridiagonal(alphas, betas)`.
+    """
+    dtype = jnp.dtype(dtype) if dtype is not None else default_dtype()
+    (dim,) = v0.shape
+    if not 1 <= order <= dim:
+        raise ValueError(f'order must be in [1, dim={dim}], got {order}')
+    if breakdown_tol is None:
+        breakdown_tol = float(jnp.finfo(dtype).eps) ** 0.75
+    if key is None:
+        key = jax.random.key(0)
+    elif not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    tiny = jnp.finfo(dtype).tiny
+
+    v0 = v0.astype(dtype)
+    q0 = v0 / jnp.maximum(jnp.linalg.norm(v0), tiny)
+    basis = jnp.zeros((order, dim), dtype).at[0].set(q0)
+    alphas = jnp.zeros((order,), dtype)
+    betas = jnp.zeros((order,), dtype)
+    breakdowns = jnp.zeros((order,), bool)
+
+    def step(j, carry):
+        basis, alphas, betas, breakdowns, scale = carry
+        q = basis[j]
+        w = matvec(q).astype(dtype)
+        scale = jnp.maximum(scale, jnp.linalg.norm(w))
+        alpha = jnp.dot(q, w)
+        w = _orthogonalize(basis, w, reorth_passes)  # removes alpha q_j, beta q_{j-1} and all round-off components
+        beta = jnp.linalg.norm(w)
+        broke = beta <= breakdown_tol * scale
+        # On breakdown continue from a random direction orthogonal to the basis (with beta = 0 T splits into
+        # blocks). Both candidates are orthogonalised again: for the residual it is a harmless extra pass.
+        restart = jax.random.normal(jax.random.fold_in(key, j), (dim,), dtype)
+        nxt = _orthogonalize(basis, jnp.where(broke, restart, w), 2)
+        nxt = nxt / jnp.maximum(jnp.linalg.norm(nxt), tiny)
+        basis = basis.at[j + 1].set(nxt, mode='drop')  # dropped after the last step
+        alphas = alphas.at[j].set(alpha)
+        betas = betas.at[j].set(jnp.where(broke, 0, beta))
+        breakdowns = breakdowns.at[j].set(broke)
+        return basis, alphas, betas, breakdowns, scale
+
+    carry = (basis, alphas, betas, breakdowns, jnp.zeros((), dtype))
+    basis, alphas, betas, breakdowns, _ = jax.lax.fori_loop(0, order, step, carry)
+    return LanczosResult(alphas=alphas, betas=betas[:-1], residual_norm=betas[-1], basis=basis,
+                         breakdowns=breakdowns)
+
+
+def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
+    """The dense symmetric tridiagonal matrix with diagonal `alphas` (m,) and off-diagonal `betas` (m-1,)."""
+    return jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+
+
+def ritz_decomposition(result: LanczosResult) -> tuple[jax.Array, jax.Array]:
+    """Eigen-decomposition of T: Ritz values (order,) ascending and T's eigenvectors (order, order) as columns."""
+    return jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
+
+
+def ritz_values(result: LanczosResult) -> jax.Array:
+    """Ritz values (eigenvalues of T), ascending."""
+    return ritz_decomposition(result)[0]
+
+
+def ritz_residual_norms(result: LanczosResult) -> tuple[jax.Array, jax.Array]:
+    """Ritz values (ascending) and their residual norms ||A y - theta y|| = |beta_m| |s_{m,i}| (Paige 1971).
+
+    `y = Q^T s` is the Ritz vector; for symmetric A each Ritz value lies within its residual norm of an eigenvalue.
+    Restart blocks whose Krylov space is still growing at step m get the final residual too.
+    """
+    values, vectors = ritz_decomposition(result)
+    return values, jnp.abs(result.residual_norm) * jnp.abs(vectors[-1, :])
+
+
+def ritz_vectors(result: LanczosResult, vectors: jax.Array) -> jax.Array:
+    """Ritz vectors `Q^T s` (dim, k) for eigenvectors `s` (order, k) of T."""
+    return result.basis.T @ vectors
+
+
+def top_k(result: LanczosResult, k: int) -> jax.Array:
+    """The k largest Ritz values, in descending order."""
+    return ritz_values(result)[::-1][:k]
+
+
+def bottom_k(result: LanczosResult, k: int) -> jax.Array:
+    """The k smallest Ritz values, in ascending order."""
+    return ritz_values(result)[:k]

@@ -1,0 +1,248 @@
+"""The engine: one compiled program runs every seed of a continual-learning experiment.
+
+`make_train(config)` builds the pure pieces for ONE run (purejaxrl style):
+
+    train = make_train(config)
+    state = train.init(key)                                     # RunState of one run
+    state, metrics = train.run_tasks(state, train.data, n)      # n tasks: lax.scan over tasks, lax.scan over steps
+
+and `run(config, workdir)` drives `jax.jit(jax.vmap(run_tasks))` over all seeds, chunk by chunk: after each chunk it
+writes the metrics, saves an orbax checkpoint of the whole `RunState` and updates the progress bar. Starting the same
+command again resumes from the latest checkpoint and gives bit-identical results (every key is derived from the
+run's key and the task and step indices, never from how the run was chunked).
+
+One step of a task (everything inside `lax.scan`, no host round-trip):
+
+    x, y = problem.batch(...)                                   # drawn on the device
+    loss, grads = value_and_grad(learner.objective(loss_fn))    # forward pass also yields the hidden activations
+    updates, opt_state = optimizer.update(grads, opt_state, params, key=..., grad_fn=...)
+    params = optax.apply_updates(params, updates)
+    learner_state, params, opt_state = after_update(...)        # e.g. continual backprop's unit replacement
+
+At the start of each task the plasticity correlates are measured on a probe set of the new task; at its end the
+problem may evaluate the network (test accuracy). Seeds never interact: a non-finite loss in one seed is counted in
+its own `nonfinite_steps` metric and reported on the console, and cannot reach another seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from tqdm.auto import tqdm
+
+from plasticity_jax import learners, metrics, models, problems
+from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
+
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.npz'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+class RunState(NamedTuple):
+    """Everything one run needs to continue: this is what a checkpoint holds."""
+
+    params: Any
+    opt_state: Any
+    learner_state: Any
+    problem_state: Any
+    key: jax.Array  # task keys are fold_in(key, task_index), step keys fold_in(task's key, step)
+    task_index: jax.Array  # int32 scalar: the next task to run
+
+
+class Train(NamedTuple):
+    """The pure functions of one run, plus the problem's data they take as an argument."""
+
+    init: Callable[[jax.Array], RunState]
+    run_tasks: Callable[[RunState, Any, int], tuple[RunState, dict[str, jax.Array]]]
+    data: Any
+    problem: problems.Problem
+
+
+def make_train(config: ml_collections.ConfigDict) -> Train:
+    problem, data = problems.make_problem(config)
+    model = models.make_model(config.model, problem.num_outputs)
+    example_input = jnp.zeros((1, problem.input_dim), jnp.float32)
+
+    def init_params(key):
+        return model.init(key, example_input)['params']
+
+    learner = learners.make_learner(config.learner, init_params)
+
+    def init(key: jax.Array) -> RunState:
+        params_key, problem_key, tasks_key = jax.random.split(key, 3)
+        params = init_params(params_key)
+        return RunState(params=params, opt_state=learner.optimizer.init(params),
+                        learner_state=learner.after_update.init(params),
+                        problem_state=problem.init(data, problem_key), key=tasks_key,
+                        task_index=jnp.zeros((), jnp.int32))
+
+    def train_step(data, problem_state, carry, step_and_key):
+        params, opt_state, learner_state, totals = carry
+        step, key = step_and_key
+        batch_key, optimizer_key, after_key = jax.random.split(key, 3)
+        x, y = problem.batch(data, problem_state, step, batch_key)
+
+        def loss_fn(params):
+            outputs, hidden = model.apply({'params': params}, x)
+            loss = problem.loss(outputs, y)
+            return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss)
+
+        objective = learner.objective(loss_fn)
+        (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = learner.optimizer.update(
+            grads, opt_state, params, key=optimizer_key,
+            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0])
+        params = optax.apply_updates(params, updates)
+        learner_state, params, opt_state = learner.after_update.update(
+            learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
+        totals = {'online_metric': totals['online_metric'] + problem.online_metric(forward.outputs, y),
+                  'online_loss': totals['online_loss'] + forward.loss,
+                  'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
+        return (params, opt_state, learner_state, totals), None
+
+    def run_task(data, state: RunState, _) -> tuple[RunState, dict[str, jax.Array]]:
+        task_key = jax.random.fold_in(state.key, state.task_index)
+        start_key, probe_key, steps_key = jax.random.split(task_key, 3)
+        problem_state = problem.start_task(data, state.problem_state, state.task_index, start_key)
+
+        # Correlates of plasticity loss, on a probe set of the new task, before training on it.
+        _, probe_hidden = model.apply({'params': state.params}, problem.probe(data, problem_state, probe_key))
+        start_metrics = metrics.representation_metrics(
+            probe_hidden, state.params, config.model.activation,
+            saturation_epsilon=config.metrics.saturation_epsilon,
+            approximate_rank_threshold=config.metrics.approximate_rank_threshold,
+            feature_rank_delta=config.metrics.feature_rank_delta)
+
+        steps = jnp.arange(problem.steps_per_task, dtype=jnp.int32)
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(steps_key, steps)
+        zero = jnp.zeros((), jnp.float32)
+        totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
+        (params, opt_state, learner_state, totals), _ = jax.lax.scan(
+            lambda carry, xs: train_step(data, problem_state, carry, xs),
+            (state.params, state.opt_state, state.learner_state, totals), (steps, step_keys))
+
+        end_metrics = problem.evaluate(data, problem_state,
+                                       lambda x: model.apply({'params': params}, x)[0])
+        task_metrics = {problem.online_metric_name: totals['online_metric'] / problem.steps_per_task,
+                        'online_loss': totals['online_loss'] / problem.steps_per_task,
+                        'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics}
+        new_state = RunState(params=params, opt_state=opt_state, learner_state=learner_state,
+                             problem_state=problem_state, key=state.key, task_index=state.task_index + 1)
+        return new_state, task_metrics
+
+    def run_tasks(state: RunState, data, num_tasks: int):
+        return jax.lax.scan(lambda s, x: run_task(data, s, x), state, None, length=num_tasks)
+
+    return Train(init=init, run_tasks=run_tasks, data=data, problem=problem)
+
+
+def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
+    """One key per seed: seed s of a run with base seed b uses fold_in(PRNGKey(b), s), whatever num_seeds is."""
+    base = jax.random.PRNGKey(config.seed)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, jnp.arange(config.num_seeds))
+
+
+def make_vmapped(train: Train) -> Callable[[RunState, int], tuple[RunState, dict[str, jax.Array]]]:
+    """`run_tasks` over every seed at once: ONE compiled program per chunk length."""
+    vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None)), static_argnums=2)
+    return lambda state, num_tasks: vmapped(state, train.data, num_tasks)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The host loop: chunks of tasks, metrics, checkpoints, progress.
+
+
+def _atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> None:
+    """Writes through a temporary file and renames it, so a reader never sees a half-written file."""
+    tmp = f'{path}.tmp.{os.getpid()}'
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_metrics(workdir: str, history: dict[str, np.ndarray]) -> None:
+    _atomic_write(os.path.join(workdir, METRICS_FILE), lambda f: np.savez(f, **history))
+
+
+def load_metrics(workdir: str) -> dict[str, np.ndarray]:
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return {}
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Writes the resolved config; refuses to resume a workdir that holds a different experiment."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    resolved = json.loads(config.to_json_best_effort())
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+        ignore = ('num_tasks',)  # A finished run may be extended with more tasks.
+        differs = sorted(k for k in set(existing) | set(resolved)
+                         if k not in ignore and existing.get(k) != resolved.get(k))
+        if differs:
+            raise ValueError(f'{workdir} holds a run with a different config (fields {differs} differ); '
+                             'use a new --workdir, or the same config to resume it.')
+    _atomic_write(path, lambda f: json.dump(resolved, f, indent=2, sort_keys=True), mode='w')
+
+
+def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int) -> None:
+    counts = chunk_metrics['nonfinite_steps']  # (seeds, tasks)
+    for seed in np.flatnonzero(counts.sum(axis=1)):
+        first = first_task + int(np.flatnonzero(counts[seed])[0])
+        logging.warning('seed %d: %d non-finite losses in tasks %d-%d (first in task %d); other seeds are unaffected.',
+                        seed, counts[seed].sum(), first_task, first_task + counts.shape[1] - 1, first)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, np.ndarray]:
+    """Runs (or resumes) the experiment `config` in `workdir`; returns the metrics, leading axes (seed, task)."""
+    os.makedirs(workdir, exist_ok=True)
+    _write_config(workdir, config)
+    train = make_train(config)
+    run_chunk = make_vmapped(train)
+    state = jax.jit(jax.vmap(train.init))(seed_keys(config))
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+    with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options) as manager:
+        done = manager.latest_step() or 0
+        history = {name: values[:, :done] for name, values in load_metrics(workdir).items()}
+        if done:
+            state = manager.restore(done, args=ocp.args.StandardRestore(state))
+            print(f'Resuming {workdir} from its checkpoint after task {done}.')
+
+        examples_per_chunk_task = train.problem.examples_per_task * config.num_seeds
+        bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not progress, dynamic_ncols=True)
+        while done < config.num_tasks:
+            chunk = min(config.tasks_per_chunk, config.num_tasks - done)
+            start = time.perf_counter()
+            state, chunk_metrics = run_chunk(state, chunk)
+            chunk_metrics = jax.device_get(chunk_metrics)
+            elapsed = time.perf_counter() - start
+            _report_nonfinite(chunk_metrics, done)
+            history = {name: np.concatenate([history[name], values], axis=1) if name in history else values
+                       for name, values in chunk_metrics.items()}
+            done += chunk
+            save_metrics(workdir, history)
+            manager.save(done, args=ocp.args.StandardSave(state))
+            bar.update(chunk)
+            bar.set_postfix({'examples/s': f'{chunk * examples_per_chunk_task / elapsed:.3g}',
+                             train.problem.online_metric_name: f'{chunk_metrics[train.problem.online_metric_name][:, -1].mean():.4f}'})
+        manager.wait_until_finished()
+        bar.close()
+    return history

@@ -1,0 +1,72 @@
+"""The learner interface: what the engine needs from a learning algorithm.
+
+A learner is three pure pieces, each written for ONE run (the engine vmaps them over seeds and hyperparameters):
+
+1. `optimizer`: an `optax.GradientTransformationExtraArgs`. Each step the engine calls
+   `optimizer.update(grads, opt_state, params, key=..., grad_fn=...)`:
+   `key` is a fresh PRNG key of this run and step (for noise-injecting transforms such as Shrink and Perturb), and
+   `grad_fn(params, i)` returns the gradient of this step's objective at `params` (as `optax.contrib.sam` expects).
+   Transforms that need neither ignore them (`optax.with_extra_args_support`).
+2. `objective`: maps the step's loss function to the function that is differentiated, for regularisers that are
+   extra loss terms (L2-ER's feature rank term, gradient norm penalty). A loss function is
+   `loss_fn(params) -> (loss, ForwardPass)`; the default objective returns it unchanged.
+3. `after_update`: a routine run after the optimizer's update that may rewrite params and optimizer state given the
+   step's hidden activations (continual backprop, ReDo), with its own state in the run state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import optax
+
+Params = Any
+OptState = Any
+
+
+class ForwardPass(NamedTuple):
+    """What one forward pass of the model on the step's batch produced."""
+
+    outputs: jax.Array  # (batch, num_outputs)
+    hidden: tuple[jax.Array, ...]  # one (batch, width) array per hidden layer, after the activation
+    loss: jax.Array  # the problem's loss, before any learner term
+
+
+LossFn = Callable[[Params], tuple[jax.Array, ForwardPass]]
+
+
+class AfterUpdateInputs(NamedTuple):
+    """Everything an after-update routine may look at, for one run and one step."""
+
+    params: Params  # after the optimizer's update
+    opt_state: OptState
+    forward: ForwardPass  # the forward pass of this step (before the update)
+    key: jax.Array  # fresh PRNG key for this routine
+
+
+class AfterUpdate(NamedTuple):
+    """`init(params) -> state`; `update(state, inputs) -> (state, params, opt_state)`."""
+
+    init: Callable[[Params], Any]
+    update: Callable[[Any, AfterUpdateInputs], tuple[Any, Params, OptState]]
+
+
+def identity_after_update() -> AfterUpdate:
+    """The after-update routine of learners that have none: keeps params and optimizer state as they are."""
+    return AfterUpdate(init=lambda params: (), update=lambda state, inputs: (state, inputs.params, inputs.opt_state))
+
+
+def identity_objective(loss_fn: LossFn) -> LossFn:
+    return loss_fn
+
+
+class Learner(NamedTuple):
+    optimizer: optax.GradientTransformationExtraArgs
+    objective: Callable[[LossFn], LossFn] = identity_objective
+    after_update: AfterUpdate = identity_after_update()
+
+
+def make_learner_with(optimizer: optax.GradientTransformation, **hooks) -> Learner:
+    """A `Learner` whose optimizer accepts (and may ignore) the engine's extra arguments."""
+    return Learner(optimizer=optax.with_extra_args_support(optimizer), **hooks)

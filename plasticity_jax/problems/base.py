@@ -1,0 +1,74 @@
+"""The problem interface: a stream of tasks, generated on the device from keys.
+
+A problem never knows about learners. It holds its dataset in `data` (a pytree of device arrays, uploaded once and
+passed to every method explicitly, so the compiled program takes it as an argument instead of baking it in as a
+constant) and describes ONE run's stream with pure functions of a `state` (this run's current task: a pixel
+permutation, the target network's bits, ...) and PRNG keys:
+
+    state = problem.init(data, key)                           # once per run
+    state = problem.start_task(data, state, task_index, key)  # at every task switch, including task 0
+    x, y = problem.batch(data, state, step, key)              # the examples of step `step` of the task
+    x = problem.probe(data, state, key)                       # probe inputs for the plasticity metrics
+    metrics = problem.evaluate(data, state, predict)          # end-of-task evaluation, e.g. test accuracy
+
+`predict(x) -> outputs` is the trained network; `loss` and `online_metric` score a step's outputs before the update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Predict = Callable[[jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Shapes and sizes shared by every problem; subclasses implement the stream."""
+
+    kind: str  # 'classification' or 'regression'
+    input_dim: int
+    num_outputs: int
+    examples_per_task: int
+    batch_size: int
+    probe_size: int
+
+    @property
+    def steps_per_task(self) -> int:
+        return self.examples_per_task // self.batch_size
+
+    @property
+    def online_metric_name(self) -> str:
+        return 'online_accuracy' if self.kind == 'classification' else 'online_mse'
+
+    def loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+        """Mean cross-entropy (classification, integer labels) or mean squared error (regression)."""
+        if self.kind == 'classification':
+            return optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
+        return jnp.mean((outputs - targets) ** 2)
+
+    def online_metric(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+        """Per-step score of the prediction made before the update: accuracy or squared error."""
+        if self.kind == 'classification':
+            return jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
+        return jnp.mean((outputs - targets) ** 2)
+
+    # The stream: implemented by each problem.
+    def init(self, data: Any, key: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def start_task(self, data: Any, state: Any, task_index: jax.Array, key: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def batch(self, data: Any, state: Any, step: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def probe(self, data: Any, state: Any, key: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def evaluate(self, data: Any, state: Any, predict: Predict) -> dict[str, jax.Array]:
+        return {}

@@ -1,0 +1,261 @@
+"""Hand-checked tests for the plasticity-loss correlates."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plasticity_jax.metrics import (
+    approximate_rank,
+    dead_fraction,
+    effective_rank,
+    feature_rank,
+    representation_metrics,
+    singular_values,
+    stable_rank,
+    weight_magnitude,
+)
+
+RANK_KEYS = ("dead_fraction", "effective_rank", "approximate_rank", "stable_rank", "feature_rank")
+
+
+def _rank_one(rows=6, cols=4):
+    u = jnp.arange(1.0, rows + 1.0)
+    v = jnp.array([1.0, -2.0, 0.5, 3.0])[:cols]
+    return jnp.outer(u, v)
+
+
+# ----------------------------------------------------------------- effective rank
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_effective_rank_identity_is_n(n):
+    assert float(effective_rank(singular_values(jnp.eye(n)))) == pytest.approx(n, rel=1e-5)
+
+
+def test_effective_rank_rank_one_is_one():
+    assert float(effective_rank(singular_values(_rank_one()))) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_effective_rank_diagonal_matches_hand_entropy():
+    # s = (3, 2, 1): p = (1/2, 1/3, 1/6).
+    p = (1 / 2, 1 / 3, 1 / 6)
+    expected = math.exp(-sum(q * math.log(q) for q in p))  # ~2.7495
+    got = effective_rank(singular_values(jnp.diag(jnp.array([1.0, 3.0, 2.0]))))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    assert 2.7 < expected < 2.8
+
+
+def test_effective_rank_zero_singular_values_contribute_nothing():
+    # 0 log 0 = 0: padding with zeros does not change the effective rank.
+    assert float(effective_rank(jnp.array([2.0, 2.0, 0.0, 0.0]))) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_effective_rank_all_zero_is_zero_without_nan():
+    value = effective_rank(singular_values(jnp.zeros((5, 3))))
+    assert float(value) == 0.0
+    grad = jax.grad(effective_rank)(jnp.zeros(3))
+    assert not np.any(np.isnan(np.asarray(grad)))
+
+
+# --------------------------------------------------------------- approximate rank
+
+
+def test_approximate_rank_dominant_value_below_threshold():
+    # 10 / 11 = 0.909 < 0.99 -> need both values.
+    assert int(approximate_rank(jnp.array([10.0, 1.0]))) == 2
+    assert int(approximate_rank(jnp.array([10.0, 1.0]), threshold=0.9)) == 1
+
+
+def test_approximate_rank_dominant_value_above_threshold():
+    # 100 / 101 = 0.9901 >= 0.99 -> one value suffices.
+    assert int(approximate_rank(jnp.array([100.0, 1.0]))) == 1
+    # 10 / 10.1 = 0.9901 >= 0.99, order of the input does not matter.
+    assert int(approximate_rank(jnp.array([0.05, 10.0, 0.05]))) == 1
+
+
+def test_approximate_rank_diag_many_small():
+    # diag(10, 1, 1, 1, 1): sums 10, 11, 12, 13, 14 of 14; 0.99 * 14 = 13.86.
+    s = singular_values(jnp.diag(jnp.array([10.0, 1.0, 1.0, 1.0, 1.0])))
+    assert int(approximate_rank(s)) == 5
+    assert int(approximate_rank(s, threshold=0.9)) == 4  # 12.6 <= 13
+    assert int(approximate_rank(s, threshold=0.5)) == 1  # 7 <= 10
+
+
+def test_approximate_rank_identity_and_zero():
+    assert int(approximate_rank(singular_values(jnp.eye(7)))) == 7
+    assert int(approximate_rank(jnp.zeros(4))) == 0
+
+
+# ------------------------------------------------------------------- stable rank
+
+
+def test_stable_rank_cases():
+    assert float(stable_rank(singular_values(jnp.eye(6)))) == pytest.approx(6.0, rel=1e-5)
+    assert float(stable_rank(singular_values(_rank_one()))) == pytest.approx(1.0, abs=1e-4)
+    # (4 + 1) / 4 = 1.25.
+    assert float(stable_rank(singular_values(jnp.diag(jnp.array([2.0, 1.0]))))) == pytest.approx(1.25)
+    assert float(stable_rank(jnp.zeros(3))) == 0.0
+
+
+# ------------------------------------------------------------------ feature rank
+
+
+def test_feature_rank_threshold():
+    # n = 4: s / 2 = (0.5, 0.25, 0.025, 0.0005).
+    s = jnp.array([0.05, 1.0, 0.001, 0.5])
+    assert int(feature_rank(s, num_examples=4)) == 3
+    assert int(feature_rank(s, num_examples=4, delta=0.1)) == 2
+    assert int(feature_rank(s, num_examples=4, delta=0.3)) == 1
+    assert int(feature_rank(s, num_examples=4, delta=0.5)) == 0  # strictly greater
+
+
+def test_feature_rank_scales_with_num_examples():
+    # 0.2 * I_100: every s = 0.2, s / 10 = 0.02 > 0.01.
+    assert int(feature_rank(singular_values(0.2 * jnp.eye(100)), 100)) == 100
+    # 0.05 * I_100: s / 10 = 0.005 <= 0.01.
+    assert int(feature_rank(singular_values(0.05 * jnp.eye(100)), 100)) == 0
+
+
+# ----------------------------------------------------------------- dead fraction
+
+
+def test_dead_fraction_relu():
+    features = jnp.array(
+        [
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 2.0, 0.0, 0.0],
+            [0.0, 0.5, 0.0, 0.7],
+        ]
+    )
+    # Cols 0 and 2 are zero everywhere; col 3 is zero on all but one example: alive.
+    assert float(dead_fraction(features, "relu")) == pytest.approx(2 / 4)
+    features = features.at[1, 2].set(0.3)
+    assert float(dead_fraction(features, "relu")) == pytest.approx(1 / 4)
+
+
+def test_dead_fraction_relu_tiny_positive_is_alive():
+    features = jnp.array([[0.0, 1e-6], [0.0, 0.0]])
+    assert float(dead_fraction(features, "relu")) == pytest.approx(0.5)
+
+
+def test_dead_fraction_tanh_saturation_within_eps():
+    features = jnp.array(
+        [
+            [0.995, -0.999, 0.98, 0.999],
+            [0.999, -0.995, 0.985, -0.999],
+        ]
+    )
+    # Col 0 stuck at +1, col 1 stuck at -1, col 2 is 0.02 away, col 3 switches sign.
+    assert float(dead_fraction(features, "tanh")) == pytest.approx(2 / 4)
+    # A looser epsilon makes col 2 dead; col 3 stays alive.
+    assert float(dead_fraction(features, "tanh", saturation_epsilon=0.05)) == pytest.approx(3 / 4)
+
+
+def test_dead_fraction_sigmoid_mixed_saturation_is_alive():
+    features = jnp.array(
+        [
+            [0.001, 0.999, 0.001],
+            [0.002, 0.998, 0.999],
+            [0.000, 1.000, 0.000],
+        ]
+    )
+    # Col 0 stuck at 0, col 1 stuck at 1, col 2 at 0 on some examples and 1 on others.
+    assert float(dead_fraction(features, "sigmoid")) == pytest.approx(2 / 3)
+
+
+def test_dead_fraction_other_activations():
+    elu = jnp.array([[-0.995, -0.5, 0.0], [-0.999, -0.999, -0.995]])
+    assert float(dead_fraction(elu, "elu")) == pytest.approx(1 / 3)
+    swish = jnp.array([[-0.001, -0.2, 0.0], [-0.005, -0.001, 0.0]])
+    assert float(dead_fraction(swish, "swish")) == pytest.approx(2 / 3)
+    leaky = jnp.array([[-0.01, -0.01, 0.0], [-0.02, 0.5, -0.01]])
+    assert float(dead_fraction(leaky, "leaky_relu")) == pytest.approx(1 / 3)
+    assert float(dead_fraction(jnp.zeros((3, 4)), "identity")) == 0.0
+
+
+def test_dead_fraction_unknown_activation_raises():
+    with pytest.raises(ValueError, match="relu.*tanh.*sigmoid"):
+        dead_fraction(jnp.zeros((2, 2)), "gelu")
+
+
+# -------------------------------------------------------------- weight magnitude
+
+
+def test_weight_magnitude_ignores_biases():
+    params = {
+        "Dense_0": {"kernel": jnp.array([[1.0, -2.0], [3.0, -4.0]]), "bias": jnp.array([100.0, -100.0])},
+        "Dense_1": {"kernel": jnp.array([[-5.0], [0.0]]), "bias": jnp.array([50.0])},
+    }
+    # (1 + 2 + 3 + 4 + 5 + 0) / 6 = 2.5; biases would change the value.
+    value = weight_magnitude(params)
+    assert value.dtype == jnp.float32
+    assert float(value) == pytest.approx(2.5)
+    assert float(jax.jit(weight_magnitude)({"params": params})) == pytest.approx(2.5)
+
+
+def test_weight_magnitude_without_kernels_raises():
+    with pytest.raises(ValueError, match="kernel"):
+        weight_magnitude({"Dense_0": {"bias": jnp.ones(3)}})
+
+
+# -------------------------------------------------------- representation_metrics
+
+
+def _params():
+    return {
+        "Dense_0": {"kernel": jnp.full((3, 5), -0.5), "bias": jnp.ones(5)},
+        "Dense_1": {"kernel": jnp.full((5, 2), 2.0), "bias": jnp.ones(2)},
+    }
+
+
+def test_representation_metrics_shapes_and_values():
+    layer_0 = jnp.concatenate([jnp.eye(8)[:, :4], jnp.zeros((8, 1))], axis=1)  # 5 units, 1 dead
+    layer_1 = jnp.zeros((8, 2))  # all dead, all-zero
+    metrics = representation_metrics((layer_0, layer_1), _params(), "relu")
+    assert set(metrics) == set(RANK_KEYS) | {"weight_magnitude"}
+    for key in RANK_KEYS:
+        assert metrics[key].shape == (2,)
+        assert metrics[key].dtype == jnp.float32
+        assert not np.any(np.isnan(np.asarray(metrics[key])))
+    assert metrics["weight_magnitude"].shape == ()
+    np.testing.assert_allclose(metrics["dead_fraction"], [0.2, 1.0])
+    np.testing.assert_allclose(metrics["effective_rank"], [4.0, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(metrics["approximate_rank"], [4.0, 0.0])
+    np.testing.assert_allclose(metrics["stable_rank"], [4.0, 0.0], rtol=1e-5)
+    # s = 1, s / sqrt(8) = 0.354 > 0.01.
+    np.testing.assert_allclose(metrics["feature_rank"], [4.0, 0.0])
+    # (15 * 0.5 + 10 * 2) / 25 = 1.1.
+    assert float(metrics["weight_magnitude"]) == pytest.approx(1.1)
+
+
+def test_representation_metrics_jit_vmap_matches_python_loop():
+    num_seeds, num_examples = 3, 16
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    layer_0 = jnp.tanh(3.0 * jax.random.normal(keys[0], (num_seeds, num_examples, 6)))
+    layer_0 = layer_0.at[0, :, 0].set(1.0)  # one saturated unit in seed 0
+    layer_1 = jnp.tanh(jax.random.normal(keys[1], (num_seeds, num_examples, 3)))
+    layer_1 = layer_1.at[1].set(0.0)  # all-zero layer in seed 1
+    params = jax.tree_util.tree_map(
+        lambda x: jnp.stack([x * (i + 1) for i in range(num_seeds)]), _params()
+    )
+
+    def metrics_fn(hidden, p):
+        return representation_metrics(hidden, p, "tanh", approximate_rank_threshold=0.9)
+
+    batched = jax.jit(jax.vmap(metrics_fn))((layer_0, layer_1), params)
+    for seed in range(num_seeds):
+        params_seed = jax.tree_util.tree_map(lambda x: x[seed], params)
+        single = metrics_fn((layer_0[seed], layer_1[seed]), params_seed)
+        for key, value in single.items():
+            np.testing.assert_allclose(batched[key][seed], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert float(batched["dead_fraction"][0, 0]) == pytest.approx(1 / 6)
+    assert float(batched["effective_rank"][1, 1]) == 0.0
+    assert not any(np.any(np.isnan(np.asarray(v))) for v in batched.values())
+
+
+def test_representation_metrics_empty_raises():
+    with pytest.raises(ValueError):
+        representation_metrics((), _params(), "relu")
