@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny flax networks in float64 and their dense curvature matrices.
+
+Every test in this directory runs inside `jax.enable_x64(True)` (restored afterwards, so other test directories are
+unaffected); a test that needs float32 opens `jax.enable_x64(False)` itself.
+"""
+
+from types import SimpleNamespace
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from plasticity_jax.curvature import mean_squared_error, softmax_cross_entropy
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+class TinyMLP(nn.Module):
+    hidden: int = 4
+    outputs: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        x = jnp.tanh(nn.Dense(self.hidden, name='hidden_0')(x))
+        return nn.Dense(self.outputs, name='output')(x)
+
+
+def make_problem(loss: str, n_examples: int = 13, n_inputs: int = 3, hidden: int = 4, outputs: int = 3,
+                 seed: int = 0):
+    """A tiny tanh MLP in float64, its dataset, and its dense Hessian / GGN / empirical Fisher."""
+    kx, ky, kp = jax.random.split(jax.random.key(seed), 3)
+    x = jax.random.normal(kx, (n_examples, n_inputs), jnp.float64)
+    if loss == 'cross_entropy':
+        y = jax.random.randint(ky, (n_examples,), 0, outputs)
+        loss_fn = softmax_cross_entropy
+    else:
+        y = jax.random.normal(ky, (n_examples, outputs), jnp.float64)
+        loss_fn = mean_squared_error
+    model = TinyMLP(hidden=hidden, outputs=outputs)
+    params = model.init(kp, x)['params']
+    params = jax.tree_util.tree_map(lambda a: 2.0 * a.astype(jnp.float64), params)  # larger weights: more curvature
+
+    def apply_fn(p, inputs):
+        return model.apply({'params': p}, inputs)
+
+    flat, unravel = ravel_pytree(params)
+    mean_loss = lambda f: jnp.mean(loss_fn(apply_fn(unravel(f), x), y))
+    hessian = np.asarray(jax.hessian(mean_loss)(flat))
+
+    outputs_fn = lambda f: apply_fn(unravel(f), x)
+    jac = np.asarray(jax.jacfwd(outputs_fn)(flat))  # (N, C, n)
+    out = outputs_fn(flat)
+    single = lambda o, t: loss_fn(o[None], t[None])[0]
+    h_out = np.asarray(jax.vmap(jax.hessian(single))(out, y))  # (N, C, C)
+    ggn = np.einsum('icp,icd,idq->pq', jac, h_out, jac) / n_examples
+    grads = np.asarray(jax.jacrev(lambda f: loss_fn(outputs_fn(f), y))(flat))  # (N, n)
+    fisher = grads.T @ grads / n_examples
+    return SimpleNamespace(loss=loss, loss_fn=loss_fn, x=x, y=y, dataset=(x, y), model=model, params=params,
+                           apply_fn=apply_fn, flat=flat, unravel=unravel, dim=flat.size, hessian=hessian, ggn=ggn,
+                           fisher=fisher, jac=jac, h_out=h_out)
+
+
+@pytest.fixture(scope='module')
+def classifier():
+    with jax.enable_x64(True):
+        return make_problem('cross_entropy')
+
+
+@pytest.fixture(scope='module')
+def regressor():
+    with jax.enable_x64(True):
+        return make_problem('mse', outputs=2)

@@ -1,0 +1,186 @@
+"""The engine: determinism, seed independence, resume after a kill, and the learner extension points."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from plasticity_jax import engine, learners
+from plasticity_jax.learners import AfterUpdate
+from plasticity_jax.results import load_run
+from tests.conftest import REPO_ROOT, load_config
+
+
+def small_scr(**overrides):
+    config = load_config('slowly_changing_regression.py')
+    config.num_seeds = 2
+    config.num_tasks = 4
+    config.tasks_per_chunk = 2
+    config.problem.examples_per_task = 300
+    config.metrics.probe_size = 64
+    for name, value in overrides.items():
+        node = config
+        *path, leaf = name.split('.')
+        for field in path:
+            node = node[field]
+        node[leaf] = value
+    return config
+
+
+def assert_same_metrics(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_run_writes_every_metric_with_seed_and_task_axes(tmp_path):
+    config = small_scr(**{'model.width': 6})
+    engine.run(config, str(tmp_path), progress=False)
+    run = load_run(str(tmp_path))
+    assert run.config.model.width == 6
+    m = run.metrics
+    for name in ('online_mse', 'online_loss', 'nonfinite_steps', 'weight_magnitude'):
+        assert m[name].shape == (2, 4), name
+    for name in ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank'):
+        assert m[name].shape == (2, 4, 1), name
+    assert np.all(m['online_mse'] > 0) and np.all(np.isfinite(m['online_mse']))
+    assert np.all((m['dead_fraction'] >= 0) & (m['dead_fraction'] <= 1))
+    assert np.all(m['effective_rank'] <= 6) and np.all(m['effective_rank'] >= 1)
+    assert run.num_tasks_done == 4 and run.diverged_seeds.size == 0
+
+
+def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path):
+    first = engine.run(small_scr(), str(tmp_path / 'a'), progress=False)
+    second = engine.run(small_scr(), str(tmp_path / 'b'), progress=False)
+    assert_same_metrics(first, second)
+    assert not np.array_equal(first['online_mse'][0], first['online_mse'][1])
+    other_base_seed = engine.run(small_scr(seed=1), str(tmp_path / 'c'), progress=False)
+    assert not np.array_equal(first['online_mse'], other_base_seed['online_mse'])
+
+
+def test_seed_results_do_not_depend_on_how_many_seeds_run(tmp_path):
+    two = engine.run(small_scr(num_seeds=2), str(tmp_path / 'two'), progress=False)
+    three = engine.run(small_scr(num_seeds=3), str(tmp_path / 'three'), progress=False)
+    np.testing.assert_allclose(two['online_mse'], three['online_mse'][:2], rtol=1e-6)
+
+
+def test_extending_a_finished_run_equals_running_it_whole(tmp_path):
+    whole = engine.run(small_scr(num_tasks=4), str(tmp_path / 'whole'), progress=False)
+    engine.run(small_scr(num_tasks=2), str(tmp_path / 'extended'), progress=False)
+    extended = engine.run(small_scr(num_tasks=4), str(tmp_path / 'extended'), progress=False)
+    assert_same_metrics(whole, extended)
+
+
+def test_resuming_with_a_different_config_is_refused(tmp_path):
+    engine.run(small_scr(num_tasks=2), str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match='learner'):
+        engine.run(small_scr(**{'learner.step_size': 0.5}), str(tmp_path), progress=False)
+
+
+def _main_command(workdir, **flags):
+    args = [sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
+            f'--workdir={workdir}']
+    return args + [f'--config.{name}={value}' for name, value in flags.items()]
+
+
+def _finished_checkpoints(workdir):
+    directory = pathlib.Path(workdir) / engine.CHECKPOINT_DIR
+    return sorted(int(p.name) for p in directory.glob('*') if p.name.isdigit()) if directory.exists() else []
+
+
+def test_killed_run_resumes_bit_identically(tmp_path):
+    """kill -9 in the middle of a run, start the same command again: the metrics equal an uninterrupted run."""
+    flags = {'num_seeds': 3, 'num_tasks': 12, 'tasks_per_chunk': 1, 'problem.examples_per_task': 20_000,
+             'metrics.probe_size': 64}
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    subprocess.run(_main_command(tmp_path / 'whole', **flags), cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True)
+
+    killed = tmp_path / 'killed'
+    process = subprocess.Popen(_main_command(killed, **flags), cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not _finished_checkpoints(killed) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_at_kill = max(_finished_checkpoints(killed), default=0)
+    assert 0 < done_at_kill < flags['num_tasks'], 'the kill should land in the middle of the run'
+
+    subprocess.run(_main_command(killed, **flags), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    assert_same_metrics(load_run(str(tmp_path / 'whole')).metrics, load_run(str(killed)).metrics)
+
+
+def test_nonfinite_seed_does_not_touch_other_seeds():
+    config = small_scr(num_seeds=3, num_tasks=2)
+    train = engine.make_train(config)
+    run_chunk = engine.make_vmapped(train)
+    clean = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    poisoned = clean._replace(params=jax.tree.map(lambda p: p.at[1].set(jnp.nan), clean.params))
+
+    _, clean_metrics = run_chunk(clean, 2)
+    _, poisoned_metrics = run_chunk(poisoned, 2)
+    assert np.all(np.asarray(poisoned_metrics['nonfinite_steps'][1]) == config.problem.examples_per_task)
+    for name in clean_metrics:
+        np.testing.assert_array_equal(clean_metrics[name][0::2], poisoned_metrics[name][0::2], err_msg=name)
+
+
+def test_nonfinite_losses_are_reported_per_seed(tmp_path, caplog):
+    """A step size large enough to diverge: every seed is reported on the console and in the results."""
+    config = small_scr(num_tasks=2, **{'learner.step_size': 1e6, 'model.activation': 'identity'})
+    with caplog.at_level('WARNING'):
+        engine.run(config, str(tmp_path), progress=False)
+    run = load_run(str(tmp_path))
+    assert list(run.diverged_seeds) == [0, 1]
+    assert 'seed 0:' in caplog.text and 'seed 1:' in caplog.text
+
+
+# -------------------------------------------------------------------------------------------------------------
+# The learner extension points, exercised through a learner the engine has never seen.
+
+def _hooked_learner(config, init_params):
+    """A learner unknown to the engine: it moves only `hidden_0`'s bias towards 1 (through its objective), counts
+    steps and zeroes the output bias (through its after-update routine), and checks the optimizer's extra args."""
+
+    def objective(loss_fn):
+        def pull_bias_to_one(params):
+            loss, forward = loss_fn(params)
+            return 0.0 * loss + jnp.sum((params['hidden_0']['bias'] - 1.0) ** 2), forward
+        return pull_bias_to_one
+
+    def update(updates, state, params=None, *, key, grad_fn):
+        del key  # Required: the engine must pass a key.
+        mismatch = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), grad_fn(params, 0), updates)
+        return jax.tree.map(lambda g: -0.01 * g, updates), jnp.maximum(state, jax.tree.reduce(jnp.maximum, mismatch))
+
+    def after_update(state, inputs):
+        output = {**inputs.params['output'], 'bias': jnp.zeros_like(inputs.params['output']['bias'])}
+        return state + inputs.forward.hidden[0].shape[0], {**inputs.params, 'output': output}, inputs.opt_state
+
+    return learners.Learner(
+        optimizer=optax.GradientTransformationExtraArgs(lambda params: jnp.zeros(()), update),
+        objective=objective,
+        after_update=AfterUpdate(init=lambda params: jnp.zeros((), jnp.int32), update=after_update))
+
+
+def test_engine_runs_a_new_learner_through_its_hooks(monkeypatch):
+    monkeypatch.setitem(learners.LEARNERS, 'hooked', _hooked_learner)
+    config = small_scr(num_tasks=2, **{'learner.name': 'hooked'})
+    train = engine.make_train(config)
+    initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    final, _ = engine.make_vmapped(train)(initial, 2)
+    steps = 2 * config.problem.examples_per_task
+    np.testing.assert_array_equal(final.learner_state, [steps, steps])  # after_update ran once per step
+    assert np.all(np.asarray(final.params['output']['bias']) == 0)  # ... and its params were kept
+    assert np.all(np.asarray(final.opt_state) < 1e-6)  # grad_fn is the gradient the optimizer received
+    # Only the objective's term was differentiated: hidden_0's bias reached 1, its kernel never moved.
+    np.testing.assert_allclose(final.params['hidden_0']['bias'], 1.0, atol=1e-4)
+    np.testing.assert_array_equal(final.params['hidden_0']['kernel'], initial.params['hidden_0']['kernel'])

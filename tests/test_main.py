@@ -1,0 +1,69 @@
+"""The command line: config overrides, clear errors for unknown fields and variants."""
+
+import subprocess
+import sys
+
+import pytest
+
+from plasticity_jax import main
+from tests.conftest import REPO_ROOT, load_config
+
+SCR = '--config=configs/slowly_changing_regression.py'
+
+
+def run_main(*args):
+    return subprocess.run([sys.executable, '-m', 'plasticity_jax.main', *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+def test_unknown_field_names_the_field_and_lists_the_valid_ones():
+    message = main.unknown_override(['prog', SCR, '--config.model.widht=3'])
+    assert "model.widht" in message
+    for valid in ('activation', 'depth', 'width', 'init_distribution'):
+        assert valid in message
+    assert main.unknown_override(['prog', SCR, '--config.model.width=3']) is None
+    assert 'num_seeds' in main.unknown_override(['prog', SCR, '--config.nope=1'])
+
+
+def test_cli_reports_an_unknown_field_in_one_line(tmp_path):
+    result = run_main(SCR, f'--workdir={tmp_path}', '--config.learner.stepsize=0.1')
+    assert result.returncode != 0
+    assert "unknown config field 'learner.stepsize'" in result.stderr
+    assert 'step_size' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_cli_runs_overrides_and_variants_and_says_where_results_went(tmp_path):
+    workdir = tmp_path / 'run'
+    result = run_main(SCR + ':tanh,lr0.001', f'--workdir={workdir}', '--config.num_seeds=2', '--config.num_tasks=2',
+                      '--config.problem.examples_per_task=200', '--config.metrics.probe_size=32')
+    assert result.returncode == 0, result.stderr
+    assert str(workdir) in result.stdout
+    from plasticity_jax.results import load_run
+    run = load_run(str(workdir))
+    assert run.config.model.activation == 'tanh' and run.config.learner.step_size == 0.001
+    assert run.metrics['online_mse'].shape == (2, 2)
+
+
+def test_unknown_variant_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown config variant 'tahn'.*tanh"):
+        load_config('slowly_changing_regression.py', 'tahn')
+
+
+@pytest.mark.parametrize('name', ['slowly_changing_regression.py', 'permuted_mnist.py'])
+def test_every_variant_of_every_config_builds(name):
+    """Each documented variant changes the field it names, and variants compose left to right."""
+    base = load_config(name)
+    assert load_config(name, 'lr0.001').learner.step_size == 0.001
+    adam = load_config(name, 'adam,lr0.01')
+    assert adam.learner.optimizer == 'adam' and adam.learner.step_size == 0.01
+    assert base.learner.optimizer == 'sgd'
+
+
+def test_permuted_mnist_variants_follow_the_dissertation():
+    config = load_config('permuted_mnist.py')
+    assert (config.model.width, config.model.depth, config.problem.batch_size, config.num_tasks,
+            config.problem.examples_per_task, config.learner.step_size) == (2000, 3, 1, 800, 60_000, 0.003)
+    switch = load_config('permuted_mnist.py', 'switch10k')
+    assert switch.problem.examples_per_task * switch.num_tasks == 48_000_000
+    assert load_config('permuted_mnist.py', 'width10000').model.width == 10_000
