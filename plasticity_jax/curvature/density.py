@@ -82,26 +82,23 @@ class SLQResult(NamedTuple):
     breakdowns: jax.Array  # (R,): number of breakdown restarts in each run
 
 
-def slq(matvec: Matvec, probes: jax.Array, order: int, *, key: jax.Array | None = None, dtype=None,
-        batch_size: int | None = None) -> SLQResult:
+def slq(matvec: Matvec, probes: jax.Array, order: int, *, dtype=None, batch_size: int | None = None) -> SLQResult:
     """Stochastic Lanczos quadrature: `order` Lanczos steps from each row of `probes` (R, dim).
 
     Draws run one after the other (`lax.map`), so memory holds one basis; `batch_size` > 1 vmaps that many draws at
-    a time (faster on an accelerator, `batch_size` bases in memory). `key` seeds breakdown restarts only.
+    a time (faster on an accelerator, `batch_size` bases in memory).
     """
     dtype = jnp.dtype(dtype) if dtype is not None else default_dtype()
-    keys = jax.random.split(jax.random.key(1) if key is None else key, probes.shape[0])
 
-    def one(args):
-        v, k = args
+    def one(v):
         v = v.astype(dtype)
-        res = lanczos(matvec, v, order, key=k, dtype=dtype)
+        res = lanczos(matvec, v, order, dtype=dtype)
         values, vectors = ritz_decomposition(res)
         weights = vectors[0, :] ** 2
         residuals = jnp.abs(res.residual_norm) * jnp.abs(vectors[-1, :])
         return values, weights, jnp.dot(v, v) * res.alphas[0], residuals, jnp.sum(res.breakdowns)
 
-    return SLQResult(*jax.lax.map(one, (probes, keys), batch_size=batch_size))
+    return SLQResult(*jax.lax.map(one, probes, batch_size=batch_size))
 
 
 def spectral_density(result: SLQResult, grid: jax.Array, sigma: float) -> jax.Array:

@@ -21,8 +21,10 @@ Implementation choices:
   internally, see `products.flat_matvec`).
 * Breakdown: if the residual after reorthogonalisation has norm beta_j <= tol * ||A||_est (an invariant subspace has
   been found, e.g. when A has repeated eigenvalues, or the Krylov space is exhausted at order = dim), the
-  off-diagonal is set to exactly 0 and the iteration restarts from a random vector orthogonalised against the basis
-  (Parlett, Sec. 13.2). T is then block diagonal: the extra blocks hold further eigenvalues of A (so with
+  off-diagonal is set to exactly 0 and the iteration restarts from a new direction orthogonalised against the basis
+  (Parlett, Sec. 13.2): the coordinate vector e_i least represented in the basis (smallest ||Q e_i||), which is
+  deterministic, needs no random numbers, and is guaranteed to have a part of norm >= sqrt(1 - k/dim) outside the
+  span of the k vectors so far. T is then block diagonal: the extra blocks hold further eigenvalues of A (so with
   order = dim all eigenvalues are found), while their eigenvectors have zero first component and so carry zero SLQ
   weight, leaving the quadrature rule of v0 exact. No division by a vanishing beta ever happens, so no NaN.
 
@@ -64,15 +66,14 @@ def _orthogonalize(basis: jax.Array, w: jax.Array, passes: int) -> jax.Array:
     return w
 
 
-def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, key: jax.Array | None = None, dtype=None,
-            reorth_passes: int = 2, breakdown_tol: float | None = None) -> LanczosResult:
+def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, dtype=None, reorth_passes: int = 2,
+            breakdown_tol: float | None = None) -> LanczosResult:
     """`order` steps of Lanczos with full reorthogonalisation on the symmetric operator `matvec`, from `v0`.
 
     Args:
       matvec: `u -> A u` on vectors of shape (dim,) (symmetric A).
       v0: start vector (dim,), nonzero; it is normalised.
       order: number of steps m (static), 1 <= m <= dim.
-      key: PRNG key for the restart vectors after a breakdown (default: a fixed key; only used on breakdown).
       dtype: dtype of the basis and of T; default `default_dtype()` (float64 with x64 on, else float32).
       reorth_passes: Gram-Schmidt passes per step against the whole basis (2 = "twice is enough").
       breakdown_tol: relative tolerance on beta_j / ||A||_est under which the step counts as a breakdown;
@@ -88,10 +89,6 @@ def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, key: jax.Array | None 
         raise ValueError(f'order must be in [1, dim={dim}], got {order}')
     if breakdown_tol is None:
         breakdown_tol = float(jnp.finfo(dtype).eps) ** 0.75
-    if key is None:
-        key = jax.random.key(0)
-    elif not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)
     tiny = jnp.finfo(dtype).tiny
 
     v0 = v0.astype(dtype)
@@ -110,9 +107,9 @@ def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, key: jax.Array | None 
         w = _orthogonalize(basis, w, reorth_passes)  # removes alpha q_j, beta q_{j-1} and all round-off components
         beta = jnp.linalg.norm(w)
         broke = beta <= breakdown_tol * scale
-        # On breakdown continue from a random direction orthogonal to the basis (with beta = 0 T splits into
-        # blocks). Both candidates are orthogonalised again: for the residual it is a harmless extra pass.
-        restart = jax.random.normal(jax.random.fold_in(key, j), (dim,), dtype)
+        # On breakdown continue from the coordinate vector least represented in the basis (with beta = 0, T splits
+        # into blocks). Both candidates are orthogonalised again: for the residual it is a harmless extra pass.
+        restart = jax.nn.one_hot(jnp.argmin(jnp.sum(basis**2, axis=0)), dim, dtype=dtype)
         nxt = _orthogonalize(basis, jnp.where(broke, restart, w), 2)
         nxt = nxt / jnp.maximum(jnp.linalg.norm(nxt), tiny)
         basis = basis.at[j + 1].set(nxt, mode='drop')  # dropped after the last step

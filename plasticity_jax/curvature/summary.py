@@ -43,8 +43,7 @@ def extreme_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, d
     """
     matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
     dtype = dtype or default_dtype()
-    start_key, restart_key = jax.random.split(key)
-    res = lanczos(matvec, jax.random.normal(start_key, (dim,), dtype), min(order, dim), key=restart_key, dtype=dtype)
+    res = lanczos(matvec, jax.random.normal(key, (dim,), dtype), min(order, dim), dtype=dtype)
     values, residuals = ritz_residual_norms(res)
     return {'top': values[::-1][:k], 'bottom': values[:k],
             'top_residual': residuals[::-1][:k], 'bottom_residual': residuals[:k]}
@@ -84,9 +83,8 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
     """
     dtype = dtype or default_dtype()
     matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
-    probe_key, restart_key = jax.random.split(key)
-    result = slq(matvec, rademacher_probes(probe_key, num_draws, dim, dtype), min(order, dim), key=restart_key,
-                 dtype=dtype, batch_size=batch_size)
+    result = slq(matvec, rademacher_probes(key, num_draws, dim, dtype), min(order, dim), dtype=dtype,
+                 batch_size=batch_size)
     trace = slq_trace(result)
     rank = epsilon_rank(result, epsilons)
     mass = epsilon_density_mass(result, sigma, epsilons)

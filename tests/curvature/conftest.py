@@ -51,29 +51,32 @@ def make_problem(loss: str, n_examples: int = 13, n_inputs: int = 3, hidden: int
         return model.apply({'params': p}, inputs)
 
     flat, unravel = ravel_pytree(params)
-    mean_loss = lambda f: jnp.mean(loss_fn(apply_fn(unravel(f), x), y))
-    hessian = np.asarray(jax.hessian(mean_loss)(flat))
 
-    outputs_fn = lambda f: apply_fn(unravel(f), x)
-    jac = np.asarray(jax.jacfwd(outputs_fn)(flat))  # (N, C, n)
-    out = outputs_fn(flat)
-    single = lambda o, t: loss_fn(o[None], t[None])[0]
-    h_out = np.asarray(jax.vmap(jax.hessian(single))(out, y))  # (N, C, C)
+    @jax.jit
+    def dense(f):
+        outputs_fn = lambda g: apply_fn(unravel(g), x)
+        hessian = jax.hessian(lambda g: jnp.mean(loss_fn(outputs_fn(g), y)))(f)
+        jac = jax.jacfwd(outputs_fn)(f)  # (N, C, n)
+        single = lambda o, t: loss_fn(o[None], t[None])[0]
+        h_out = jax.vmap(jax.hessian(single))(outputs_fn(f), y)  # (N, C, C)
+        grads = jax.jacrev(lambda g: loss_fn(outputs_fn(g), y))(f)  # (N, n)
+        return hessian, jac, h_out, grads
+
+    hessian, jac, h_out, grads = map(np.asarray, dense(flat))
     ggn = np.einsum('icp,icd,idq->pq', jac, h_out, jac) / n_examples
-    grads = np.asarray(jax.jacrev(lambda f: loss_fn(outputs_fn(f), y))(flat))  # (N, n)
     fisher = grads.T @ grads / n_examples
     return SimpleNamespace(loss=loss, loss_fn=loss_fn, x=x, y=y, dataset=(x, y), model=model, params=params,
                            apply_fn=apply_fn, flat=flat, unravel=unravel, dim=flat.size, hessian=hessian, ggn=ggn,
                            fisher=fisher, jac=jac, h_out=h_out)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def classifier():
     with jax.enable_x64(True):
         return make_problem('cross_entropy')
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def regressor():
     with jax.enable_x64(True):
         return make_problem('mse', outputs=2)

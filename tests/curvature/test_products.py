@@ -6,22 +6,31 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from plasticity_jax.curvature import (curvature_vector_product, dataset_average, flat_matvec,
-                                      hessian_vector_product, mean_squared_error)
+from plasticity_jax.curvature import (dataset_average, flat_matvec, get_loss, hessian_vector_product,
+                                      mean_squared_error)
 
 
 def dense_from_matvec(matvec, dim):
     return np.asarray(jax.jit(jax.vmap(matvec))(jnp.eye(dim)))
 
 
-@pytest.mark.parametrize('curvature', ['hessian', 'ggn', 'fisher'])
-def test_products_match_dense_matrices(classifier, curvature):
+def test_products_match_dense_matrices(classifier):
     # 13 examples in chunks of 5: the last chunk is partial (3 examples), so the exact average is exercised.
-    matvec, dim = flat_matvec(curvature, classifier.apply_fn, 'cross_entropy', classifier.params,
-                              classifier.dataset, chunk_size=5)
-    assert dim == classifier.dim
-    dense = getattr(classifier, curvature)
-    np.testing.assert_allclose(dense_from_matvec(matvec, dim), dense, rtol=0, atol=1e-12 * np.abs(dense).max())
+    c = classifier
+
+    @jax.jit
+    def all_dense(params):
+        out = []
+        for curvature in ('hessian', 'ggn', 'fisher'):
+            matvec, _ = flat_matvec(curvature, c.apply_fn, 'cross_entropy', params, c.dataset, chunk_size=5)
+            out.append(jax.vmap(matvec)(jnp.eye(c.dim)))
+        return out
+
+    for curvature, got in zip(('hessian', 'ggn', 'fisher'), all_dense(c.params)):
+        dense = getattr(c, curvature)
+        np.testing.assert_allclose(got, dense, rtol=0, atol=1e-12 * np.abs(dense).max(), err_msg=curvature)
+    # The three matrices differ here (the network is not at a minimum), so the comparison is not vacuous.
+    assert np.abs(c.hessian - c.ggn).max() > 1e-3 and np.abs(c.ggn - c.fisher).max() > 1e-3
 
 
 def test_ggn_and_hessian_for_mse(regressor):
@@ -36,9 +45,10 @@ def test_ggn_and_hessian_for_mse(regressor):
 def test_chunking_does_not_change_the_average(classifier):
     v = jax.tree_util.tree_map(lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape),
                                classifier.params)
-    results = [ravel_pytree(hessian_vector_product(classifier.apply_fn, 'cross_entropy', classifier.params,
-                                                   classifier.dataset, v, chunk_size=cs))[0]
-               for cs in (None, 1, 4, 13, 100)]
+    def product(cs):
+        return jax.jit(lambda p, w: ravel_pytree(hessian_vector_product(classifier.apply_fn, 'cross_entropy', p,
+                                                                         classifier.dataset, w, chunk_size=cs))[0])
+    results = [product(cs)(classifier.params, v) for cs in (None, 1, 4)]
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-14)
 
@@ -46,9 +56,8 @@ def test_chunking_does_not_change_the_average(classifier):
 def test_dataset_average_counts_every_example_once():
     n = 11
     data = (jnp.arange(n, dtype=jnp.float64), jnp.ones((n, 2)))
-    for cs in (1, 3, 4, 5, 10, 11, None):
-        mean = dataset_average(lambda chunk, w: jnp.sum(w * chunk[0]), data, cs)
-        count = dataset_average(lambda chunk, w: jnp.sum(w * chunk[1][:, 0]), data, cs)
+    for cs in (1, 4, None):  # 11 chunks, a partial last chunk (3 of 4 new examples), one chunk
+        mean, count = dataset_average(lambda chunk, w: (jnp.sum(w * chunk[0]), jnp.sum(w * chunk[1][:, 0])), data, cs)
         np.testing.assert_allclose(mean, np.arange(n).mean(), rtol=1e-14)
         np.testing.assert_allclose(count, 1.0, rtol=1e-14)
 
@@ -58,15 +67,18 @@ def test_matvec_casts_between_basis_and_param_dtypes(classifier):
     matvec, dim = flat_matvec('hessian', classifier.apply_fn, 'cross_entropy', params32,
                               (classifier.x.astype(jnp.float32), classifier.y))
     u = jnp.ones((dim,), jnp.float64)
-    out = matvec(u)
+    out = jax.jit(matvec)(u)
     assert out.dtype == jnp.float64
     np.testing.assert_allclose(out, classifier.hessian @ np.ones(dim), rtol=1e-4, atol=1e-5)
 
 
-def test_custom_loss_callable(regressor):
-    v = jax.tree_util.tree_map(jnp.ones_like, regressor.params)
-    a = curvature_vector_product('ggn', regressor.apply_fn, mean_squared_error, regressor.params, regressor.dataset, v)
-    b = curvature_vector_product('ggn', regressor.apply_fn, 'mse', regressor.params, regressor.dataset, v)
-    np.testing.assert_allclose(ravel_pytree(a)[0], ravel_pytree(b)[0], rtol=1e-14)
+def test_losses():
+    logits = jnp.array([[1.0, 2.0, 0.5]])
+    np.testing.assert_allclose(get_loss('cross_entropy')(logits, jnp.array([1])),
+                               jax.nn.logsumexp(logits[0]) - 2.0, rtol=1e-14)
+    np.testing.assert_allclose(get_loss('mse')(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])), [1.0, 4.0])
+    assert get_loss(mean_squared_error) is mean_squared_error
     with pytest.raises(ValueError):
-        curvature_vector_product('newton', regressor.apply_fn, 'mse', regressor.params, regressor.dataset, v)
+        get_loss('hinge')
+    with pytest.raises(ValueError):
+        flat_matvec('newton', None, 'mse', {'w': jnp.ones(2)}, (jnp.ones((2, 1)), jnp.ones(2)))[0](jnp.ones(2))

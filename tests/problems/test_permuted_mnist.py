@@ -101,9 +101,9 @@ def test_task_keys_give_different_permutations_and_same_key_the_same(data, task)
 def test_batch_is_the_ordered_example_permuted_and_scaled(data, raw, task):
     problem = _problem()
     state, perm, order = task
-    batch = jax.jit(lambda step: problem.batch(data, state, step, jax.random.key(0)))
+    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0)))  # data: an argument
     for step in (0, 1, 12_345, NUM_TRAIN - 1):
-        x, y = batch(jnp.int32(step))
+        x, y = batch(data, jnp.int32(step))
         want_x, want_y = _expected(raw, perm, order[[step]])
         assert x.shape == (1, NUM_PIXELS) and x.dtype == jnp.float32 and y.shape == (1,)
         np.testing.assert_allclose(np.asarray(x), want_x, rtol=1e-6)
@@ -140,9 +140,9 @@ def test_steps_past_the_dataset_wrap_around(data, raw, task):
     # Batch size 1, 100,000 examples per task (the dissertation's switch100k): step s shows example s mod 60,000.
     problem = _problem(examples_per_task=100_000)
     assert problem.steps_per_task == 100_000
-    batch = jax.jit(lambda step: problem.batch(data, state, step, jax.random.key(0)))
+    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0)))  # data: an argument
     for step, position in ((NUM_TRAIN, 0), (NUM_TRAIN + 5, 5), (problem.steps_per_task - 1, 39_999)):
-        x, y = batch(jnp.int32(step))
+        x, y = batch(data, jnp.int32(step))
         want_x, want_y = _expected(raw, perm, order[[position]])
         np.testing.assert_allclose(np.asarray(x), want_x, rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(y), want_y)

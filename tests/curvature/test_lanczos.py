@@ -1,0 +1,102 @@
+"""Lanczos with full reorthogonalisation against dense `eigh`."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plasticity_jax.curvature import (flat_matvec, lanczos, ritz_decomposition, ritz_residual_norms, ritz_values,
+                                      top_eigenvalues, top_k, bottom_k)
+
+
+def test_full_order_lanczos_on_hessian_matches_eigh(classifier):
+    c = classifier
+    matvec, dim = flat_matvec('hessian', c.apply_fn, 'cross_entropy', c.params, c.dataset, chunk_size=5)
+    v0 = jax.random.normal(jax.random.key(0), (dim,), jnp.float64)
+    res = jax.jit(lambda v: lanczos(matvec, v, dim))(v0)
+    assert res.basis.dtype == jnp.float64 and res.alphas.dtype == jnp.float64
+
+    exact = np.linalg.eigvalsh(c.hessian)
+    norm = np.abs(exact).max()
+    assert exact[0] < -1e-2 * norm and exact[-1] > 1e-2 * norm  # an indefinite Hessian: both ends are informative
+    theta = np.asarray(ritz_values(res))
+    np.testing.assert_allclose(top_k(res, 2), exact[::-1][:2], rtol=1e-8)
+    np.testing.assert_allclose(bottom_k(res, 2), exact[:2], rtol=1e-8)
+    # With order = dim every eigenvalue is found, including the multiple zero eigenvalue (softmax is invariant to
+    # shifting all logits), which the Krylov space of v0 alone cannot resolve: breakdown restarts supply the rest.
+    np.testing.assert_allclose(theta, exact, rtol=0, atol=1e-10 * norm)
+    assert np.sum(np.abs(exact) < 1e-10 * norm) >= 2
+    assert int(res.breakdowns.sum()) >= 1
+    np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(dim), atol=1e-12)
+    assert np.all(np.isfinite(res.basis))
+
+
+def test_breakdown_restart_keeps_quadrature_exact():
+    # A has eigenvalues 1, 2, 3, each three times; v0 lives in the span of two eigenvectors, so the Krylov space
+    # is invariant after 2 steps. The restart must find the remaining eigenvalues without NaNs, and the restarted
+    # blocks must get zero weight in the quadrature of v0.
+    eig = jnp.repeat(jnp.array([1.0, 2.0, 3.0]), 3)
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(1), (9, 9)))
+    a = (q * eig) @ q.T
+    v0 = q[:, 0] + 2 * q[:, 4]
+    res = jax.jit(lambda v: lanczos(lambda u: a @ u, v, 9))(v0)
+    assert bool(res.breakdowns[1]) and float(res.betas[1]) == 0.0
+    values, vectors = ritz_decomposition(res)
+    np.testing.assert_allclose(values, np.sort(eig), atol=1e-12)
+    weights = np.asarray(vectors[0] ** 2)
+    measure = {lam: weights[np.abs(np.asarray(values) - lam) < 1e-8].sum() for lam in (1.0, 2.0, 3.0)}
+    np.testing.assert_allclose([measure[1.0], measure[2.0], measure[3.0]], [0.2, 0.8, 0.0], atol=1e-12)
+    assert np.all(np.isfinite(res.basis))
+
+
+def test_residual_bounds_and_float32_without_x64(classifier):
+    h = classifier.hessian
+    exact = np.linalg.eigvalsh(h)
+    with jax.enable_x64(False):
+        a = jnp.asarray(h, jnp.float32)
+        v0 = jax.random.normal(jax.random.key(2), (a.shape[0],))
+        res = jax.jit(lambda v: lanczos(lambda u: a @ u, v, 20))(v0)
+        assert res.basis.dtype == jnp.float32 and res.alphas.dtype == jnp.float32
+        values, residuals = ritz_residual_norms(res)
+        values, residuals = np.asarray(values, np.float64), np.asarray(residuals, np.float64)
+    # Each Ritz value lies within its residual norm of some eigenvalue (up to float32 round-off).
+    dist = np.abs(values[:, None] - exact[None, :]).min(axis=1)
+    assert np.all(dist <= residuals + 1e-5 * np.abs(exact).max())
+    np.testing.assert_allclose(values[-1], exact[-1], rtol=1e-4)
+
+
+def _count_eqns(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += 1
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, 'jaxpr', sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, 'eqns'):
+                    total += _count_eqns(inner)
+    return total
+
+
+def test_jaxpr_size_does_not_grow_with_order(classifier):
+    c = classifier
+    matvec, dim = flat_matvec('hessian', c.apply_fn, 'cross_entropy', c.params, c.dataset, chunk_size=5)
+    v0 = jnp.ones((dim,))
+    counts = [_count_eqns(jax.make_jaxpr(lambda v: ritz_values(lanczos(matvec, v, order)))(v0).jaxpr)
+              for order in (10, 30)]
+    assert counts[0] == counts[1]
+    assert counts[0] > 20  # the (recursive) count includes the loop body with the Hessian-vector product
+
+
+def test_vmap_over_param_sets_equals_separate_calls(classifier):
+    c = classifier
+    params2 = jax.tree_util.tree_map(lambda a: 0.7 * a[::-1] + 0.1, c.params)
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), c.params, params2)
+    keys = jax.random.split(jax.random.key(3), 2)
+
+    def fn(p, k):
+        return top_eigenvalues(c.apply_fn, 'cross_entropy', p, c.dataset, k, k=2, order=12, chunk_size=5)
+
+    batched = jax.jit(jax.vmap(fn))(stacked, keys)
+    single = jax.jit(fn)
+    separate = np.stack([single(c.params, keys[0]), single(params2, keys[1])])
+    np.testing.assert_allclose(batched, separate, rtol=1e-10)
+    assert abs(separate[0, 0] - separate[1, 0]) > 1e-3  # two genuinely different problems
