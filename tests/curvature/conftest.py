@@ -35,17 +35,19 @@ class TinyMLP(nn.Module):
 def make_problem(loss: str, n_examples: int = 13, n_inputs: int = 3, hidden: int = 4, outputs: int = 3,
                  seed: int = 0):
     """A tiny tanh MLP in float64, its dataset, and its dense Hessian / GGN / empirical Fisher."""
-    kx, ky, kp = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.normal(kx, (n_examples, n_inputs), jnp.float64)
+    # Data and parameters come from numpy (no jax PRNG to compile); `TinyMLP.init` would give the same structure.
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(n_examples, n_inputs)))
     if loss == 'cross_entropy':
-        y = jax.random.randint(ky, (n_examples,), 0, outputs)
+        y = jnp.asarray(rng.integers(0, outputs, size=n_examples), jnp.int32)
         loss_fn = softmax_cross_entropy
     else:
-        y = jax.random.normal(ky, (n_examples, outputs), jnp.float64)
+        y = jnp.asarray(rng.normal(size=(n_examples, outputs)))
         loss_fn = mean_squared_error
     model = TinyMLP(hidden=hidden, outputs=outputs)
-    params = model.init(kp, x)['params']
-    params = jax.tree_util.tree_map(lambda a: 2.0 * a.astype(jnp.float64), params)  # larger weights: more curvature
+    params = {'hidden_0': {'kernel': rng.normal(size=(n_inputs, hidden)) * 1.5, 'bias': rng.normal(size=hidden) * 0.5},
+              'output': {'kernel': rng.normal(size=(hidden, outputs)) * 1.5, 'bias': rng.normal(size=outputs) * 0.5}}
+    params = jax.tree_util.tree_map(jnp.asarray, params)
 
     def apply_fn(p, inputs):
         return model.apply({'params': p}, inputs)
