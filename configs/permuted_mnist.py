@@ -56,7 +56,7 @@ def get_config(arg=None):
 
     config.learner.step_size = 0.003
 
-    variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)),
+    variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)), **config_lib.learner_variants(),
                 'adam': lambda c: (config_lib.adam_variant(c), setattr(c.learner, 'step_size', 1e-4)),
                 'switch10k': _switch(10_000), 'switch100k': _switch(100_000), 'switch1m': _switch(1_000_000)}
     variants.update({f'width{w}': (lambda c, w=w: setattr(c.model, 'width', w)) for w in (100, 1000, 10_000)})

@@ -45,7 +45,7 @@ def get_config(arg=None):
     config.learner.step_size = 0.01
     config.metrics.probe_size = 2000
 
-    variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)),
+    variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)), **config_lib.learner_variants(),
                 'adam': lambda c: (config_lib.adam_variant(c), setattr(c.learner, 'step_size', 0.001)),
                 'redraw_all': lambda c: setattr(c.problem, 'flip_mode', 'redraw_all')}
     variants.update({name: (lambda c, a=name: setattr(c.model, 'activation', a)) for name in ACTIVATIONS})

@@ -51,6 +51,18 @@ def adam_variant(config: ml_collections.ConfigDict) -> None:
     config.learner.optimizer = 'adam'
 
 
+def learner_variants() -> dict[str, Variant]:
+    """One variant per registered learner (`cbp`, `l2`, ...): sets `learner.name` and adds its default fields."""
+    from plasticity_jax.learners import LEARNERS
+
+    def select(config, name):
+        config.learner.name = name
+        for field, value in LEARNERS[name].defaults.items():
+            config.learner[field] = value
+
+    return {name: (lambda c, n=name: select(c, n)) for name in LEARNERS}
+
+
 def apply_variants(config: ml_collections.ConfigDict, arg: str | None,
                    variants: Mapping[str, Variant]) -> ml_collections.ConfigDict:
     """Applies the comma-separated variants named in `arg`, then locks the config against new fields."""

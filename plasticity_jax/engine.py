@@ -52,6 +52,7 @@ class RunState(NamedTuple):
     """Everything one run needs to continue: this is what a checkpoint holds."""
 
     params: Any
+    model_state: Any  # the model's other flax collections (e.g. running normalisation statistics); often {}
     opt_state: Any
     learner_state: Any
     problem_state: Any
@@ -73,29 +74,39 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
     model = models.make_model(config.model, problem.num_outputs)
     example_input = jnp.zeros((1, problem.input_dim), jnp.float32)
 
+    def init_variables(key):
+        variables = dict(model.init(key, example_input))
+        return variables.pop('params'), variables
+
     def init_params(key):
-        return model.init(key, example_input)['params']
+        return init_variables(key)[0]
+
+    def predict(params, model_state, x):
+        """Evaluation mode: no dropout randomness, no update of the model's statistics."""
+        return model.apply({'params': params, **model_state}, x)
 
     learner = learners.make_learner(config.learner, init_params)
 
     def init(key: jax.Array) -> RunState:
         params_key, problem_key, tasks_key = jax.random.split(key, 3)
-        params = init_params(params_key)
-        return RunState(params=params, opt_state=learner.optimizer.init(params),
+        params, model_state = init_variables(params_key)
+        return RunState(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),
                         learner_state=learner.after_update.init(params),
                         problem_state=problem.init(data, problem_key), key=tasks_key,
                         task_index=jnp.zeros((), jnp.int32))
 
     def train_step(data, problem_state, carry, step_and_key):
-        params, opt_state, learner_state, totals = carry
+        params, model_state, opt_state, learner_state, totals = carry
         step, key = step_and_key
-        batch_key, optimizer_key, after_key = jax.random.split(key, 3)
+        batch_key, model_key, optimizer_key, after_key = jax.random.split(key, 4)
         x, y = problem.batch(data, problem_state, step, batch_key)
 
         def loss_fn(params):
-            outputs, hidden = model.apply({'params': params}, x)
+            # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
+            (outputs, hidden), new_model_state = model.apply(
+                {'params': params, **model_state}, x, rngs={'dropout': model_key}, mutable=list(model_state))
             loss = problem.loss(outputs, y)
-            return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss)
+            return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss, model_state=new_model_state)
 
         objective = learner.objective(loss_fn)
         (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
@@ -108,7 +119,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         totals = {'online_metric': totals['online_metric'] + problem.online_metric(forward.outputs, y),
                   'online_loss': totals['online_loss'] + forward.loss,
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
-        return (params, opt_state, learner_state, totals), None
+        return (params, forward.model_state, opt_state, learner_state, totals), None
 
     def run_task(data, state: RunState, _) -> tuple[RunState, dict[str, jax.Array]]:
         task_key = jax.random.fold_in(state.key, state.task_index)
@@ -116,7 +127,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         problem_state = problem.start_task(data, state.problem_state, state.task_index, start_key)
 
         # Correlates of plasticity loss, on a probe set of the new task, before training on it.
-        _, probe_hidden = model.apply({'params': state.params}, problem.probe(data, problem_state, probe_key))
+        _, probe_hidden = predict(state.params, state.model_state, problem.probe(data, problem_state, probe_key))
         start_metrics = metrics.representation_metrics(
             probe_hidden, state.params, config.model.activation,
             saturation_epsilon=config.metrics.saturation_epsilon,
@@ -127,16 +138,15 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(steps_key, steps)
         zero = jnp.zeros((), jnp.float32)
         totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
-        (params, opt_state, learner_state, totals), _ = jax.lax.scan(
+        (params, model_state, opt_state, learner_state, totals), _ = jax.lax.scan(
             lambda carry, xs: train_step(data, problem_state, carry, xs),
-            (state.params, state.opt_state, state.learner_state, totals), (steps, step_keys))
+            (state.params, state.model_state, state.opt_state, state.learner_state, totals), (steps, step_keys))
 
-        end_metrics = problem.evaluate(data, problem_state,
-                                       lambda x: model.apply({'params': params}, x)[0])
+        end_metrics = problem.evaluate(data, problem_state, lambda x: predict(params, model_state, x)[0])
         task_metrics = {problem.online_metric_name: totals['online_metric'] / problem.steps_per_task,
                         'online_loss': totals['online_loss'] / problem.steps_per_task,
                         'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics}
-        new_state = RunState(params=params, opt_state=opt_state, learner_state=learner_state,
+        new_state = RunState(params=params, model_state=model_state, opt_state=opt_state, learner_state=learner_state,
                              problem_state=problem_state, key=state.key, task_index=state.task_index + 1)
         return new_state, task_metrics
 

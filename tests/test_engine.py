@@ -172,7 +172,7 @@ def _hooked_learner(config, init_params):
 
 
 def test_engine_runs_a_new_learner_through_its_hooks(monkeypatch):
-    monkeypatch.setitem(learners.LEARNERS, 'hooked', _hooked_learner)
+    monkeypatch.setitem(learners.LEARNERS, 'hooked', learners.LearnerSpec(_hooked_learner))
     config = small_scr(num_tasks=2, **{'learner.name': 'hooked'})
     train = engine.make_train(config)
     initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))

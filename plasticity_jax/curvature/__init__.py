@@ -22,7 +22,7 @@ Modules:
 * `kronecker`: K-FAC factors A = E[a~ a~^T] and G = E[g g^T] of every flax `nn.Dense` layer (exact or sampled),
   their eigenvalues and the epsilon-rank of A (x) G.
 * `summary`: `spectrum_summary` (all in-run Hessian metrics from one SLQ run), `kronecker_summary`,
-  `extreme_eigenvalues`, `top_eigenvalues`.
+  `extreme_eigenvalues`, `top_eigenvalues`, `curvature_trace`.
 
 Libraries considered. matfree (Lanczos/SLQ in JAX) and kfac-jax (Kronecker factors) were considered and not used;
 no dependency beyond jax/flax/optax is added. Lanczos with full reorthogonalisation is a short `fori_loop` here
@@ -48,20 +48,20 @@ from plasticity_jax.curvature.products import (CURVATURES, LOSSES, batch_fisher_
                                                curvature_vector_product, dataset_average, fisher_vector_product,
                                                flat_matvec, get_loss, ggn_vector_product, hessian_vector_product, hvp,
                                                mean_squared_error, softmax_cross_entropy)
-from plasticity_jax.curvature.summary import (DEFAULT_DENSITY_GRID, DEFAULT_SIGMA, density_grid,
+from plasticity_jax.curvature.summary import (DEFAULT_DENSITY_GRID, DEFAULT_SIGMA, curvature_trace, density_grid,
                                               extreme_eigenvalues, kronecker_summary, spectrum_summary,
                                               top_eigenvalues)
 
 __all__ = [
-    'CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'Estimate', 'KroneckerFactors',
-    'KroneckerRank', 'LOSSES', 'LanczosResult', 'SLQResult', 'batch_fisher_vector_product',
-    'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k', 'curvature_vector_product',
-    'dataset_average', 'default_dtype', 'density_grid', 'epsilon_density_mass', 'epsilon_rank',
-    'extreme_eigenvalues', 'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product', 'flat_matvec',
-    'gaussian_probes', 'get_loss', 'ggn_vector_product', 'grid_mass_outside', 'hessian_vector_product', 'hvp',
-    'hutchinson_trace', 'kronecker_epsilon_rank', 'kronecker_factors', 'kronecker_product_eigenvalues',
-    'kronecker_summary', 'lanczos', 'mass_outside_interval', 'mean_squared_error', 'rademacher_probes',
-    'ritz_decomposition', 'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq', 'slq_trace',
-    'softmax_cross_entropy', 'spectral_density', 'spectrum_summary', 'tapped_apply', 'top_eigenvalues', 'top_k',
-    'tridiagonal',
+    'CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'LOSSES', 'Estimate',
+    'KroneckerFactors', 'KroneckerRank', 'LanczosResult', 'SLQResult', 'batch_fisher_vector_product',
+    'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k', 'curvature_trace',
+    'curvature_vector_product', 'dataset_average', 'default_dtype', 'density_grid', 'epsilon_density_mass',
+    'epsilon_rank', 'extreme_eigenvalues', 'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product',
+    'flat_matvec', 'gaussian_probes', 'get_loss', 'ggn_vector_product', 'grid_mass_outside',
+    'hessian_vector_product', 'hutchinson_trace', 'hvp', 'kronecker_epsilon_rank', 'kronecker_factors',
+    'kronecker_product_eigenvalues', 'kronecker_summary', 'lanczos', 'mass_outside_interval', 'mean_squared_error',
+    'rademacher_probes', 'ritz_decomposition', 'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq',
+    'slq_trace', 'softmax_cross_entropy', 'spectral_density', 'spectrum_summary', 'tapped_apply', 'top_eigenvalues',
+    'top_k', 'tridiagonal',
 ]

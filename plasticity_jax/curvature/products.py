@@ -247,6 +247,8 @@ def flat_matvec(curvature: str, apply_fn: ApplyFn, loss: str | LossFn, params: P
     in float64), computes the product in the parameters' own dtype and returns it in `u`'s dtype. Parameters are
     flattened with `jax.flatten_util.ravel_pytree` (leaf order of `jax.tree_util`).
     """
+    if curvature not in BATCH_PRODUCTS:
+        raise ValueError(f'unknown curvature {curvature!r}; valid: {list(CURVATURES)}')
     flat, unravel = ravel_pytree(params)
 
     def matvec(u: jax.Array) -> jax.Array:

@@ -13,9 +13,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, epsilon_density_mass, epsilon_rank,
-                                              mass_outside_interval, rademacher_probes, slq, slq_trace,
-                                              spectral_density)
+from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, epsilon_density_mass, epsilon_rank,
+                                              hutchinson_trace, mass_outside_interval, rademacher_probes, slq,
+                                              slq_trace, spectral_density)
 from plasticity_jax.curvature.kronecker import factor_eigenvalues, kronecker_epsilon_rank, kronecker_factors
 from plasticity_jax.curvature.lanczos import default_dtype, lanczos, ritz_residual_norms
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec
@@ -55,6 +55,18 @@ def top_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, datas
     """The k largest eigenvalues (descending) of the curvature matrix; `k=1` is the loss sharpness."""
     return extreme_eigenvalues(apply_fn, loss, params, dataset, key, k=k, order=order, curvature=curvature,
                                chunk_size=chunk_size, dtype=dtype)['top']
+
+
+def curvature_trace(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, key: jax.Array, *,
+                    num_probes: int = 16, curvature: str = 'hessian', chunk_size: int | None = None,
+                    dtype=None) -> Estimate:
+    """Hutchinson estimate of the trace of the curvature matrix and its standard error (`num_probes` products).
+
+    Cheaper than `spectrum_summary` when only the trace is wanted (one product per probe instead of `order`).
+    """
+    dtype = dtype or default_dtype()
+    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
+    return hutchinson_trace(matvec, rademacher_probes(key, num_probes, dim, dtype))
 
 
 def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, key: jax.Array, *,

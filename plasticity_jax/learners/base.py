@@ -31,6 +31,7 @@ class ForwardPass(NamedTuple):
     outputs: jax.Array  # (batch, num_outputs)
     hidden: tuple[jax.Array, ...]  # one (batch, width) array per hidden layer, after the activation
     loss: jax.Array  # the problem's loss, before any learner term
+    model_state: Any  # the model's non-parameter collections after this pass (e.g. normalisation statistics)
 
 
 LossFn = Callable[[Params], tuple[jax.Array, ForwardPass]]

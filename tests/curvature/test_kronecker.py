@@ -15,8 +15,24 @@ EPS = np.asarray(DEFAULT_EPSILONS)
 
 def layer_permutation(c, layer):
     """Flat-parameter indices of a layer's [kernel; bias] matrix, row-major (the Kronecker ordering)."""
-    idx = c.unravel(jnp.arange(c.dim, dtype=jnp.float64))[layer]
-    return np.concatenate([np.asarray(idx['kernel']).reshape(-1), np.asarray(idx['bias'])]).astype(int)
+    leaves, treedef = jax.tree_util.tree_flatten(c.params)  # ravel_pytree's order
+    sizes = [leaf.size for leaf in leaves]
+    chunks = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
+    idx = jax.tree_util.tree_unflatten(treedef, [ch.reshape(leaf.shape) for ch, leaf in zip(chunks, leaves)])[layer]
+    return np.concatenate([idx['kernel'].reshape(-1), idx['bias']])
+
+
+def exact_factors(c):
+    """Exact K-FAC factors of TinyMLP (tanh hidden layer) in numpy: A = mean a~ a~^T, G = mean J_z^T H_out J_z."""
+    p = jax.tree_util.tree_map(np.asarray, c.params)
+    x = np.asarray(c.x)
+    h = np.tanh(x @ p['hidden_0']['kernel'] + p['hidden_0']['bias'])
+    ones = np.ones((x.shape[0], 1))
+    a_hidden, a_out = np.concatenate([x, ones], axis=1), np.concatenate([h, ones], axis=1)
+    # z_out = W_out^T tanh(z_hidden) + b: d outputs / d z_hidden = W_out^T diag(1 - h^2).
+    jz = np.einsum('oc,io->ico', p['output']['kernel'], 1 - h**2)  # (N, C, hidden)
+    return {'hidden_0': (a_hidden.T @ a_hidden / len(x), np.einsum('ico,icd,idp->op', jz, c.h_out, jz) / len(x)),
+            'output': (a_out.T @ a_out / len(x), c.h_out.mean(axis=0))}
 
 
 def test_single_example_kfac_equals_the_dense_ggn_block(classifier):
@@ -35,32 +51,28 @@ def test_factors_over_a_chunked_dataset_and_their_eigenvalues(classifier):
 
     @jax.jit
     def compute(p):
-        return (kronecker_factors(c.apply_fn, 'cross_entropy', p, c.dataset, chunk_size=5),
-                kronecker_factors(c.apply_fn, 'cross_entropy', p, c.dataset),
+        factors = kronecker_factors(c.apply_fn, 'cross_entropy', p, c.dataset, chunk_size=5)
+        return (factors, factor_eigenvalues(factors), kronecker_epsilon_rank(factors),
                 kronecker_summary(c.apply_fn, 'cross_entropy', p, c.dataset, chunk_size=5))
 
-    chunked, whole, summary = compute(c.params)
-    # The exact per-example sums: A = mean a~ a~^T, G = mean_i J_z,i^T H_out,i J_z,i (J_z = d outputs / d z).
-    h = np.tanh(c.x @ c.params['hidden_0']['kernel'] + c.params['hidden_0']['bias'])
-    a_out = np.concatenate([h, np.ones((13, 1))], axis=1)
-    np.testing.assert_allclose(chunked['output'].A, a_out.T @ a_out / 13, atol=1e-13)
-    np.testing.assert_allclose(chunked['output'].G, c.h_out.mean(axis=0), atol=1e-13)  # J_z = I for the last layer
-    for layer in chunked:
-        np.testing.assert_allclose(chunked[layer].A, whole[layer].A, atol=1e-13)
-        np.testing.assert_allclose(chunked[layer].G, whole[layer].G, atol=1e-13)
+    chunked, eigenvalues, rank, summary = compute(c.params)
+    for layer, (a, g) in exact_factors(c).items():
+        np.testing.assert_allclose(chunked[layer].A, a, atol=1e-13, err_msg=layer)
+        np.testing.assert_allclose(chunked[layer].G, g, atol=1e-13, err_msg=layer)
 
     counts, sizes = 0, 0
-    for layer, (eig_a, eig_g) in factor_eigenvalues(chunked).items():
+    for layer, (eig_a, eig_g) in eigenvalues.items():
         f = chunked[layer]
         dense = np.linalg.eigvalsh(np.kron(f.A, f.G))
-        products = np.sort(np.asarray(kronecker_product_eigenvalues(eig_a, eig_g)))
+        products = np.sort(np.outer(eig_a, eig_g).reshape(-1))
         np.testing.assert_allclose(products, dense, rtol=0, atol=1e-12 * dense.max())
         count = (np.abs(dense)[None, :] > EPS[:, None]).sum(axis=1)
         assert np.all(np.abs(np.abs(dense)[None, :] - EPS[:, None]) > 1e-10)  # no eigenvalue sits on a threshold
         np.testing.assert_array_equal(summary[f'kfac_epsilon_rank/{layer}'], count / dense.size)
         counts, sizes = counts + count, sizes + dense.size
     np.testing.assert_allclose(summary['kfac_epsilon_rank'], counts / sizes, rtol=1e-14)
-    rank = kronecker_epsilon_rank(chunked)
+    np.testing.assert_array_equal(kronecker_product_eigenvalues(np.array([1.0, 2.0]), np.array([3.0, 5.0])),
+                                  [3.0, 5.0, 6.0, 10.0])
     np.testing.assert_allclose(rank.total, counts / sizes, rtol=1e-14)
     assert 0 < summary['kfac_epsilon_rank'][3] < 1  # the sweep is informative here
 
@@ -68,23 +80,19 @@ def test_factors_over_a_chunked_dataset_and_their_eigenvalues(classifier):
 def test_sampled_factors_are_unbiased_and_do_not_depend_on_chunking(classifier, regressor):
     @jax.jit
     def compute(key):
-        out = {}
-        for name, prob in (('cls', classifier), ('reg', regressor)):
-            out[name, 'exact'] = kronecker_factors(prob.apply_fn, prob.loss, prob.params, prob.dataset, chunk_size=5)
-            out[name, 'sampled'] = kronecker_factors(prob.apply_fn, prob.loss, prob.params, prob.dataset, chunk_size=5,
-                                                     mode='sampled', key=key, num_samples=400)
-        out['cls', 'sampled_whole'] = kronecker_factors(classifier.apply_fn, 'cross_entropy', classifier.params,
-                                                        classifier.dataset, mode='sampled', key=key, num_samples=400)
-        return out
+        def sampled(prob, chunk_size):
+            return kronecker_factors(prob.apply_fn, prob.loss, prob.params, prob.dataset, chunk_size=chunk_size,
+                                     mode='sampled', key=key, num_samples=400)
+        return sampled(classifier, 5), sampled(classifier, None), sampled(regressor, 5)
 
-    out = compute(jax.random.key(0))
-    for layer in ('hidden_0', 'output'):
-        np.testing.assert_allclose(out['cls', 'sampled'][layer].G, out['cls', 'sampled_whole'][layer].G, atol=1e-13)
-        for name in ('cls', 'reg'):
-            exact, sampled = out[name, 'exact'][layer], out[name, 'sampled'][layer]
-            np.testing.assert_allclose(sampled.A, exact.A, atol=1e-13)
-            err = np.linalg.norm(sampled.G - exact.G) / np.linalg.norm(exact.G)
-            assert err < 0.1, (name, layer, err)
+    cls, cls_whole, reg = compute(jax.random.key(0))
+    for prob, sampled in ((classifier, cls), (regressor, reg)):
+        for layer, (a, g) in exact_factors(prob).items():
+            np.testing.assert_allclose(sampled[layer].A, a, atol=1e-13)
+            err = np.linalg.norm(sampled[layer].G - g) / np.linalg.norm(g)
+            assert err < 0.1, (prob.loss, layer, err)
+    for layer in cls:  # draws are per example, so chunking does not change them
+        np.testing.assert_allclose(cls[layer].G, cls_whole[layer].G, atol=1e-13)
 
 
 def test_linear_model_with_mse_is_exactly_kronecker():

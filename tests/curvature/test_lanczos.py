@@ -4,23 +4,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_jax.curvature import (flat_matvec, lanczos, ritz_decomposition, ritz_residual_norms, ritz_values,
-                                      top_eigenvalues, top_k, bottom_k)
+from plasticity_jax.curvature import (bottom_k, flat_matvec, lanczos, ritz_decomposition, ritz_residual_norms,
+                                      ritz_values, spectrum_summary, top_eigenvalues, top_k)
 
 
 def test_full_order_lanczos_on_hessian_matches_eigh(classifier):
     c = classifier
-    matvec, dim = flat_matvec('hessian', c.apply_fn, 'cross_entropy', c.params, c.dataset, chunk_size=5)
-    v0 = jax.random.normal(jax.random.key(0), (dim,), jnp.float64)
-    res = jax.jit(lambda v: lanczos(matvec, v, dim))(v0)
+    matvec, dim = flat_matvec('hessian', c.apply_fn, 'cross_entropy', c.params, c.dataset)
+    v0 = np.random.default_rng(0).normal(size=dim)
+
+    @jax.jit
+    def run(v):
+        res = lanczos(matvec, v, dim)
+        return res, ritz_values(res), top_k(res, 2), bottom_k(res, 2)
+
+    res, theta, top, bottom = run(v0)
     assert res.basis.dtype == jnp.float64 and res.alphas.dtype == jnp.float64
 
     exact = np.linalg.eigvalsh(c.hessian)
     norm = np.abs(exact).max()
     assert exact[0] < -1e-2 * norm and exact[-1] > 1e-2 * norm  # an indefinite Hessian: both ends are informative
-    theta = np.asarray(ritz_values(res))
-    np.testing.assert_allclose(top_k(res, 2), exact[::-1][:2], rtol=1e-8)
-    np.testing.assert_allclose(bottom_k(res, 2), exact[:2], rtol=1e-8)
+    np.testing.assert_allclose(top, exact[::-1][:2], rtol=1e-8)
+    np.testing.assert_allclose(bottom, exact[:2], rtol=1e-8)
     # With order = dim every eigenvalue is found, including the multiple zero eigenvalue (softmax is invariant to
     # shifting all logits), which the Krylov space of v0 alone cannot resolve: breakdown restarts supply the rest.
     np.testing.assert_allclose(theta, exact, rtol=0, atol=1e-10 * norm)
@@ -34,17 +39,22 @@ def test_breakdown_restart_keeps_quadrature_exact():
     # A has eigenvalues 1, 2, 3, each three times; v0 lives in the span of two eigenvectors, so the Krylov space
     # is invariant after 2 steps. The restart must find the remaining eigenvalues without NaNs, and the restarted
     # blocks must get zero weight in the quadrature of v0.
-    eig = jnp.repeat(jnp.array([1.0, 2.0, 3.0]), 3)
-    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(1), (9, 9)))
-    a = (q * eig) @ q.T
+    eig = np.repeat([1.0, 2.0, 3.0], 3)
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(9, 9)))
+    a = jnp.asarray((q * eig) @ q.T)
     v0 = q[:, 0] + 2 * q[:, 4]
-    res = jax.jit(lambda v: lanczos(lambda u: a @ u, v, 9))(v0)
+
+    @jax.jit
+    def run(v):
+        res = lanczos(lambda u: a @ u, v, 9)
+        return res, ritz_decomposition(res)
+
+    res, (values, vectors) = run(v0)
     assert bool(res.breakdowns[1]) and float(res.betas[1]) == 0.0
-    values, vectors = ritz_decomposition(res)
     np.testing.assert_allclose(values, np.sort(eig), atol=1e-12)
     weights = np.asarray(vectors[0] ** 2)
-    measure = {lam: weights[np.abs(np.asarray(values) - lam) < 1e-8].sum() for lam in (1.0, 2.0, 3.0)}
-    np.testing.assert_allclose([measure[1.0], measure[2.0], measure[3.0]], [0.2, 0.8, 0.0], atol=1e-12)
+    measure = [weights[np.abs(np.asarray(values) - lam) < 1e-8].sum() for lam in (1.0, 2.0, 3.0)]
+    np.testing.assert_allclose(measure, [0.2, 0.8, 0.0], atol=1e-12)
     assert np.all(np.isfinite(res.basis))
 
 
@@ -53,11 +63,16 @@ def test_residual_bounds_and_float32_without_x64(classifier):
     exact = np.linalg.eigvalsh(h)
     with jax.enable_x64(False):
         a = jnp.asarray(h, jnp.float32)
-        v0 = jax.random.normal(jax.random.key(2), (a.shape[0],))
-        res = jax.jit(lambda v: lanczos(lambda u: a @ u, v, 20))(v0)
+        v0 = jnp.asarray(np.random.default_rng(2).normal(size=h.shape[0]), jnp.float32)
+
+        @jax.jit
+        def run(v):
+            res = lanczos(lambda u: a @ u, v, 20)
+            return res, ritz_residual_norms(res)
+
+        res, (values, residuals) = run(v0)
         assert res.basis.dtype == jnp.float32 and res.alphas.dtype == jnp.float32
-        values, residuals = ritz_residual_norms(res)
-        values, residuals = np.asarray(values, np.float64), np.asarray(residuals, np.float64)
+    values, residuals = np.asarray(values, np.float64), np.asarray(residuals, np.float64)
     # Each Ritz value lies within its residual norm of some eigenvalue (up to float32 round-off).
     dist = np.abs(values[:, None] - exact[None, :]).min(axis=1)
     assert np.all(dist <= residuals + 1e-5 * np.abs(exact).max())
@@ -93,10 +108,25 @@ def test_vmap_over_param_sets_equals_separate_calls(classifier):
     keys = jax.random.split(jax.random.key(3), 2)
 
     def fn(p, k):
-        return top_eigenvalues(c.apply_fn, 'cross_entropy', p, c.dataset, k, k=2, order=12, chunk_size=5)
+        return top_eigenvalues(c.apply_fn, 'cross_entropy', p, c.dataset, k, k=2, order=8)
 
     batched = jax.jit(jax.vmap(fn))(stacked, keys)
     single = jax.jit(fn)
     separate = np.stack([single(c.params, keys[0]), single(params2, keys[1])])
     np.testing.assert_allclose(batched, separate, rtol=1e-10)
     assert abs(separate[0, 0] - separate[1, 0]) > 1e-3  # two genuinely different problems
+
+
+def test_spectrum_summary_traces_under_vmap_in_float32(classifier):
+    # The engine's use: float32 params with a leading seed axis. Tracing (no compilation) checks that every piece
+    # has a batching rule and that shapes and dtypes come out as documented.
+    c = classifier
+    with jax.enable_x64(False):
+        params = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((3,) + a.shape, jnp.float32), c.params)
+        dataset = (jax.ShapeDtypeStruct(c.x.shape, jnp.float32), jax.ShapeDtypeStruct(c.y.shape, jnp.int32))
+        keys = jax.ShapeDtypeStruct((3,), jax.random.key(0).dtype)
+        out = jax.eval_shape(jax.vmap(lambda p, k, d: spectrum_summary(c.apply_fn, 'cross_entropy', p, d, k, order=8,
+                                                                       num_draws=2, chunk_size=5, grid=(-1, 1, 21)),
+                                      in_axes=(0, 0, None)), params, keys, dataset)
+    assert out['hessian_density'].shape == (3, 21) and out['hessian_density'].dtype == jnp.float32
+    assert out['hessian_top_eigenvalue'].shape == (3,) and out['hessian_epsilon_rank'].shape == (3, 7)
