@@ -19,6 +19,11 @@ Variants (comma-separated after a colon, e.g. `configs/permuted_mnist.py:lr0.01`
 Data: MNIST from TensorFlow Datasets, or offline from the four IDX files with `--config.data_dir=DIR` (or
 $PLASTICITY_JAX_DATA_DIR); see `plasticity_jax/data/mnist.py`.
 
+Measured on a 2-core CPU (2026-11-20), reduced: `:lr0.01` with --config.num_seeds=4 --config.num_tasks=60
+--config.problem.examples_per_task=10000 --config.model.width=100 (10 minutes on a loaded machine): online accuracy
+0.852 (task 1) -> peak 0.862 (task 3) -> 0.797 (task 60); test accuracy 0.917 -> 0.886; dead units 0.3% -> 16%;
+weight magnitude 0.055 -> 0.152; effective rank 58 -> 28 (mean over the 3 layers): the dissertation's pattern.
+
 Expected (dissertation Fig. 4.2, 30 seeds): online accuracy rises over the first tasks to about 0.93-0.95 (step size
 0.003) and then falls steadily over the 800 tasks, faster for step size 0.01; dead units, weight magnitude grow and
 effective rank falls alongside (Figs. 4.5-4.7). Runtime: see BENCHMARKS.md (seed-steps per second); the full job is

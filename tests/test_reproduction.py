@@ -41,3 +41,19 @@ def test_slowly_changing_regression_tanh_loses_plasticity(tmp_path):
     tanh = scr_run(tmp_path, 'tanh,lr0.01')
     assert tanh['online_mse'][:, -10:].mean() > 1.5 * tanh['online_mse'][:, 1:11].mean()
     assert tanh['weight_magnitude'][:, -1].mean() > 2 * tanh['weight_magnitude'][:, 0].mean()
+
+
+@pytest.mark.slow
+def test_permuted_mnist_small_network_loses_plasticity(tmp_path, shared_data_dir):
+    """Dissertation Figs. 4.2-4.7, reduced for a CPU: accuracy falls after its early peak while dead units and weight
+    magnitude grow and the effective rank falls (width 100, step size 0.01, 10,000 examples per task)."""
+    config = load_config('permuted_mnist.py', 'lr0.01')
+    config.update({'num_seeds': 2, 'num_tasks': 40, 'tasks_per_chunk': 20, 'data_dir': shared_data_dir})
+    config.problem.examples_per_task = 10_000
+    config.model.width = 100
+    m = engine.run(config, str(tmp_path), progress=False)
+    accuracy = m['online_accuracy'].mean(axis=0)
+    assert accuracy[:5].max() > accuracy[-5:].mean() + 0.02, accuracy
+    assert m['dead_fraction'][:, -1].mean() > m['dead_fraction'][:, 0].mean() + 0.05
+    assert m['weight_magnitude'][:, -1].mean() > 1.5 * m['weight_magnitude'][:, 0].mean()
+    assert m['effective_rank'][:, -1].mean() < 0.8 * m['effective_rank'][:, 0].mean()

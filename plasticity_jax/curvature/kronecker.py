@@ -55,7 +55,8 @@ class KroneckerFactors(NamedTuple):
 # --------------------------------------------------------------------------------------------------- layer tapping
 
 def tapped_apply(apply_fn: ApplyFn, params: Params, inputs: Any, perturbations: dict[str, jax.Array] | None = None,
-                 use_bias: dict[str, bool] | None = None) -> tuple[jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
+                 use_bias: dict[str, bool] | None = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
     """Runs `apply_fn(params, inputs)` and taps every flax `nn.Dense` layer called inside it.
 
     Returns `(outputs, layer_inputs, layer_outputs)`, dicts keyed by the module path ('hidden_0', ...). When

@@ -27,9 +27,9 @@ Dataset averaging. A dataset is a pair `(inputs, targets)` of arrays (or pytrees
 example axis. `dataset_average` runs `lax.scan` over ceil(N / chunk_size) chunks of exactly `chunk_size` examples;
 when N is not a multiple of `chunk_size` the last chunk is shifted back to end at example N instead of being padded
 (so no padded copy of the dataset is ever made), and a per-example weight mask zeroes the examples it shares with
-the previous chunk. The per-chunk *weighted sums* are added and divided by N. Every example is counted exactly once, none is dropped, and the result
-equals the full-batch product up to floating-point summation order, whatever `chunk_size` is. Memory is that of one
-chunk; compile time does not depend on the number of chunks.
+the previous chunk. The per-chunk *weighted sums* are added and divided by N. Every example is counted exactly
+once, none is dropped, and the result equals the full-batch product up to floating-point summation order, whatever
+`chunk_size` is. Memory is that of one chunk; compile time does not depend on the number of chunks.
 
 Everything here is for ONE run and pure: the engine may `jax.vmap` any of these functions over a leading seed axis of
 `params` (and of `dataset`, if each seed has its own data).
