@@ -151,7 +151,7 @@ def epsilon_rank(result: SLQResult, epsilons=DEFAULT_EPSILONS) -> Estimate:
     eps = jnp.asarray(epsilons, result.ritz_values.dtype)
     above = jnp.abs(result.ritz_values)[:, None, :] > eps[None, :, None]  # (R, E, order)
     per_draw = jnp.sum(result.weights[:, None, :] * above, axis=-1)  # (R, E)
-    return _estimate(per_draw)
+    return _estimate(jnp.clip(per_draw, 0, 1))  # the weights sum to 1 only up to round-off
 
 
 def epsilon_density_mass(result: SLQResult, sigma: float, epsilons=DEFAULT_EPSILONS) -> Estimate:
@@ -164,7 +164,7 @@ def epsilon_density_mass(result: SLQResult, sigma: float, epsilons=DEFAULT_EPSIL
     theta = result.ritz_values[:, None, :]
     outside = _normal_cdf((-eps - theta) / sigma) + _normal_cdf((theta - eps) / sigma)
     per_draw = jnp.sum(result.weights[:, None, :] * outside, axis=-1)
-    return _estimate(per_draw)
+    return _estimate(jnp.clip(per_draw, 0, 1))
 
 
 def grid_mass_outside(grid: jax.Array, density: jax.Array, epsilons=DEFAULT_EPSILONS) -> jax.Array:

@@ -143,7 +143,9 @@ def ritz_residual_norms(result: LanczosResult) -> tuple[jax.Array, jax.Array]:
     """Ritz values (ascending) and their residual norms ||A y - theta y|| = |beta_m| |s_{m,i}| (Paige 1971).
 
     `y = Q^T s` is the Ritz vector; for symmetric A each Ritz value lies within its residual norm of an eigenvalue.
-    Restart blocks whose Krylov space is still growing at step m get the final residual too.
+    This is the residual of the Lanczos relation, which ignores round-off: once a Ritz value has converged it can be
+    0 (the last component of s underflows), while the attainable accuracy is about eps(dtype) * ||A|| (and that of
+    the operator, e.g. a float32 Hessian-vector product under a float64 basis).
     """
     values, vectors = ritz_decomposition(result)
     return values, jnp.abs(result.residual_norm) * jnp.abs(vectors[-1, :])

@@ -39,7 +39,8 @@ def extreme_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, d
 
     The start vector is Gaussian from `key`. Returns `{'top': (k,) descending, 'bottom': (k,) ascending,
     'top_residual': (k,), 'bottom_residual': (k,)}` where the residuals bound the distance of each Ritz value to an
-    eigenvalue. Lanczos finds the largest-magnitude end first; `order` ~ 20-50 usually pins the top eigenvalue.
+    eigenvalue. Lanczos resolves both ends of the spectrum first (the better separated one faster); `order` ~ 20-50
+    usually pins the top eigenvalue of a network Hessian, whose top eigenvalues are outliers.
     """
     matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
     dtype = dtype or default_dtype()
@@ -80,12 +81,13 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
     ('hessian_...' for the default):
 
       {c}_top_eigenvalue ()            largest Ritz value over all draws (a lower bound converging to lambda_max)
-      {c}_top_eigenvalue_residual ()   its residual bound
+      {c}_top_eigenvalue_residual ()   its Lanczos residual bound (round-off excluded, see `ritz_residual_norms`)
       {c}_bottom_eigenvalue ()         smallest Ritz value over all draws
       {c}_trace, {c}_trace_stderr ()   Hutchinson estimate from the same probes, and its standard error
       {c}_epsilon_rank (E,)            definition 1: #{|lambda| > eps} / n from the Ritz weights, per epsilon
       {c}_epsilon_rank_stderr (E,)
       {c}_epsilon_mass (E,)            definition 2: smoothed density mass outside [-eps, eps], per epsilon
+                                       (for eps below ~sigma it reflects the smoothing, not the spectrum)
       {c}_epsilon_mass_stderr (E,)
       {c}_density (P,)                 Gaussian-smoothed density on `density_grid(grid)` (width `sigma`)
       {c}_density_mass_outside_grid () share of the smoothed density beyond the grid

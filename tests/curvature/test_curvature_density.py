@@ -70,7 +70,7 @@ def test_hutchinson_standard_error_is_calibrated(classifier):
     est = jax.jit(jax.vmap(lambda p: hutchinson_trace(lambda v: h @ v, p)))(rademacher(1, 400, 20, n))
     z = (np.asarray(est.mean) - trace) / np.asarray(est.stderr)
     # A t statistic with 19 degrees of freedom is within +-1 about 67% of the time.
-    assert 0.57 <= np.mean(np.abs(z) <= 1) <= 0.77
+    assert 0.55 <= np.mean(np.abs(z) <= 1) <= 0.8
     assert np.mean(np.abs(z) <= 3) >= 0.97
     assert abs(np.mean(z)) < 0.2
 
