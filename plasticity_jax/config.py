@@ -21,7 +21,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_seeds = 4  # Independent runs, vmapped into one compiled program.
     config.num_tasks = 100
     config.tasks_per_chunk = 10  # Tasks per compiled call; metrics and a checkpoint are written after each.
-    config.keep_checkpoints = 3
+    config.keep_checkpoints = 3  # The latest checkpoints kept for resuming ...
+    config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
     config.data_source = 'auto'  # 'auto' (offline files if a data dir is set, else TFDS), 'idx' or 'tfds'.
 
@@ -30,6 +31,18 @@ def base_config() -> ml_collections.ConfigDict:
     config.metrics.saturation_epsilon = 0.01  # Dead-unit tolerance for saturating activations.
     config.metrics.approximate_rank_threshold = 0.99
     config.metrics.feature_rank_delta = 0.01  # Kumar et al. (2023).
+
+    # In-run Hessian spectra (plasticity_jax.curvature), at the start and end of every `every_tasks`-th task.
+    config.curvature = ml_collections.ConfigDict()
+    config.curvature.every_tasks = 0  # 0: off.
+    config.curvature.probe_size = 1000  # Fixed probe set of the task (its examples at step 0, as one batch).
+    config.curvature.chunk_size = 500  # Examples per forward pass of a curvature product (bounds memory).
+    config.curvature.kind = 'hessian'  # 'hessian', 'ggn' or 'fisher'.
+    config.curvature.order = 64  # Lanczos steps per draw.
+    config.curvature.draws = 4  # Random probe vectors of stochastic Lanczos quadrature.
+    config.curvature.epsilons = tuple(10.0**e for e in range(-6, 1))  # The epsilon-rank sweep.
+    config.curvature.grid = (-5.0, 45.0, 501)  # Density grid (low, high, points).
+    config.curvature.sigma = 0.1  # Gaussian smoothing of the density.
 
     config.learner = ml_collections.ConfigDict()
     config.learner.name = 'backprop'
@@ -40,6 +53,48 @@ def base_config() -> ml_collections.ConfigDict:
     config.learner.beta2 = 0.999
     config.learner.eps = 1e-8
     return config
+
+
+def model_config(*, width: int, depth: int, activation: str = 'relu',
+                 init_distribution: str = 'normal') -> ml_collections.ConfigDict:
+    """The `model` section: an MLP (`plasticity_jax.models.MLP`) with every field the experiments share.
+
+    Dropout and normalization are off here; the variants of `model_variants()` turn them on.
+    """
+    model = ml_collections.ConfigDict()
+    model.name = 'mlp'
+    model.width = width
+    model.depth = depth
+    model.activation = activation
+    model.init_distribution = init_distribution
+    model.dropout_rate = 0.0  # p: probability of zeroing each hidden unit in training (0 = no dropout).
+    model.normalization = 'none'  # 'none', 'layernorm' or 'online_norm', between each hidden dense and activation.
+    # Online Normalization's forward decay alpha_f (Chiley et al., 2019); its backward decay alpha_b is not a field:
+    # the control process it drives is not implemented (see plasticity_jax/models/normalization.py).
+    model.online_norm_alpha_f = ONLINE_NORM_ALPHA_F
+    return model
+
+
+# Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the
+# method performs"; p = 0.01 was best there, almost identical to backprop, and larger p lost plasticity faster).
+DROPOUT_RATE = 0.1
+# The dissertation names Online Normalization's two decay hyperparameters but the values it used are only in the
+# legend of its Fig. 4.10 (not in the text); alpha_f = 0.999 is the default of Chiley et al.'s reference code (with
+# alpha_b = 0.99, unused here).
+ONLINE_NORM_ALPHA_F = 0.999
+
+
+def model_variants(dropout_rate: float = DROPOUT_RATE,
+                   online_norm_alpha_f: float = ONLINE_NORM_ALPHA_F) -> dict[str, Variant]:
+    """Variants `dropout` (p = `dropout_rate`), `layernorm` and `online_norm` of the `model_config()` MLP."""
+
+    def online_norm(config):
+        config.model.normalization = 'online_norm'
+        config.model.online_norm_alpha_f = online_norm_alpha_f
+
+    return {'dropout': lambda c: setattr(c.model, 'dropout_rate', dropout_rate),
+            'layernorm': lambda c: setattr(c.model, 'normalization', 'layernorm'),
+            'online_norm': online_norm}
 
 
 def step_size_variants(step_sizes) -> dict[str, Variant]:

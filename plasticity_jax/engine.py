@@ -26,6 +26,7 @@ its own `nonfinite_steps` metric and reported on the console, and cannot reach a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -40,7 +41,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from tqdm.auto import tqdm
 
-from plasticity_jax import learners, metrics, models, problems
+from plasticity_jax import curvature, learners, metrics, models, problems
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 
 CONFIG_FILE = 'config.json'
@@ -61,12 +62,31 @@ class RunState(NamedTuple):
 
 
 class Train(NamedTuple):
-    """The pure functions of one run, plus the problem's data they take as an argument."""
+    """The pure functions of one run, plus the problem's data they take as an argument.
+
+    `run_tasks(state, data, first_task, num_tasks)`: `first_task` is the index of the chunk's first task as an
+    unbatched scalar (equal to `state.task_index`), so that schedules such as "measure the Hessian every K tasks"
+    stay real branches (`lax.cond`) when the engine vmaps over runs instead of computing both sides.
+    """
 
     init: Callable[[jax.Array], RunState]
-    run_tasks: Callable[[RunState, Any, int], tuple[RunState, dict[str, jax.Array]]]
+    run_tasks: Callable[[RunState, Any, jax.Array, int], tuple[RunState, dict[str, jax.Array]]]
+    # The Hessian spectrum at the start of the state's next task (`config.curvature`): what the in-run measurement
+    # logs as "start", computed here for states restored from checkpoints (`plasticity_jax.spectra`).
+    spectrum_at_task_start: Callable[[RunState, Any], dict[str, jax.Array]]
     data: Any
     problem: problems.Problem
+
+
+class TaskKeys(NamedTuple):
+    start: jax.Array  # the problem's task switch
+    probe: jax.Array  # the correlates' probe set
+    steps: jax.Array  # step keys are fold_in(steps, step)
+    curvature: jax.Array  # the curvature probe set and SLQ's random vectors
+
+
+def task_keys(key: jax.Array, task_index: jax.Array) -> TaskKeys:
+    return TaskKeys(*jax.random.split(jax.random.fold_in(key, task_index), 4))
 
 
 def make_train(config: ml_collections.ConfigDict) -> Train:
@@ -121,13 +141,14 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
         return (params, forward.model_state, opt_state, learner_state, totals), None
 
-    def run_task(data, state: RunState, _) -> tuple[RunState, dict[str, jax.Array]]:
-        task_key = jax.random.fold_in(state.key, state.task_index)
-        start_key, probe_key, steps_key = jax.random.split(task_key, 3)
-        problem_state = problem.start_task(data, state.problem_state, state.task_index, start_key)
+    spectrum = make_spectrum(config, problem, predict)
+
+    def run_task(data, state: RunState, task: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
+        keys = task_keys(state.key, state.task_index)
+        problem_state = problem.start_task(data, state.problem_state, state.task_index, keys.start)
 
         # Correlates of plasticity loss, on a probe set of the new task, before training on it.
-        _, probe_hidden = predict(state.params, state.model_state, problem.probe(data, problem_state, probe_key))
+        _, probe_hidden = predict(state.params, state.model_state, problem.probe(data, problem_state, keys.probe))
         start_metrics = metrics.representation_metrics(
             probe_hidden, state.params, config.model.activation,
             saturation_epsilon=config.metrics.saturation_epsilon,
@@ -135,7 +156,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
             feature_rank_delta=config.metrics.feature_rank_delta)
 
         steps = jnp.arange(problem.steps_per_task, dtype=jnp.int32)
-        step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(steps_key, steps)
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(keys.steps, steps)
         zero = jnp.zeros((), jnp.float32)
         totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
         (params, model_state, opt_state, learner_state, totals), _ = jax.lax.scan(
@@ -146,14 +167,57 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         task_metrics = {problem.online_metric_name: totals['online_metric'] / problem.steps_per_task,
                         'online_loss': totals['online_loss'] / problem.steps_per_task,
                         'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics}
+        if config.curvature.every_tasks:
+            # At the start and the end of every `every_tasks`-th task; NaN (-1 for counts) in the other tasks.
+            def start_and_end(_):
+                at = [spectrum(p, s, data, problem_state, keys.curvature)
+                      for p, s in ((state.params, state.model_state), (params, model_state))]
+                return jax.tree.map(lambda a, b: jnp.stack([a, b]), *at)
+
+            shapes = jax.eval_shape(start_and_end, None)
+            task_metrics.update(jax.lax.cond(task % config.curvature.every_tasks == 0, start_and_end,
+                                             lambda _: jax.tree.map(_not_measured, shapes), None))
         new_state = RunState(params=params, model_state=model_state, opt_state=opt_state, learner_state=learner_state,
                              problem_state=problem_state, key=state.key, task_index=state.task_index + 1)
         return new_state, task_metrics
 
-    def run_tasks(state: RunState, data, num_tasks: int):
-        return jax.lax.scan(lambda s, x: run_task(data, s, x), state, None, length=num_tasks)
+    def run_tasks(state: RunState, data, first_task: jax.Array, num_tasks: int):
+        tasks = first_task + jnp.arange(num_tasks, dtype=jnp.int32)
+        return jax.lax.scan(lambda s, task: run_task(data, s, task), state, tasks)
 
-    return Train(init=init, run_tasks=run_tasks, data=data, problem=problem)
+    def spectrum_at_task_start(state: RunState, data):
+        keys = task_keys(state.key, state.task_index)
+        problem_state = problem.start_task(data, state.problem_state, state.task_index, keys.start)
+        return spectrum(state.params, state.model_state, data, problem_state, keys.curvature)
+
+    return Train(init=init, run_tasks=run_tasks, spectrum_at_task_start=spectrum_at_task_start, data=data,
+                 problem=problem)
+
+
+def _not_measured(shape: jax.ShapeDtypeStruct) -> jax.Array:
+    return jnp.full(shape.shape, jnp.nan if jnp.issubdtype(shape.dtype, jnp.floating) else -1, shape.dtype)
+
+
+def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, predict):
+    """`spectrum(params, model_state, data, problem_state, key) -> dict`: the loss curvature's spectrum on a probe
+    set of the task (issue "Curvature"), by `curvature.spectrum_summary` with the settings of `config.curvature`.
+
+    The probe set is fixed by the task and `key`: `probe_size` examples drawn as one batch of the task at step 0.
+    Metrics: `hessian_top_eigenvalue`, `hessian_trace`, `hessian_epsilon_rank` (per epsilon), `hessian_density`
+    (on the grid), ... (prefix `config.curvature.kind`).
+    """
+    c = config.curvature
+    probe_problem = dataclasses.replace(problem, batch_size=c.probe_size)
+    loss = 'cross_entropy' if problem.kind == 'classification' else 'mse'
+
+    def spectrum(params, model_state, data, problem_state, key):
+        dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
+        return curvature.spectrum_summary(
+            lambda p, x: predict(p, model_state, x)[0], loss, params, dataset, key, curvature=c.kind,
+            num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid), sigma=c.sigma,
+            chunk_size=c.chunk_size)
+
+    return spectrum
 
 
 def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
@@ -164,15 +228,15 @@ def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
 
 def make_vmapped(train: Train) -> Callable[[RunState, int], tuple[RunState, dict[str, jax.Array]]]:
     """`run_tasks` over every seed at once: ONE compiled program per chunk length."""
-    vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None)), static_argnums=2)
-    return lambda state, num_tasks: vmapped(state, train.data, num_tasks)
+    vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+    return lambda state, num_tasks: vmapped(state, train.data, state.task_index[0], num_tasks)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The host loop: chunks of tasks, metrics, checkpoints, progress.
 
 
-def _atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> None:
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> None:
     """Writes through a temporary file and renames it, so a reader never sees a half-written file."""
     tmp = f'{path}.tmp.{os.getpid()}'
     try:
@@ -185,11 +249,11 @@ def _atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> 
 
 
 def save_metrics(workdir: str, history: dict[str, np.ndarray]) -> None:
-    _atomic_write(os.path.join(workdir, METRICS_FILE), lambda f: np.savez(f, **history))
+    atomic_write(os.path.join(workdir, METRICS_FILE), lambda f: np.savez(f, **history))
 
 
-def load_metrics(workdir: str) -> dict[str, np.ndarray]:
-    path = os.path.join(workdir, METRICS_FILE)
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file written by `atomic_write`; {} if there is none yet."""
     if not os.path.exists(path):
         return {}
     with np.load(path) as archive:
@@ -209,7 +273,7 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
         if differs:
             raise ValueError(f'{workdir} holds a run with a different config (fields {differs} differ); '
                              'use a new --workdir, or the same config to resume it.')
-    _atomic_write(path, lambda f: json.dump(resolved, f, indent=2, sort_keys=True), mode='w')
+    atomic_write(path, lambda f: json.dump(resolved, f, indent=2, sort_keys=True), mode='w')
 
 
 def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int) -> None:
@@ -228,13 +292,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     run_chunk = make_vmapped(train)
     state = jax.jit(jax.vmap(train.init))(seed_keys(config))
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                           keep_period=config.keep_checkpoints_every or None)
     with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options) as manager:
-        done = manager.latest_step() or 0
-        history = {name: values[:, :done] for name, values in load_metrics(workdir).items()}
-        if done:
+        done = manager.latest_step()
+        if done is None:  # A fresh run: checkpoint the initial state too (spectra at initialisation need it).
+            done = 0
+            manager.save(0, args=ocp.args.StandardSave(state))
+        elif done:
             state = manager.restore(done, args=ocp.args.StandardRestore(state))
             print(f'Resuming {workdir} from its checkpoint after task {done}.')
+        history = {name: values[:, :done] for name, values in load_npz(os.path.join(workdir, METRICS_FILE)).items()}
 
         examples_per_chunk_task = train.problem.examples_per_task * config.num_seeds
         bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not progress, dynamic_ncols=True)

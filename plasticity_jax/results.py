@@ -11,6 +11,8 @@ import numpy as np
 
 from plasticity_jax import engine
 
+SPECTRA_FILE = 'spectra.npz'
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -23,6 +25,8 @@ class Run:
     workdir: str
     config: ml_collections.ConfigDict
     metrics: dict[str, np.ndarray]
+    # From `python -m plasticity_jax.spectra`: metric -> (seed, checkpoint, ...), and 'task' -> (checkpoint,).
+    spectra: dict[str, np.ndarray]
 
     @property
     def num_tasks_done(self) -> int:
@@ -40,4 +44,5 @@ def load_run(workdir: str) -> Run:
         raise FileNotFoundError(f'{workdir} is not a run directory: {config_path} does not exist.')
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    return Run(workdir=workdir, config=config, metrics=engine.load_metrics(workdir))
+    return Run(workdir=workdir, config=config, metrics=engine.load_npz(os.path.join(workdir, engine.METRICS_FILE)),
+               spectra=engine.load_npz(os.path.join(workdir, SPECTRA_FILE)))

@@ -6,14 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+import dataclasses
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from plasticity_jax import engine, learners
+from plasticity_jax import engine, learners, models
 from plasticity_jax.learners import AfterUpdate
 from plasticity_jax.results import load_run
 from tests.conftest import REPO_ROOT, load_config
@@ -108,7 +110,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
     process = subprocess.Popen(_main_command(killed, **flags), cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not _finished_checkpoints(killed) and process.poll() is None and time.time() < deadline:
+    while max(_finished_checkpoints(killed), default=0) == 0 and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -184,3 +186,44 @@ def test_engine_runs_a_new_learner_through_its_hooks(monkeypatch):
     # Only the objective's term was differentiated: hidden_0's bias reached 1, its kernel never moved.
     np.testing.assert_allclose(final.params['hidden_0']['bias'], 1.0, atol=1e-4)
     np.testing.assert_array_equal(final.params['hidden_0']['kernel'], initial.params['hidden_0']['kernel'])
+
+
+def test_in_run_hessian_spectrum_matches_the_dense_hessian_at_the_start_of_a_task():
+    config = small_scr(num_seeds=2, num_tasks=3, tasks_per_chunk=3)
+    config.curvature.update({'every_tasks': 2, 'probe_size': 50, 'chunk_size': 20, 'order': 200, 'draws': 2})
+    train = engine.make_train(config)
+    initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    _, m = engine.make_vmapped(train)(initial, 3)
+    top = np.asarray(m['hessian_top_eigenvalue'])
+    assert top.shape == (2, 3, 2)  # (seed, task, start/end)
+    assert np.all(np.isnan(top[:, 1])) and np.all(np.isfinite(top[:, [0, 2]]))
+    assert m['hessian_density'].shape[:3] == (2, 3, 2)
+    assert m['hessian_epsilon_rank'].shape == (2, 3, 2, len(config.curvature.epsilons))
+
+    # Seed 0, task 0, start: rebuild the probe set the engine used and diagonalise the Hessian densely.
+    state = jax.tree.map(lambda a: a[0], initial)
+    keys = engine.task_keys(state.key, 0)
+    problem_state = train.problem.start_task(train.data, state.problem_state, 0, keys.start)
+    probe = dataclasses.replace(train.problem, batch_size=50)
+    x, y = probe.batch(train.data, problem_state, jnp.zeros((), jnp.int32), keys.curvature)
+    flat, unravel = jax.flatten_util.ravel_pytree(state.params)
+    model = models.make_model(config.model, 1)
+    loss = lambda f: jnp.mean((model.apply({'params': unravel(f)}, x)[0] - y) ** 2)
+    eigenvalues = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat), np.float64))
+    np.testing.assert_allclose(top[0, 0, 0], eigenvalues[-1], rtol=1e-3)
+    trace = np.asarray(m['hessian_trace'])[0, 0, 0]
+    assert abs(trace - eigenvalues.sum()) < 5 * np.asarray(m['hessian_trace_stderr'])[0, 0, 0] + 1e-3
+
+
+def test_spectra_from_checkpoints_equal_the_in_run_measurement(tmp_path):
+    """`python -m plasticity_jax.spectra` on the checkpoints gives the in-run "start of task" numbers exactly."""
+    config = small_scr(num_seeds=2, num_tasks=4, tasks_per_chunk=1, keep_checkpoints=1, keep_checkpoints_every=2)
+    config.curvature.update({'every_tasks': 2, 'probe_size': 40, 'chunk_size': 40, 'order': 12, 'draws': 2})
+    in_run = engine.run(config, str(tmp_path), progress=False)
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.spectra', f'--workdir={tmp_path}', '--tasks=0,2'],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    spectra = load_run(str(tmp_path)).spectra
+    np.testing.assert_array_equal(spectra['task'], [0, 2])
+    for name in ('hessian_top_eigenvalue', 'hessian_trace', 'hessian_epsilon_rank', 'hessian_density'):
+        np.testing.assert_allclose(spectra[name], in_run[name][:, [0, 2], 0], rtol=1e-5, atol=1e-7, err_msg=name)

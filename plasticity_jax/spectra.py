@@ -1,0 +1,71 @@
+"""Hessian spectra of a run's checkpoints: `python -m plasticity_jax.spectra --workdir=DIR [--tasks=0,50]
+[--order=100] [--draws=4]`.
+
+For every checkpoint (after `t` tasks, i.e. at the start of task `t`) and every seed at once (vmapped), computes the
+spectrum the in-run measurement logs as "start" (`engine.make_spectrum`: same probe set, same keys), with the
+run's `config.curvature` settings overridden by the flags, and writes `DIR/spectra.npz`: each metric with leading
+axes (seed, checkpoint) and `task`, the task index of each checkpoint. `plasticity_jax.results.load_run(DIR).spectra`
+reads it back. Keep checkpoints of the tasks you want with `--config.keep_checkpoints_every=K` when training.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app, flags
+from tqdm.auto import tqdm
+
+from plasticity_jax import engine, results
+from plasticity_jax.results import SPECTRA_FILE
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (holds config.json and checkpoints/).')
+_TASKS = flags.DEFINE_list('tasks', [], 'Checkpoints to analyse, by tasks done; default: every checkpoint kept.')
+_ORDER = flags.DEFINE_integer('order', None, 'Lanczos steps per draw (default: the run config\'s curvature.order).')
+_DRAWS = flags.DEFINE_integer('draws', None, 'Random vectors of stochastic Lanczos quadrature (curvature.draws).')
+_PROBE_SIZE = flags.DEFINE_integer('probe_size', None, 'Examples of the probe set (curvature.probe_size).')
+_KIND = flags.DEFINE_enum('kind', None, ['hessian', 'ggn', 'fisher'], 'Curvature matrix (curvature.kind).')
+
+
+def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str, np.ndarray]:
+    """Spectra at the start of each checkpointed task in `tasks` (all if None); writes and returns them."""
+    config = results.load_run(workdir).config
+    config.curvature.update({k: v for k, v in curvature_overrides.items() if v is not None})
+    directory = os.path.abspath(os.path.join(workdir, engine.CHECKPOINT_DIR))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f'{workdir} has no checkpoints/ directory: was the run started?')
+    train = engine.make_train(config)
+    abstract_state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+    spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None)))
+
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    with ocp.CheckpointManager(directory, options=options) as manager:
+        available = list(manager.all_steps())
+        chosen = available if tasks is None else [int(t) for t in tasks]
+        missing = sorted(set(chosen) - set(available))
+        if missing:
+            raise ValueError(f'no checkpoint after tasks {missing} in {directory}; available: {sorted(available)}')
+        per_checkpoint = []
+        for step in tqdm(sorted(chosen), unit='checkpoint'):
+            state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+            per_checkpoint.append(jax.device_get(spectrum(state, train.data)))
+    spectra = {name: np.stack([c[name] for c in per_checkpoint], axis=1) for name in per_checkpoint[0]}
+    spectra['task'] = np.asarray(sorted(chosen))
+    engine.atomic_write(os.path.join(workdir, SPECTRA_FILE), lambda f: np.savez(f, **spectra))
+    return spectra
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
+                    probe_size=_PROBE_SIZE.value, kind=_KIND.value)
+    print(f"Spectra written to {os.path.join(_WORKDIR.value, SPECTRA_FILE)}; "
+          f"load with plasticity_jax.results.load_run('{_WORKDIR.value}').spectra")
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['workdir'])
+    app.run(main)
