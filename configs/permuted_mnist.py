@@ -15,6 +15,12 @@ Variants (comma-separated after a colon, e.g. `configs/permuted_mnist.py:lr0.01`
   adam                       Adam (step size 0.0001) instead of SGD
   width100, width1000, width10000   hidden width (Fig. 4.3; default 2000)
   switch10k, switch100k, switch1m   examples per task (Fig. 4.4; the dissertation keeps 48M examples in total)
+  dropout                    Dropout with p = 0.1 on every hidden layer (Sec. 4.3, Fig. 4.8; p = 0.01 was the best
+                             value there: `--config.model.dropout_rate=0.01`)
+  layernorm                  layer normalization before each hidden activation (not in the dissertation's Sec. 4.3;
+                             Lyle et al. 2024 find it helps plasticity)
+  online_norm                Online Normalization (Chiley et al., 2019) before each hidden activation (Sec. 4.3),
+                             forward decay alpha_f = 0.999; forward pass only (plasticity_jax/models/normalization.py)
 
 Data: MNIST from TensorFlow Datasets, or offline from the four IDX files with `--config.data_dir=DIR` (or
 $PLASTICITY_JAX_DATA_DIR); see `plasticity_jax/data/mnist.py`.
@@ -52,16 +58,13 @@ def get_config(arg=None):
     config.problem.examples_per_task = 60_000
     config.problem.batch_size = 1
 
-    config.model = config_lib.ml_collections.ConfigDict()
-    config.model.name = 'mlp'
-    config.model.width = 2000
-    config.model.depth = 3
-    config.model.activation = 'relu'
-    config.model.init_distribution = 'normal'  # Dissertation Sec. 2.1: N(0, 2 / fan_in).
+    # Dissertation Sec. 2.1: Kaiming normal, N(0, 2 / fan_in).
+    config.model = config_lib.model_config(width=2000, depth=3, activation='relu', init_distribution='normal')
 
     config.learner.step_size = 0.003
 
     variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)), **config_lib.learner_variants(),
+                **config_lib.model_variants(),
                 'adam': lambda c: (config_lib.adam_variant(c), setattr(c.learner, 'step_size', 1e-4)),
                 'switch10k': _switch(10_000), 'switch100k': _switch(100_000), 'switch1m': _switch(1_000_000)}
     variants.update({f'width{w}': (lambda c, w=w: setattr(c.model, 'width', w)) for w in (100, 1000, 10_000)})

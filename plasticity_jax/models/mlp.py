@@ -9,6 +9,28 @@ gain**2 / fan_in, biases zero. The gain is the one PyTorch's `calculate_gain` gi
 code uses it), and the output layer uses the linear gain 1. Dohare's dissertation (Sec. 2.1) describes the Kaiming
 *normal* distribution, N(0, 2 / fan_in) for ReLU; the papers' released code draws Kaiming *uniform* with the same
 variance. Both are available through `init_distribution`.
+
+Optional pieces, off by default (Dohare's dissertation, Secs. 2.2 and 4.3, evaluates dropout and online
+normalization on Online Permuted MNIST; layer normalization is not among its methods):
+
+* `normalization`: 'layernorm' (Ba et al., 2016; flax `nn.LayerNorm`, eps 1e-5 as PyTorch, learnable scale and
+  bias) or 'online_norm' (Chiley et al., 2019; `normalization.OnlineNorm`, running statistics in the collection
+  'online_norm'), placed in every hidden layer between the dense layer and the activation:
+  dense -> norm -> activation, as batch normalisation is placed by Ioffe & Szegedy (2015) and as Chiley et al.'s
+  fully connected experiments place Online Normalization (the dissertation notes there is no consensus). The
+  output layer is not normalised. The dense layers keep their bias, so every learner sees the same
+  `{'kernel', 'bias'}` layers; the norms' parameters are under `norm_{l}` with leaves `scale` and `bias`.
+* `dropout_rate` p: dropout (Hinton et al., 2012) on every hidden layer's output (after the activation, i.e. on
+  the next layer's input; not on the network input): in training each hidden unit is zeroed with probability p and
+  the kept ones are scaled by 1 / (1 - p) (flax `nn.Dropout`, "inverted" dropout; the dissertation's Eq. 2.11
+  scales by (1 - p) at test time instead, the same network in expectation).
+
+Training vs evaluation is decided from how the model is applied, never from a flag: dropout is active when a
+'dropout' rng is given (`self.has_rng('dropout')`), and online normalisation updates its statistics when the
+'online_norm' collection is mutable. The engine's training step passes both; its probe and evaluation pass neither.
+
+The returned `hidden[l]` is hidden layer l's activation output, BEFORE dropout: the unit's feature, which in
+evaluation mode (where the plasticity metrics are measured) is also what the next layer receives.
 """
 
 from __future__ import annotations
@@ -19,6 +41,8 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from plasticity_jax.models.normalization import DEFAULT_ALPHA_F, OnlineNorm
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
@@ -52,6 +76,10 @@ def kaiming_init(gain: float, distribution: str) -> nn.initializers.Initializer:
     return nn.initializers.variance_scaling(gain**2, 'fan_in', distribution)
 
 
+NORMALIZATIONS = ('none', 'layernorm', 'online_norm')
+NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, and Chiley et al.'s code for Online Normalization.
+
+
 def check_activation(name: str) -> None:
     if name not in ACTIVATIONS:
         raise ValueError(f'unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}')
@@ -63,6 +91,7 @@ class MLP(nn.Module):
     Layers are named `hidden_0 ... hidden_{depth-1}` and `output`, so params are
     `{'hidden_0': {'kernel', 'bias'}, ..., 'output': {...}}`: the incoming weights of hidden layer l are
     `params[f'hidden_{l}']['kernel'][:, unit]` and its outgoing weights are the rows of the next layer's kernel.
+    With a normalization, `params[f'norm_{l}']` holds its `scale` and `bias` (one per unit of hidden layer l).
     """
 
     width: int
@@ -70,18 +99,38 @@ class MLP(nn.Module):
     num_outputs: int
     activation: str = 'relu'
     init_distribution: str = 'normal'
+    dropout_rate: float = 0.0
+    normalization: str = 'none'
+    online_norm_alpha_f: float = DEFAULT_ALPHA_F
+
+    def _check(self) -> None:
+        check_activation(self.activation)
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f'unknown normalization {self.normalization!r}; valid: {list(NORMALIZATIONS)}')
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f'dropout_rate must be in [0, 1), got {self.dropout_rate}')
+
+    def _normalize(self, x: jax.Array, layer: int) -> jax.Array:
+        if self.normalization == 'layernorm':
+            return nn.LayerNorm(epsilon=NORM_EPSILON, name=f'norm_{layer}')(x)
+        if self.normalization == 'online_norm':
+            return OnlineNorm(alpha_f=self.online_norm_alpha_f, epsilon=NORM_EPSILON, name=f'norm_{layer}')(x)
+        return x
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        check_activation(self.activation)
+        self._check()
         act = ACTIVATIONS[self.activation]
+        train_dropout = self.dropout_rate > 0 and self.has_rng('dropout')
         x = x.reshape(x.shape[0], -1)
         hidden = []
         for layer in range(self.depth):
             x = nn.Dense(self.width, kernel_init=kaiming_init(KAIMING_GAIN[self.activation], self.init_distribution),
                          name=f'hidden_{layer}')(x)
-            x = act(x)
+            x = act(self._normalize(x, layer))
             hidden.append(x)
+            if self.dropout_rate > 0:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train_dropout, name=f'dropout_{layer}')(x)
         outputs = nn.Dense(self.num_outputs, kernel_init=kaiming_init(1.0, self.init_distribution), name='output')(x)
         return outputs, tuple(hidden)
 

@@ -169,3 +169,176 @@ def test_make_model_from_the_configs():
                                      'init_distribution': 'normal'})
     with pytest.raises(ValueError, match='model.name'):
         make_model(bad, 1)
+
+
+def test_model_fields_of_the_configs_and_their_variants():
+    for name in ('slowly_changing_regression.py', 'permuted_mnist.py'):
+        model = make_model(load_config(name).model, num_outputs=1)
+        assert (model.dropout_rate, model.normalization) == (0.0, 'none')
+        model = make_model(load_config(name, 'dropout').model, num_outputs=1)
+        assert (model.dropout_rate, model.normalization) == (0.1, 'none')  # dissertation Sec. 4.3, Fig. 4.8
+        assert make_model(load_config(name, 'layernorm').model, num_outputs=1).normalization == 'layernorm'
+        model = make_model(load_config(name, 'online_norm,dropout').model, num_outputs=1)
+        assert (model.normalization, model.online_norm_alpha_f, model.dropout_rate) == ('online_norm', 0.999, 0.1)
+    # A model section written before these fields existed still builds, with both off.
+    old = ml_collections.ConfigDict({'name': 'mlp', 'width': 3, 'depth': 1, 'activation': 'relu',
+                                     'init_distribution': 'normal'})
+    assert (make_model(old, 1).dropout_rate, make_model(old, 1).normalization) == (0.0, 'none')
+
+
+def test_unknown_normalization_or_bad_dropout_rate_raises():
+    with pytest.raises(ValueError, match='normalization'):
+        MLP(width=3, depth=1, num_outputs=1, normalization='batchnorm').init(jax.random.key(0), jnp.ones((1, 2)))
+    for rate in (-0.1, 1.0):
+        with pytest.raises(ValueError, match='dropout_rate'):
+            MLP(width=3, depth=1, num_outputs=1, dropout_rate=rate).init(jax.random.key(0), jnp.ones((1, 2)))
+
+
+# ----------------------------------------------------------------- dropout
+
+
+def _identity_readout(model, x):
+    """Params with an identity output layer, so that the outputs are what the output layer receives."""
+    params = model.init(jax.random.key(0), x)['params']
+    params = {**params, 'output': {'kernel': jnp.eye(model.width), 'bias': jnp.zeros(model.width)}}
+    return {'params': params}
+
+
+def test_dropout_zeroes_a_fraction_p_in_training_and_scales_the_rest():
+    p, width = 0.3, 1000
+    model = MLP(width=width, depth=1, num_outputs=width, activation='identity', dropout_rate=p)
+    x = jax.random.normal(jax.random.key(1), (4, 5))
+    variables = _identity_readout(model, x)
+
+    received, hidden = model.apply(variables, x, rngs={'dropout': jax.random.key(2)})
+    received, hidden = np.asarray(received), np.asarray(hidden[0])
+    assert np.all(hidden != 0)  # identity units: any zero below comes from dropout
+    dropped = received == 0
+    assert dropped.mean() == pytest.approx(p, abs=0.03)  # 4,000 draws: std 0.007
+    np.testing.assert_allclose(received[~dropped], hidden[~dropped] / (1 - p), rtol=1e-5)
+
+    # Another key, another mask; the same key, the same mask.
+    other = np.asarray(model.apply(variables, x, rngs={'dropout': jax.random.key(3)})[0])
+    assert np.mean((other == 0) != dropped) > 0.2
+    np.testing.assert_array_equal(model.apply(variables, x, rngs={'dropout': jax.random.key(2)})[0], received)
+
+    # Evaluation (no 'dropout' rng): nothing dropped, nothing scaled; the returned hidden layer is the same
+    # (it is the activation before dropout).
+    received_eval, hidden_eval = model.apply(variables, x)
+    np.testing.assert_array_equal(received_eval, hidden)
+    np.testing.assert_array_equal(hidden_eval[0], hidden)
+
+
+def test_dropout_acts_on_every_hidden_layer_but_not_on_the_input():
+    p, width = 0.5, 400
+    model = MLP(width=width, depth=2, num_outputs=width, activation='identity', dropout_rate=p)
+    x = jax.random.normal(jax.random.key(1), (8, 3))
+    variables = _identity_readout(model, x)
+    received, hidden = model.apply(variables, x, rngs={'dropout': jax.random.key(4)})
+    # Layer 0 sees all 3 inputs: its pre-activations are in the 3-dim span of x, so a (8, width) matrix of rank 3.
+    assert np.linalg.matrix_rank(np.asarray(hidden[0]), tol=1e-4) == 3
+    assert np.mean(np.asarray(received) == 0) == pytest.approx(p, abs=0.03)  # the last hidden layer's dropout
+    # Layer 1 received a dropped-out layer 0: different from its input without dropout.
+    assert not np.allclose(hidden[1], model.apply(variables, x)[1][1], atol=1e-3)
+
+
+def test_zero_dropout_rate_ignores_the_rng():
+    model = MLP(width=5, depth=2, num_outputs=2)
+    x = jax.random.normal(jax.random.key(1), (3, 4))
+    variables = model.init(jax.random.key(0), x)
+    np.testing.assert_array_equal(model.apply(variables, x, rngs={'dropout': jax.random.key(2)})[0],
+                                  model.apply(variables, x)[0])
+
+
+# ----------------------------------------------------------------- normalization in the MLP
+
+
+def test_layernorm_before_the_activation():
+    model = MLP(width=6, depth=2, num_outputs=2, activation='identity', normalization='layernorm')
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    variables = model.init(jax.random.key(0), x)
+    assert set(variables) == {'params'}
+    assert sorted(variables['params']) == ['hidden_0', 'hidden_1', 'norm_0', 'norm_1', 'output']
+    _, hidden = model.apply(variables, x)
+    for h in hidden:  # scale 1, bias 0 at initialisation: the normalised pre-activations themselves
+        np.testing.assert_allclose(np.asarray(h).mean(axis=1), 0.0, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(h).var(axis=1), 1.0, rtol=0.01)  # var / (var + eps) < 1
+
+    # With a learned affine transform and tanh, against numpy: tanh(scale * (z - mean) / sqrt(var + 1e-5) + bias).
+    params = dict(variables['params'])
+    params['norm_0'] = {'scale': jnp.linspace(0.5, 2.0, 6), 'bias': jnp.linspace(-1.0, 1.0, 6)}
+    model = model.clone(activation='tanh')
+    _, hidden = model.apply({'params': params}, x)
+    z = np.asarray(x) @ np.asarray(params['hidden_0']['kernel']) + np.asarray(params['hidden_0']['bias'])
+    normed = (z - z.mean(axis=1, keepdims=True)) / np.sqrt(z.var(axis=1, keepdims=True) + 1e-5)
+    want = np.tanh(normed * np.asarray(params['norm_0']['scale']) + np.asarray(params['norm_0']['bias']))
+    np.testing.assert_allclose(hidden[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_online_norm_in_the_mlp_training_and_evaluation_modes():
+    model = MLP(width=3, depth=2, num_outputs=1, normalization='online_norm', online_norm_alpha_f=0.9)
+    x = jax.random.normal(jax.random.key(1), (1, 4))
+    variables = model.init(jax.random.key(0), x)
+    assert sorted(variables['online_norm']) == ['norm_0', 'norm_1']
+    assert sorted(variables['params']) == ['hidden_0', 'hidden_1', 'norm_0', 'norm_1', 'output']
+
+    # Training mode, as the engine applies it: statistics of both layers move, by the decay 0.9, from (0, 1).
+    (_, hidden), state = model.apply(variables, x, rngs={'dropout': jax.random.key(2)}, mutable=['online_norm'])
+    kernel, bias = np.asarray(variables['params']['hidden_0']['kernel']), variables['params']['hidden_0']['bias']
+    z0 = np.asarray(x) @ kernel + np.asarray(bias)
+    np.testing.assert_allclose(hidden[0], np.maximum(z0 / np.sqrt(1 + 1e-5), 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state['online_norm']['norm_0']['mean'], 0.1 * z0[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(state['online_norm']['norm_0']['var'], 0.9 + 0.09 * z0[0] ** 2, rtol=1e-5)
+    assert not np.allclose(state['online_norm']['norm_1']['mean'], 0)
+
+    # Evaluation mode (no mutable collection): uses the stored statistics, returns no new state.
+    updated = {**variables, **state}
+    outputs, hidden = model.apply(updated, x)
+    mean, var = (np.asarray(state['online_norm']['norm_0'][k]) for k in ('mean', 'var'))
+    np.testing.assert_allclose(hidden[0], np.maximum((z0 - mean) / np.sqrt(var + 1e-5), 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.apply(updated, x)[0], outputs)
+
+
+# ----------------------------------------------------------------- the variants through the engine
+
+
+@pytest.mark.parametrize('variant', ['dropout', 'layernorm', 'online_norm'])
+def test_model_variants_run_through_the_engine(variant):
+    from plasticity_jax import engine
+
+    def tiny(arg):
+        config = load_config('slowly_changing_regression.py', arg)
+        config.num_seeds, config.problem.examples_per_task, config.metrics.probe_size = 2, 200, 64
+        config.model.width = 6
+        return config
+
+    config = tiny(variant)
+    train = engine.make_train(config)
+    run_chunk = engine.make_vmapped(train)
+    initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    after_one, first = run_chunk(initial, 1)
+    after_two, second = run_chunk(after_one, 1)
+    for name, values in {**first, **second}.items():
+        assert np.all(np.isfinite(np.asarray(values))), name
+    assert np.all(np.asarray(second['nonfinite_steps']) == 0)
+
+    # Task 0's probe runs in evaluation mode on the initial network: with dropout, exactly the plain network's.
+    if variant == 'dropout':
+        plain = engine.make_train(tiny(None))
+        _, plain_first = engine.make_vmapped(plain)(jax.jit(jax.vmap(plain.init))(engine.seed_keys(config)), 1)
+        for name in ('effective_rank', 'dead_fraction', 'weight_magnitude'):
+            np.testing.assert_array_equal(first[name], plain_first[name], err_msg=name)
+        assert not np.array_equal(first['online_mse'], plain_first['online_mse'])  # training did drop units
+
+    if variant == 'online_norm':
+        states = [jax.tree.map(np.asarray, s.model_state['online_norm']['norm_0'])
+                  for s in (initial, after_one, after_two)]
+        np.testing.assert_array_equal(states[0]['mean'], 0.0)
+        for before, after in zip(states, states[1:]):
+            for seed in range(2):  # every seed's statistics move in every task
+                assert not np.allclose(before['mean'][seed], after['mean'][seed])
+                assert not np.allclose(before['var'][seed], after['var'][seed])
+        for stat in ('mean', 'var'):  # each seed has its own statistics
+            assert not np.allclose(states[2][stat][0], states[2][stat][1])
+    else:
+        assert initial.model_state == {} and after_two.model_state == {}
