@@ -25,6 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
     config.data_source = 'auto'  # 'auto' (offline files if a data dir is set, else TFDS), 'idx' or 'tfds'.
+    # Swept fields, mirroring the config: e.g. config.sweep.learner.step_size = (0.01, 0.003). See `sweeps`.
+    config.sweep = ml_collections.ConfigDict()
 
     config.metrics = ml_collections.ConfigDict()
     config.metrics.probe_size = 2000  # Examples of the new task on which the correlates are measured.

@@ -41,7 +41,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from tqdm.auto import tqdm
 
-from plasticity_jax import curvature, learners, metrics, models, problems
+from plasticity_jax import curvature, learners, metrics, models, problems, sweeps
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 
 CONFIG_FILE = 'config.json'
@@ -59,6 +59,7 @@ class RunState(NamedTuple):
     problem_state: Any
     key: jax.Array  # task keys are fold_in(key, task_index), step keys fold_in(task's key, step)
     task_index: jax.Array  # int32 scalar: the next task to run
+    hyperparams: dict[str, jax.Array]  # this run's values of the swept config fields (`sweeps`); often {}
 
 
 class Train(NamedTuple):
@@ -105,17 +106,21 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         """Evaluation mode: no dropout randomness, no update of the model's statistics."""
         return model.apply({'params': params, **model_state}, x)
 
-    learner = learners.make_learner(config.learner, init_params)
+    def learner_for(hyperparams) -> learners.Learner:
+        """The learner of one run: swept fields take this run's (traced) values."""
+        return learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params)
 
-    def init(key: jax.Array) -> RunState:
+    def init(key: jax.Array, hyperparams: dict[str, jax.Array] | None = None) -> RunState:
+        hyperparams = hyperparams or {}
+        learner = learner_for(hyperparams)
         params_key, problem_key, tasks_key = jax.random.split(key, 3)
         params, model_state = init_variables(params_key)
         return RunState(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),
                         learner_state=learner.after_update.init(params),
                         problem_state=problem.init(data, problem_key), key=tasks_key,
-                        task_index=jnp.zeros((), jnp.int32))
+                        task_index=jnp.zeros((), jnp.int32), hyperparams=hyperparams)
 
-    def train_step(data, problem_state, carry, step_and_key):
+    def train_step(learner, data, problem_state, carry, step_and_key):
         params, model_state, opt_state, learner_state, totals = carry
         step, key = step_and_key
         batch_key, model_key, optimizer_key, after_key = jax.random.split(key, 4)
@@ -144,6 +149,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
     spectrum = make_spectrum(config, problem, predict)
 
     def run_task(data, state: RunState, task: jax.Array) -> tuple[RunState, dict[str, jax.Array]]:
+        learner = learner_for(state.hyperparams)
         keys = task_keys(state.key, state.task_index)
         problem_state = problem.start_task(data, state.problem_state, state.task_index, keys.start)
 
@@ -160,7 +166,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         zero = jnp.zeros((), jnp.float32)
         totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
         (params, model_state, opt_state, learner_state, totals), _ = jax.lax.scan(
-            lambda carry, xs: train_step(data, problem_state, carry, xs),
+            lambda carry, xs: train_step(learner, data, problem_state, carry, xs),
             (state.params, state.model_state, state.opt_state, state.learner_state, totals), (steps, step_keys))
 
         end_metrics = problem.evaluate(data, problem_state, lambda x: predict(params, model_state, x)[0])
@@ -177,8 +183,10 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
             shapes = jax.eval_shape(start_and_end, None)
             task_metrics.update(jax.lax.cond(task % config.curvature.every_tasks == 0, start_and_end,
                                              lambda _: jax.tree.map(_not_measured, shapes), None))
-        new_state = RunState(params=params, model_state=model_state, opt_state=opt_state, learner_state=learner_state,
-                             problem_state=problem_state, key=state.key, task_index=state.task_index + 1)
+        new_state = state._replace(params=params, model_state=model_state, opt_state=opt_state,
+                                   learner_state=learner_state, problem_state=problem_state,
+                                   task_index=state.task_index + 1)
+
         return new_state, task_metrics
 
     def run_tasks(state: RunState, data, first_task: jax.Array, num_tasks: int):
@@ -221,15 +229,24 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
 
 
 def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
-    """One key per seed: seed s of a run with base seed b uses fold_in(PRNGKey(b), s), whatever num_seeds is."""
-    base = jax.random.PRNGKey(config.seed)
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, jnp.arange(config.num_seeds))
+    """One key per run (sweep points x seeds): seed s uses fold_in(PRNGKey(config.seed), s) at every point."""
+    return sweeps.runs(config).keys(config.seed)
 
 
 def make_vmapped(train: Train) -> Callable[[RunState, int], tuple[RunState, dict[str, jax.Array]]]:
-    """`run_tasks` over every seed at once: ONE compiled program per chunk length."""
+    """`run_tasks` over every run at once on one device: ONE compiled program per chunk length."""
     vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
     return lambda state, num_tasks: vmapped(state, train.data, state.task_index[0], num_tasks)
+
+
+def make_sharded(train: Train, mesh: jax.sharding.Mesh):
+    """`init(keys, hyperparams)` and `run_chunk(state, first_task, num_tasks)` over the flat runs axis, sharded
+    over every device of `mesh` (its one axis, 'runs'): each device holds and computes its slice of the runs."""
+    by_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('runs'))
+    init = jax.jit(jax.vmap(train.init), out_shardings=by_run)
+    vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3,
+                      out_shardings=(by_run, by_run))
+    return init, lambda state, first_task, num_tasks: vmapped(state, train.data, first_task, num_tasks)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,20 +294,37 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int) -> None:
-    counts = chunk_metrics['nonfinite_steps']  # (seeds, tasks)
-    for seed in np.flatnonzero(counts.sum(axis=1)):
-        first = first_task + int(np.flatnonzero(counts[seed])[0])
+    counts = chunk_metrics['nonfinite_steps']  # (runs, tasks)
+    for run in np.flatnonzero(counts.sum(axis=1)):
+        first = first_task + int(np.flatnonzero(counts[run])[0])
         logging.warning('seed %d: %d non-finite losses in tasks %d-%d (first in task %d); other seeds are unaffected.',
-                        seed, counts[seed].sum(), first_task, first_task + counts.shape[1] - 1, first)
+                        run, counts[run].sum(), first_task, first_task + counts.shape[1] - 1, first)
+
+
+def _to_host(tree):
+    """Every run's values as numpy on this process (gathered from all hosts in a multi-host program)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, np.ndarray]:
-    """Runs (or resumes) the experiment `config` in `workdir`; returns the metrics, leading axes (seed, task)."""
-    os.makedirs(workdir, exist_ok=True)
-    _write_config(workdir, config)
+    """Runs (or resumes) the experiment `config` in `workdir`; returns the metrics, leading axes (run, task).
+
+    The runs (sweep points x seeds, `sweeps`) form one flat axis sharded over all devices of all processes; with a
+    sweep, `results.load_run` splits it into (point, seed). Only process 0 writes the config and the metrics; orbax
+    writes every process's shards of the checkpoint.
+    """
+    writer = jax.process_index() == 0
+    if writer:
+        os.makedirs(workdir, exist_ok=True)
+        _write_config(workdir, config)
+    devices = jax.devices()
+    runs = sweeps.runs(config, len(devices))
     train = make_train(config)
-    run_chunk = make_vmapped(train)
-    state = jax.jit(jax.vmap(train.init))(seed_keys(config))
+    init, run_chunk = make_sharded(train, jax.sharding.Mesh(np.array(devices), ('runs',)))
+    state = init(runs.keys(config.seed), runs.hyperparams())
 
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                            keep_period=config.keep_checkpoints_every or None)
@@ -301,26 +335,30 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             manager.save(0, args=ocp.args.StandardSave(state))
         elif done:
             state = manager.restore(done, args=ocp.args.StandardRestore(state))
-            print(f'Resuming {workdir} from its checkpoint after task {done}.')
+            if writer:
+                print(f'Resuming {workdir} from its checkpoint after task {done}.')
         history = {name: values[:, :done] for name, values in load_npz(os.path.join(workdir, METRICS_FILE)).items()}
 
-        examples_per_chunk_task = train.problem.examples_per_task * config.num_seeds
-        bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not progress, dynamic_ncols=True)
+        examples_per_task = train.problem.examples_per_task * runs.num_runs
+        bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not (progress and writer),
+                   dynamic_ncols=True)
         while done < config.num_tasks:
             chunk = min(config.tasks_per_chunk, config.num_tasks - done)
             start = time.perf_counter()
-            state, chunk_metrics = run_chunk(state, chunk)
-            chunk_metrics = jax.device_get(chunk_metrics)
+            state, chunk_metrics = run_chunk(state, np.int32(done), chunk)
+            chunk_metrics = runs.unpad(_to_host(chunk_metrics))
             elapsed = time.perf_counter() - start
-            _report_nonfinite(chunk_metrics, done)
             history = {name: np.concatenate([history[name], values], axis=1) if name in history else values
                        for name, values in chunk_metrics.items()}
             done += chunk
-            save_metrics(workdir, history)
+            if writer:
+                _report_nonfinite(chunk_metrics, done - chunk)
+                save_metrics(workdir, history)
             manager.save(done, args=ocp.args.StandardSave(state))
             bar.update(chunk)
-            bar.set_postfix({'examples/s': f'{chunk * examples_per_chunk_task / elapsed:.3g}',
-                             train.problem.online_metric_name: f'{chunk_metrics[train.problem.online_metric_name][:, -1].mean():.4f}'})
+            online = chunk_metrics[train.problem.online_metric_name][:, -1].mean()
+            bar.set_postfix({'examples/s': f'{chunk * examples_per_task / elapsed:.3g}',
+                             train.problem.online_metric_name: f'{online:.4f}'})
         manager.wait_until_finished()
         bar.close()
     return history

@@ -9,17 +9,18 @@ import os
 import ml_collections
 import numpy as np
 
-from plasticity_jax import engine
+from plasticity_jax import engine, sweeps
 
 SPECTRA_FILE = 'spectra.npz'
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A run's resolved config and its metrics: name -> array with leading axes (seed, task).
+    """A run's resolved config and its metrics: name -> array with leading axes (seed, task), or (point, seed, task)
+    for a sweep (`config.sweep`), whose coordinates are in `sweep` (field name -> value at each point).
 
-    Per-layer correlates (`dead_fraction`, `effective_rank`, `approximate_rank`, `stable_rank`, `feature_rank`) have a
-    third axis, the hidden layer.
+    Per-layer correlates (`dead_fraction`, `effective_rank`, `approximate_rank`, `stable_rank`, `feature_rank`) have
+    one more axis, the hidden layer.
     """
 
     workdir: str
@@ -27,15 +28,41 @@ class Run:
     metrics: dict[str, np.ndarray]
     # From `python -m plasticity_jax.spectra`: metric -> (seed, checkpoint, ...), and 'task' -> (checkpoint,).
     spectra: dict[str, np.ndarray]
+    sweep: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def point(self, index: int) -> 'Run':
+        """Point `index` of a sweep as a run of its own (metrics with leading axes (seed, task))."""
+        if not self.sweep:
+            raise ValueError(f'{self.workdir} is not a sweep.')
+        values = {name: float(v[index]) for name, v in self.sweep.items()}
+        return Run(workdir=self.workdir, config=sweeps.with_values(self.config, values),
+                   metrics={name: m[index] for name, m in self.metrics.items()},
+                   spectra={name: m if name == 'task' else m[index] for name, m in self.spectra.items()})
+
+    def dataframe(self, metric: str):
+        """A tidy pandas DataFrame of one metric: a row per (point coordinates,) seed, task (, layer)."""
+        import pandas as pd
+
+        values = self.metrics[metric]
+        lead = list(self.sweep) and ['point']
+        axes = [*lead, 'seed', 'task', 'layer'][:values.ndim]
+        index = pd.MultiIndex.from_product([range(n) for n in values.shape], names=axes)
+        frame = pd.DataFrame({metric: values.reshape(-1)}, index=index).reset_index()
+        for name, coordinate in self.sweep.items():
+            frame[name] = coordinate[frame['point']]
+        return frame
 
     @property
     def num_tasks_done(self) -> int:
-        return next(iter(self.metrics.values())).shape[1] if self.metrics else 0
+        return self.metrics['nonfinite_steps'].shape[-1] if self.metrics else 0
 
     @property
     def diverged_seeds(self) -> np.ndarray:
-        """Indices of the seeds that met a non-finite loss."""
-        return np.flatnonzero(self.metrics['nonfinite_steps'].sum(axis=1)) if self.metrics else np.array([], int)
+        """Indices of the seeds (for a sweep: (point, seed) pairs) that met a non-finite loss."""
+        if not self.metrics:
+            return np.array([], int)
+        counts = self.metrics['nonfinite_steps'].sum(axis=-1)
+        return np.argwhere(counts) if self.sweep else np.flatnonzero(counts)
 
 
 def load_run(workdir: str) -> Run:
@@ -44,5 +71,11 @@ def load_run(workdir: str) -> Run:
         raise FileNotFoundError(f'{workdir} is not a run directory: {config_path} does not exist.')
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    return Run(workdir=workdir, config=config, metrics=engine.load_npz(os.path.join(workdir, engine.METRICS_FILE)),
-               spectra=engine.load_npz(os.path.join(workdir, SPECTRA_FILE)))
+    metrics = engine.load_npz(os.path.join(workdir, engine.METRICS_FILE))
+    spectra = engine.load_npz(os.path.join(workdir, SPECTRA_FILE))
+    runs = sweeps.runs(config)
+    if not runs.grid.names:
+        return Run(workdir=workdir, config=config, metrics=metrics, spectra=spectra)
+    split = lambda arrays: {n: a if n == 'task' else sweeps.split_runs_axis(a, runs) for n, a in arrays.items()}
+    return Run(workdir=workdir, config=config, metrics=split(metrics), spectra=split(spectra),
+               sweep=runs.grid.coordinates())

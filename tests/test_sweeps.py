@@ -1,0 +1,76 @@
+"""Sweeps: a grid of points x seeds as one program, sharded over devices, each point equal to running it alone."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from plasticity_jax import engine, sweeps
+from plasticity_jax.results import load_run
+from tests.conftest import REPO_ROOT
+from tests.test_engine import small_scr
+
+STEP_SIZES = (0.03, 0.01, 0.003)
+
+
+def lr_sweep(**overrides):
+    config = small_scr(num_tasks=2, tasks_per_chunk=1, **overrides)
+    config.sweep.learner = {'step_size': STEP_SIZES}
+    return config
+
+
+def test_grid_is_the_product_of_the_swept_fields_in_name_order():
+    config = small_scr()
+    config.sweep.learner = {'step_size': (0.1, 0.2), 'momentum': (0.0, 0.5, 0.9)}
+    grid = sweeps.grid(config)
+    assert grid.names == ('learner.momentum', 'learner.step_size')
+    assert grid.points.tolist() == [[0.0, 0.1], [0.0, 0.2], [0.5, 0.1], [0.5, 0.2], [0.9, 0.1], [0.9, 0.2]]
+    runs = sweeps.runs(config, num_devices=4)  # 6 points x 2 seeds = 12 runs
+    assert (runs.num_runs, runs.num_padded) == (12, 12)
+    assert sweeps.runs(config, num_devices=5).num_padded == 15
+    np.testing.assert_array_equal(runs.hyperparams()['learner.momentum'][:4], [0.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(runs.hyperparams()['learner.step_size'][:4], np.float32([0.1, 0.1, 0.2, 0.2]))
+
+
+@pytest.mark.parametrize('field, message', [('model', 'structural'), ('learner', 'non-empty')])
+def test_bad_sweeps_are_refused_with_the_reason(field, message):
+    config = small_scr()
+    config.sweep[field] = {'width': (5, 10)} if field == 'model' else {'step_size': ()}
+    with pytest.raises(ValueError, match=message):
+        sweeps.grid(config)
+
+
+def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path):
+    swept = engine.run(lr_sweep(), str(tmp_path / 'sweep'), progress=False)
+    run = load_run(str(tmp_path / 'sweep'))
+    assert run.metrics['online_mse'].shape == (3, 2, 2)  # (point, seed, task)
+    np.testing.assert_array_equal(run.sweep['learner.step_size'], STEP_SIZES)
+    assert swept['online_mse'].shape == (6, 2)
+    for point, step_size in enumerate(STEP_SIZES):
+        alone = engine.run(small_scr(num_tasks=2, tasks_per_chunk=1, **{'learner.step_size': step_size}),
+                           str(tmp_path / f'alone{point}'), progress=False)
+        for name in alone:
+            np.testing.assert_array_equal(run.metrics[name][point], alone[name], err_msg=f'{name} at {step_size}')
+    assert len({float(run.metrics['online_mse'][p].sum()) for p in range(3)}) == 3  # the points really differ
+    frame = run.dataframe('online_mse')
+    assert len(frame) == 3 * 2 * 2 and set(frame['learner.step_size']) == set(STEP_SIZES)
+    row = frame[(frame.point == 2) & (frame.seed == 1) & (frame.task == 0)]
+    assert row['online_mse'].item() == run.metrics['online_mse'][2, 1, 0]
+    np.testing.assert_array_equal(run.point(1).metrics['online_mse'], run.metrics['online_mse'][1])
+    assert run.point(1).config.learner.step_size == STEP_SIZES[1]
+
+
+def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
+    """6 runs over 8 (fake CPU) devices: padded to 8, the padding dropped, every number equal to one device."""
+    one_device = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
+    script = ('import sys; sys.path.insert(0, "."); import jax; assert jax.device_count() == 8\n'
+              'from plasticity_jax import engine; from tests.test_sweeps import lr_sweep\n'
+              f'engine.run(lr_sweep(), {str(tmp_path / "eight")!r}, progress=False)\n')
+    env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
+    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    eight = load_run(str(tmp_path / 'eight')).metrics
+    for name, values in one_device.items():
+        np.testing.assert_array_equal(eight[name].reshape(values.shape), values, err_msg=name)
