@@ -11,6 +11,7 @@ Small CPU check (4 seeds, 10 tasks of 2,000 examples, width 100; about a minute 
         --config.num_seeds=4 --config.num_tasks=10 --config.problem.examples_per_task=2000 --config.model.width=100
 
 Variants (comma-separated after a colon, e.g. `configs/permuted_mnist.py:lr0.01`):
+  sweep_lr                   the three step sizes below as ONE program (a sweep: results (point, seed, task))
   lr0.01, lr0.003, lr0.001   SGD step size (default 0.003, the best of the three in the dissertation)
   adam                       Adam (step size 0.0001) instead of SGD
   width100, width1000, width10000   hidden width (Fig. 4.3; default 2000)
@@ -64,6 +65,7 @@ def get_config(arg=None):
     config.learner.step_size = 0.003
 
     variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)), **config_lib.learner_variants(),
+                **config_lib.sweep_step_sizes_variant((0.01, 0.003, 0.001)),
                 **config_lib.model_variants(),
                 'adam': lambda c: (config_lib.adam_variant(c), setattr(c.learner, 'step_size', 1e-4)),
                 'switch10k': _switch(10_000), 'switch100k': _switch(100_000), 'switch1m': _switch(1_000_000)}

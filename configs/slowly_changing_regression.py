@@ -7,6 +7,7 @@ where the papers leave room are in `plasticity_jax/problems/slowly_changing_regr
     python -m plasticity_jax.main --config=configs/slowly_changing_regression.py --workdir=runs/scr
 
 Variants (comma-separated after a colon, e.g. `configs/slowly_changing_regression.py:tanh,lr0.001`):
+  sweep_lr                   the three step sizes below as ONE program (a sweep: results (point, seed, task))
   lr0.01, lr0.003, lr0.001   SGD step size (default 0.01, the papers' largest)
   relu, tanh, sigmoid, elu, leaky_relu, swish, identity   hidden activation (default relu)
   adam                       Adam with step size 0.001 (variants apply left to right: `adam,lr0.01` is Adam at 0.01)
@@ -45,6 +46,7 @@ def get_config(arg=None):
     config.metrics.probe_size = 2000
 
     variants = {**config_lib.step_size_variants((0.01, 0.003, 0.001)), **config_lib.learner_variants(),
+                **config_lib.sweep_step_sizes_variant((0.01, 0.003, 0.001)),
                 **config_lib.model_variants(),
                 'adam': lambda c: (config_lib.adam_variant(c), setattr(c.learner, 'step_size', 0.001)),
                 'redraw_all': lambda c: setattr(c.problem, 'flip_mode', 'redraw_all')}

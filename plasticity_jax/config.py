@@ -104,6 +104,13 @@ def step_size_variants(step_sizes) -> dict[str, Variant]:
     return {f'lr{step_size}': (lambda c, s=step_size: setattr(c.learner, 'step_size', s)) for step_size in step_sizes}
 
 
+def sweep_step_sizes_variant(step_sizes) -> dict[str, Variant]:
+    """`sweep_lr`: the paper's step sizes as one sweep (one compiled program, points x seeds)."""
+    def apply(config):
+        config.sweep.learner = ml_collections.ConfigDict({'step_size': tuple(step_sizes)})
+    return {'sweep_lr': apply}
+
+
 def adam_variant(config: ml_collections.ConfigDict) -> None:
     config.learner.optimizer = 'adam'
 

@@ -241,12 +241,16 @@ def make_vmapped(train: Train) -> Callable[[RunState, int], tuple[RunState, dict
 
 def make_sharded(train: Train, mesh: jax.sharding.Mesh):
     """`init(keys, hyperparams)` and `run_chunk(state, first_task, num_tasks)` over the flat runs axis, sharded
-    over every device of `mesh` (its one axis, 'runs'): each device holds and computes its slice of the runs."""
+    over every device of `mesh` (its one axis, 'runs'): each device holds and computes its slice of the runs, and
+    holds a replica of the problem's data, uploaded once."""
     by_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('runs'))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    data = jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, replicated, lambda index: a[index]),
+                        jax.device_get(train.data))
     init = jax.jit(jax.vmap(train.init), out_shardings=by_run)
     vmapped = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3,
                       out_shardings=(by_run, by_run))
-    return init, lambda state, first_task, num_tasks: vmapped(state, train.data, first_task, num_tasks)
+    return init, lambda state, first_task, num_tasks: vmapped(state, data, first_task, num_tasks)
 
 
 # ----------------------------------------------------------------------------------------------------------------

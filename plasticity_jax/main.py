@@ -9,14 +9,24 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from plasticity_jax import engine
+from plasticity_jax import engine, sweeps
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: configs/<experiment>.py[:variants].',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the config, metrics and checkpoints of the run.')
+_SWEEP = flags.DEFINE_multi_string(
+    'sweep', [], 'Sweep a continuous learner field over values, all in one program: '
+    '--sweep=learner.step_size=0.01,0.003,0.001 (repeat the flag for a grid).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Join a multi-process run (jax.distributed.initialize): detected automatically on Cloud '
+    'TPU pods and under SLURM; elsewhere give --coordinator_address, --num_processes and --process_id.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, with --distributed.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes, with --distributed.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, with --distributed.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -62,9 +72,14 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
     workdir = _WORKDIR.value
-    engine.run(_CONFIG.value, workdir)
-    print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
-          f"Load them with plasticity_jax.results.load_run('{workdir}').")
+    if _DISTRIBUTED.value:
+        jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # Collectives between CPU processes.
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
+    engine.run(sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value), workdir)
+    if jax.process_index() == 0:
+        print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
+              f"Load them with plasticity_jax.results.load_run('{workdir}').")
 
 
 if __name__ == '__main__':

@@ -84,6 +84,24 @@ def with_values(config: ml_collections.ConfigDict, values: Mapping[str, Any]) ->
     return copy
 
 
+def with_sweep_flags(config: ml_collections.ConfigDict, specs: list[str]) -> ml_collections.ConfigDict:
+    """Adds `--sweep=learner.step_size=0.01,0.003` style sweeps to `config.sweep`, then checks the whole sweep."""
+    for spec in specs:
+        name, sep, values = spec.partition('=')
+        if not sep or not values:
+            raise ValueError(f'--sweep={spec}: expected FIELD=VALUE,VALUE,... e.g. learner.step_size=0.01,0.003')
+        *path, leaf = name.split('.')
+        with config.unlocked():
+            node = config.sweep
+            for field in path:
+                if field not in node:
+                    node[field] = ml_collections.ConfigDict()
+                node = node[field]
+            node[leaf] = tuple(float(v) for v in values.split(','))
+    grid(config)
+    return config
+
+
 class Runs(NamedTuple):
     """The flat runs axis of a program: points x seeds, padded to a multiple of the device count."""
 

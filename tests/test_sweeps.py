@@ -74,3 +74,29 @@ def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
     eight = load_run(str(tmp_path / 'eight')).metrics
     for name, values in one_device.items():
         np.testing.assert_array_equal(eight[name].reshape(values.shape), values, err_msg=name)
+
+
+def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
+    """Two CPU processes (one device each) run one sweep together through the CLI; the results equal one process."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('localhost', 0))
+        port = s.getsockname()[1]
+    flags = ['--config=configs/slowly_changing_regression.py', f'--workdir={tmp_path / "two"}',
+             '--config.num_seeds=2', '--config.num_tasks=2', '--config.tasks_per_chunk=1',
+             '--config.problem.examples_per_task=300',
+             '--config.metrics.probe_size=64', '--sweep=learner.step_size=0.03,0.01,0.003', '--distributed',
+             f'--coordinator_address=localhost:{port}', '--num_processes=2']
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    processes = [subprocess.Popen([sys.executable, '-m', 'plasticity_jax.main', *flags, f'--process_id={i}'],
+                                  cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert 'Results are in' in outputs[0][0] and 'Results are in' not in outputs[1][0]
+
+    one = load_run(str(tmp_path / 'two'))
+    alone = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
+    for name, values in alone.items():
+        np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
