@@ -305,6 +305,59 @@ def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int) -> 
                         run, counts[run].sum(), first_task, first_task + counts.shape[1] - 1, first)
 
 
+class Plan(NamedTuple):
+    """What a run would do on these devices, before anything is compiled."""
+
+    num_points: int
+    num_seeds: int
+    num_runs: int
+    num_devices: int
+    runs_per_device: int  # after padding the runs to a multiple of the device count
+    state_bytes_per_run: int  # params, optimizer, learner and problem state
+    data_bytes: int  # the problem's data, replicated on every device
+    curvature_bytes_per_run: int  # the Lanczos basis of the in-run spectrum, when it is on
+    device_bytes_limit: int | None  # what the device reports it can hold (None on CPU)
+
+    @property
+    def bytes_per_device(self) -> int:
+        """A lower bound: persistent state and data, plus the curvature basis; activations come on top."""
+        return self.runs_per_device * (self.state_bytes_per_run + self.curvature_bytes_per_run) + self.data_bytes
+
+    def describe(self) -> str:
+        gib = lambda b: f'{b / 2**30:.3f} GiB'
+        limit = gib(self.device_bytes_limit) if self.device_bytes_limit else 'not reported'
+        return (f'1 program: {self.num_points} point(s) x {self.num_seeds} seed(s) = {self.num_runs} runs over '
+                f'{self.num_devices} device(s), {self.runs_per_device} runs per device\n'
+                f'memory per device >= {gib(self.bytes_per_device)} (state {gib(self.state_bytes_per_run)} per run, '
+                f'curvature basis {gib(self.curvature_bytes_per_run)} per run, data {gib(self.data_bytes)}); '
+                f'device limit {limit}')
+
+
+def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> Plan:
+    train = train or make_train(config)
+    devices = jax.devices()
+    runs = sweeps.runs(config, len(devices))
+    state = jax.eval_shape(train.init, jax.random.PRNGKey(0), {k: v[0] for k, v in runs.hyperparams().items()})
+    nbytes = lambda tree: sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(tree))
+    num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(state.params))
+    curvature_bytes = (config.curvature.order + 2) * num_params * 4 if config.curvature.every_tasks else 0
+    stats = devices[0].memory_stats() or {}
+    return Plan(num_points=runs.grid.num_points, num_seeds=runs.num_seeds, num_runs=runs.num_runs,
+                num_devices=len(devices), runs_per_device=runs.num_padded // len(devices),
+                state_bytes_per_run=nbytes(state), data_bytes=nbytes(train.data),
+                curvature_bytes_per_run=curvature_bytes, device_bytes_limit=stats.get('bytes_limit'))
+
+
+def check_fits(plan: Plan) -> None:
+    """Refuses, with a suggested split, a run whose persistent memory alone exceeds a device."""
+    if plan.device_bytes_limit is None or plan.bytes_per_device <= plan.device_bytes_limit:
+        return
+    per_run = plan.state_bytes_per_run + plan.curvature_bytes_per_run
+    fitting = max(0, (plan.device_bytes_limit - plan.data_bytes) // per_run) * plan.num_devices
+    raise MemoryError(f'{plan.describe()}\nThis does not fit. Run at most {fitting} runs at once on these devices: '
+                      'fewer seeds (--config.num_seeds), fewer sweep points per program, or more devices.')
+
+
 def _to_host(tree):
     """Every run's values as numpy on this process (gathered from all hosts in a multi-host program)."""
     if jax.process_count() > 1:
@@ -327,6 +380,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     devices = jax.devices()
     runs = sweeps.runs(config, len(devices))
     train = make_train(config)
+    check_fits(make_plan(config, train))
     init, run_chunk = make_sharded(train, jax.sharding.Mesh(np.array(devices), ('runs',)))
     state = init(runs.keys(config.seed), runs.hyperparams())
 

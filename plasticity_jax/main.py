@@ -21,6 +21,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the config, metri
 _SWEEP = flags.DEFINE_multi_string(
     'sweep', [], 'Sweep a continuous learner field over values, all in one program: '
     '--sweep=learner.step_size=0.01,0.003,0.001 (repeat the flag for a grid).')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print what would run (programs, runs per device, memory per '
+                              'device) and exit without compiling or writing anything.')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Join a multi-process run (jax.distributed.initialize): detected automatically on Cloud '
     'TPU pods and under SLURM; elsewhere give --coordinator_address, --num_processes and --process_id.')
@@ -76,7 +78,14 @@ def main(argv: list[str]) -> None:
         jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # Collectives between CPU processes.
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
-    engine.run(sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value), workdir)
+    config = sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value)
+    if _DRY_RUN.value:
+        plan = engine.make_plan(config)
+        print(plan.describe())
+        print(f'{config.num_tasks} tasks of {config.problem.examples_per_task} examples, '
+                  f'a checkpoint every {config.tasks_per_chunk} tasks, in {workdir}')
+        return
+    engine.run(config, workdir)
     if jax.process_index() == 0:
         print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
               f"Load them with plasticity_jax.results.load_run('{workdir}').")

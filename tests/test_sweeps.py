@@ -100,3 +100,24 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
     alone = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
     for name, values in alone.items():
         np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    workdir = tmp_path / 'never'
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
+                             f'--workdir={workdir}', '--sweep=learner.step_size=0.01,0.001', '--config.num_seeds=3',
+                             '--dry_run'], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert '2 point(s) x 3 seed(s) = 6 runs over 1 device(s), 6 runs per device' in result.stdout
+    assert not workdir.exists()
+
+
+def test_a_plan_that_does_not_fit_is_refused_with_a_split():
+    config = small_scr(num_seeds=4)
+    plan = engine.make_plan(config)
+    # 111 float32 params: state is params + nothing else for SGD without momentum, plus keys and counters.
+    assert plan.state_bytes_per_run >= 111 * 4 and plan.num_runs == 4
+    engine.check_fits(plan._replace(device_bytes_limit=None))  # CPU: no limit reported, nothing to check
+    tight = plan._replace(device_bytes_limit=plan.data_bytes + 2 * plan.state_bytes_per_run + 1)
+    with pytest.raises(MemoryError, match='at most 2 runs'):
+        engine.check_fits(tight)
