@@ -341,7 +341,7 @@ def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> 
     nbytes = lambda tree: sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(tree))
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(state.params))
     curvature_bytes = (config.curvature.order + 2) * num_params * 4 if config.curvature.every_tasks else 0
-    stats = devices[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     return Plan(num_points=runs.grid.num_points, num_seeds=runs.num_seeds, num_runs=runs.num_runs,
                 num_devices=len(devices), runs_per_device=runs.num_padded // len(devices),
                 state_bytes_per_run=nbytes(state), data_bytes=nbytes(train.data),

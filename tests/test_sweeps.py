@@ -16,7 +16,7 @@ STEP_SIZES = (0.03, 0.01, 0.003)
 
 
 def lr_sweep(**overrides):
-    config = small_scr(num_tasks=2, tasks_per_chunk=1, **overrides)
+    config = small_scr(**{'num_tasks': 2, 'tasks_per_chunk': 1, **overrides})
     config.sweep.learner = {'step_size': STEP_SIZES}
     return config
 
@@ -121,3 +121,46 @@ def test_a_plan_that_does_not_fit_is_refused_with_a_split():
     tight = plan._replace(device_bytes_limit=plan.data_bytes + 2 * plan.state_bytes_per_run + 1)
     with pytest.raises(MemoryError, match='at most 2 runs'):
         engine.check_fits(tight)
+
+
+def _launch_two_processes(workdir, extra_flags):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('localhost', 0))
+        port = s.getsockname()[1]
+    flags = ['--config=configs/slowly_changing_regression.py', f'--workdir={workdir}', '--distributed',
+             f'--coordinator_address=localhost:{port}', '--num_processes=2', *extra_flags]
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    return [subprocess.Popen([sys.executable, '-m', 'plasticity_jax.main', *flags, f'--process_id={i}'],
+                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i in range(2)]
+
+
+def test_multi_host_run_killed_at_random_points_resumes_identically(tmp_path):
+    """kill -9 one process of a two-process sweep at random moments (its peer goes down with it, as on a preempted
+    pod), relaunch the same command each time: the final results equal an uninterrupted single-process run."""
+    import random
+    import time
+
+    flags = ['--config.num_seeds=2', '--config.num_tasks=8', '--config.tasks_per_chunk=1',
+             '--config.problem.examples_per_task=5000', '--config.metrics.probe_size=64',
+             '--sweep=learner.step_size=0.03,0.01,0.003']
+    workdir = tmp_path / 'preempted'
+    rng = random.Random(0)
+    for attempt in range(3):
+        processes = _launch_two_processes(workdir, flags)
+        time.sleep(rng.uniform(4.0, 12.0))
+        processes[rng.randrange(2)].kill()
+        time.sleep(1.0)
+        for p in processes:
+            p.kill()
+            p.wait()
+    processes = _launch_two_processes(workdir, flags)
+    assert [p.wait(timeout=600) for p in processes] == [0, 0]
+
+    config = lr_sweep(num_tasks=8, **{'problem.examples_per_task': 5000})
+    uninterrupted = engine.run(config, str(tmp_path / 'uninterrupted'), progress=False)
+    resumed = load_run(str(workdir)).metrics
+    for name, values in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[name].reshape(values.shape), values, err_msg=name)
