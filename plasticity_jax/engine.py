@@ -297,12 +297,14 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     atomic_write(path, lambda f: json.dump(resolved, f, indent=2, sort_keys=True), mode='w')
 
 
-def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int) -> None:
+def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int, runs: sweeps.Runs) -> None:
     counts = chunk_metrics['nonfinite_steps']  # (runs, tasks)
     for run in np.flatnonzero(counts.sum(axis=1)):
+        point, seed = divmod(int(run), runs.num_seeds)
+        where = f'point {point} ' if runs.grid.names else ''
         first = first_task + int(np.flatnonzero(counts[run])[0])
-        logging.warning('seed %d: %d non-finite losses in tasks %d-%d (first in task %d); other seeds are unaffected.',
-                        run, counts[run].sum(), first_task, first_task + counts.shape[1] - 1, first)
+        logging.warning('%sseed %d: %d non-finite losses in tasks %d-%d (first in task %d); other runs are unaffected.',
+                        where, seed, counts[run].sum(), first_task, first_task + counts.shape[1] - 1, first)
 
 
 class Plan(NamedTuple):
@@ -410,7 +412,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                        for name, values in chunk_metrics.items()}
             done += chunk
             if writer:
-                _report_nonfinite(chunk_metrics, done - chunk)
+                _report_nonfinite(chunk_metrics, done - chunk, runs)
                 save_metrics(workdir, history)
             manager.save(done, args=ocp.args.StandardSave(state))
             bar.update(chunk)
