@@ -16,7 +16,7 @@ Variants (comma-separated after a colon, e.g. `configs/slowly_changing_regressio
                              in the hidden layer: the Permuted MNIST settings of the dissertation's Sec. 4.3; the
                              papers do not run them on this problem
 
-Expected: about 1-3 minutes on a 2-core CPU (measured 2026-11: see BENCHMARKS.md). With SGD 0.01 and ReLU, the
+Expected: 7-15 s on a 2-core CPU for 4 seeds, about 25 s for 30 (measured 2026-11-20, see BENCHMARKS.md). With SGD 0.01 and ReLU, the
 per-task MSE first falls, then rises again over the 100 tasks as units die and plasticity is lost (the papers'
 pattern); the identity (linear) network's error stays flat at a higher level.
 """
