@@ -9,6 +9,15 @@ import ml_collections
 from plasticity_jax.learners.backprop import make_backprop, make_optimizer
 from plasticity_jax.learners.base import (AfterUpdate, AfterUpdateInputs, ForwardPass, Learner, LossFn,
                                           identity_after_update, make_learner_with)
+from plasticity_jax.learners.continual_backprop import DEFAULTS as CBP_DEFAULTS, make_continual_backprop
+from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS, make_redo
+from plasticity_jax.learners.adam_presets import PROPER_ADAM_DEFAULTS, make_proper_adam
+from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS, make_l2_er
+from plasticity_jax.learners.sharpness import GNP_DEFAULTS, SAM_DEFAULTS, make_gnp, make_sam
+from plasticity_jax.learners.shrink_perturb import DEFAULTS as SHRINK_PERTURB_DEFAULTS, make_shrink_perturb
+from plasticity_jax.learners.spectral import DEFAULTS as SPECTRAL_DEFAULTS, make_spectral_reg
+from plasticity_jax.learners.upgd import DEFAULTS as UPGD_DEFAULTS, make_upgd
+from plasticity_jax.learners.weight_decay import L2_DEFAULTS, L2_INIT_DEFAULTS, make_l2, make_l2_init
 
 
 
@@ -24,6 +33,17 @@ class LearnerSpec(NamedTuple):
 
 LEARNERS: dict[str, LearnerSpec] = {
     'backprop': LearnerSpec(make_backprop),
+    'cbp': LearnerSpec(make_continual_backprop, CBP_DEFAULTS),  # continual backprop (Dohare et al., 2024)
+    'redo': LearnerSpec(make_redo, REDO_DEFAULTS),  # recycling dormant neurons (Sokar et al., 2023)
+    'l2': LearnerSpec(make_l2, L2_DEFAULTS),  # L2 regularisation (Dohare dissertation eq. 2.6)
+    'l2_init': LearnerSpec(make_l2_init, L2_INIT_DEFAULTS),  # L2 toward the initial params (Kumar et al., 2023)
+    'shrink_perturb': LearnerSpec(make_shrink_perturb, SHRINK_PERTURB_DEFAULTS),  # Ash & Adams (2020); eq. 2.7
+    'proper_adam': LearnerSpec(make_proper_adam, PROPER_ADAM_DEFAULTS),  # Adam with beta1 = beta2 = 0.99
+    'sam': LearnerSpec(make_sam, SAM_DEFAULTS),  # sharpness-aware minimisation (Foret et al., 2021)
+    'gnp': LearnerSpec(make_gnp, GNP_DEFAULTS),  # gradient norm penalty (Zhao et al., 2022)
+    'l2_er': LearnerSpec(make_l2_er, L2_ER_DEFAULTS),  # L2 + feature effective rank (He, Guo, Prakash et al., 2025)
+    'spectral_reg': LearnerSpec(make_spectral_reg, SPECTRAL_DEFAULTS),  # Lewandowski et al. (2025)
+    'upgd': LearnerSpec(make_upgd, UPGD_DEFAULTS),  # utility-based perturbed GD (Elsayed & Mahmood, 2024)
 }
 
 

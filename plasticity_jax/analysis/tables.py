@@ -1,0 +1,366 @@
+"""Tidy pandas tables of one or more runs, and the summaries the figures plot.
+
+Every function takes `runs`: a `results.Run`, a workdir path, a list of them, or a dict label -> run. A sweep run
+(`config.sweep`) stands for one run per point, labelled by its coordinates (`step_size=0.01`). Labels default to the
+base name of each run's workdir.
+
+    table = metrics_table([run_a, run_b], ['online_accuracy', 'effective_rank'])   # label, seed, task, metrics
+    summary = binned_summary(table, 'online_accuracy', bins=40)                     # mean +- standard error
+
+Standard errors are over seeds: each seed's values are first averaged over the tasks of a bin (as in the
+dissertation's figures: one point per bin of tasks), then the seeds' means give the mean and std(ddof=1)/sqrt(n).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from plasticity_jax import results
+
+# Metrics with a hidden-layer axis: (seed, task, layer).
+LAYER_METRICS = ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank')
+# The correlates of plasticity loss, in the order the dissertation shows them (Figs. 4.5-4.7) plus the stable rank.
+CORRELATES = ('dead_fraction', 'weight_magnitude', 'effective_rank', 'stable_rank')
+# Per-task performance metrics, in order of preference as "the" performance of a run.
+PERFORMANCE = ('online_accuracy', 'test_accuracy', 'online_mse')
+
+RunLike = Any  # results.Run | str | os.PathLike
+Runs = Any  # RunLike | Sequence[RunLike] | Mapping[str, RunLike]
+
+
+def _load(run: RunLike) -> results.Run:
+    return run if isinstance(run, results.Run) else results.load_run(os.fspath(run))
+
+
+def default_label(run: results.Run) -> str:
+    return os.path.basename(os.path.normpath(run.workdir)) or run.workdir
+
+
+def _short(field: str) -> str:
+    return field.rsplit('.', 1)[-1]
+
+
+def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run], str] | None = None
+                  ) -> list[tuple[str, results.Run]]:
+    """(label, run) pairs, one per run, sweeps expanded into their points (each a run without a sweep).
+
+    `label`: None (dict keys, else workdir base names), one string (one run), a list (one per run) or a function of
+    the run. A sweep's points are labelled by their coordinates, prefixed by the run's label when several runs are
+    given.
+    """
+    if isinstance(runs, Mapping):
+        pairs = [(str(name), _load(run)) for name, run in runs.items()]
+    else:
+        items = [runs] if isinstance(runs, (results.Run, str, os.PathLike)) else list(runs)
+        loaded = [_load(run) for run in items]
+        if label is None:
+            names = [default_label(run) for run in loaded]
+        elif isinstance(label, str):
+            if len(loaded) != 1:
+                raise ValueError(f'one label {label!r} for {len(loaded)} runs: pass a list or a function')
+            names = [label]
+        elif callable(label):
+            names = [label(run) for run in loaded]
+        else:
+            names = list(label)
+            if len(names) != len(loaded):
+                raise ValueError(f'{len(names)} labels for {len(loaded)} runs')
+        pairs = list(zip(names, loaded))
+    out = []
+    for name, run in pairs:
+        if not run.sweep:
+            out.append((name, run))
+            continue
+        num_points = len(next(iter(run.sweep.values())))
+        for index in range(num_points):
+            coords = ', '.join(f'{_short(f)}={float(v[index]):g}' for f, v in run.sweep.items())
+            out.append((coords if len(pairs) == 1 else f'{name}, {coords}', run.point(index)))
+    return out
+
+
+def config_value(run: results.Run, field: str):
+    """`run.config` at a dotted field path, e.g. 'learner.step_size'."""
+    node = run.config
+    for part in field.split('.'):
+        node = node[part]
+    return node
+
+
+def _select_layer(values: np.ndarray, layer) -> np.ndarray:
+    """(seed, task, layer) -> (seed, task) by `layer`: 'mean' over layers, 'last', or an index."""
+    if layer == 'mean':
+        return values.mean(axis=-1)
+    if layer == 'last':
+        return values[..., -1]
+    if isinstance(layer, (int, np.integer)):
+        return values[..., layer]
+    raise ValueError(f"layer must be 'mean', 'last', an index or None, not {layer!r}")
+
+
+def _default_names(run: results.Run, layer) -> list[str]:
+    """Metrics with axes (seed, task) (or (seed, task, layer)), the curvature metrics (extra axes) excluded."""
+    names = []
+    for name, values in run.metrics.items():
+        if name in LAYER_METRICS:
+            names.append(name)
+        elif values.ndim == 2:
+            names.append(name)
+    if layer is None:
+        names = [n for n in names if n in LAYER_METRICS]
+    return names
+
+
+def metrics_table(runs: Runs, names: str | Iterable[str] | None = None, *, label=None, layer='mean',
+                  params: Iterable[str] = ()) -> pd.DataFrame:
+    """A tidy table: one row per (label, seed, task), one column per metric (`names`; default every per-task one).
+
+    Per-layer metrics (`LAYER_METRICS`) are reduced by `layer`: 'mean' over the hidden layers (the network's
+    average, as in the dissertation's Fig. 4.7), 'last' (the last hidden layer, Fig. 4.9), or an index; with
+    `layer=None` they keep their axis (a `layer` column), and every metric asked for must then be a per-layer one.
+    `params` adds one column per config field (e.g. 'learner.step_size', named by its last part).
+    """
+    names = [names] if isinstance(names, str) else (None if names is None else list(names))
+    params = list(params)
+    frames = []
+    for name, run in labelled_runs(runs, label):
+        chosen = _default_names(run, layer) if names is None else names
+        if layer is None and any(n not in LAYER_METRICS for n in chosen):
+            raise ValueError(f'layer=None keeps the layer axis, so only per-layer metrics {LAYER_METRICS} can be '
+                             f"asked for (got {chosen}); pass layer='mean', 'last' or an index to mix them")
+        missing = [n for n in chosen if n not in run.metrics]
+        if missing:
+            raise KeyError(f'{name}: no metric {missing}; has {sorted(run.metrics)}')
+        columns = {}
+        for metric in chosen:
+            values = np.asarray(run.metrics[metric], dtype=float)
+            if metric in LAYER_METRICS and layer is not None:
+                values = _select_layer(values, layer)
+            columns[metric] = values
+        shape = next(iter(columns.values())).shape if columns else (0, 0)
+        axes = ['seed', 'task', 'layer'][:len(shape)]
+        index = pd.MultiIndex.from_product([range(n) for n in shape], names=axes)
+        frame = pd.DataFrame({m: v.reshape(-1) for m, v in columns.items()}, index=index).reset_index()
+        frame.insert(0, 'label', name)
+        for field in params:
+            frame[_short(field)] = config_value(run, field)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def task_bins(tasks: Sequence[int], bins: int | None) -> np.ndarray:
+    """Bin index of each of the sorted unique `tasks`: `bins` contiguous groups of (nearly) equal size, earlier
+    groups one task larger when they do not divide evenly; None (or more bins than tasks) gives one bin per task."""
+    tasks = np.asarray(tasks)
+    n = len(tasks)
+    bins = n if bins is None else max(1, min(int(bins), n))
+    return np.concatenate([np.full(len(part), i) for i, part in enumerate(np.array_split(np.arange(n), bins))])
+
+
+def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
+                   by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean and standard error over seeds of `metric` per bin of tasks, for each group of `by` (default: the
+    `label` and `layer` columns present). Each group's own tasks are split into `bins` bins (`task_bins`), so runs
+    of different lengths get the same number of points.
+
+    Columns: the `by` columns, `bin`, `task_first`, `task_last`, `task` (the mean task index of the bin), `mean`,
+    `stderr` (std over seeds, ddof=1, / sqrt(n); NaN with one seed) and `n_seeds` (seeds with a finite value).
+    """
+    by = [c for c in ('label', 'layer') if c in table.columns] if by is None else list(by)
+    frame = table[[*by, 'seed', 'task', metric]].copy()
+    frame['bin'] = 0
+    groups = [part.index for _, part in frame.groupby(by, sort=False)] if by else [frame.index]
+    for index in groups:
+        tasks = np.sort(frame.loc[index, 'task'].unique())
+        frame.loc[index, 'bin'] = frame.loc[index, 'task'].map(dict(zip(tasks, task_bins(tasks, bins))))
+    keys = [*by, 'bin']
+    per_seed = frame.groupby([*keys, 'seed'], sort=True)[metric].mean().rename('value').reset_index()
+    summary = per_seed.groupby(keys, sort=True)['value'].agg(
+        mean='mean', std=lambda v: v.std(ddof=1), n_seeds='count').reset_index()
+    summary['stderr'] = summary['std'] / np.sqrt(summary['n_seeds'])
+    edges = frame.groupby(keys)['task'].agg(task_first='min', task_last='max', task='mean').reset_index()
+    summary = summary.merge(edges, on=keys)
+    # Groups in the order they first appear in `table` (the order the runs were given), bins in order.
+    rank = {c: {v: i for i, v in enumerate(pd.unique(table[c]))} for c in by}
+    order = np.lexsort([summary['bin'].to_numpy()] + [summary[c].map(rank[c]).to_numpy() for c in reversed(by)])
+    summary = summary.iloc[order].reset_index(drop=True)
+    return summary[[*keys, 'task_first', 'task_last', 'task', 'mean', 'stderr', 'n_seeds']]
+
+
+def seed_means(table: pd.DataFrame, metric: str, tasks=None, *, by: Sequence[str] = ('label',)) -> pd.DataFrame:
+    """Each seed's mean of `metric` over `tasks` (None: all; an int n: the last n; a slice or list of indices)."""
+    frame = table
+    all_tasks = np.sort(table['task'].unique())
+    if tasks is not None:
+        if isinstance(tasks, (int, np.integer)):
+            chosen = all_tasks[-int(tasks):]
+        elif isinstance(tasks, slice):
+            chosen = all_tasks[tasks]
+        else:
+            chosen = np.asarray(list(tasks))
+        frame = table[table['task'].isin(chosen)]
+    return frame.groupby([*by, 'seed'], sort=False)[metric].mean().rename(metric).reset_index()
+
+
+def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str | None = None,
+                  label=None) -> pd.DataFrame:
+    """Final performance vs a hyperparameter: per run (or sweep point), `metric` averaged over `tasks` (None: all
+    tasks, as the dissertation's Fig. 4.10 ranks settings; an int n: the last n tasks) for each seed, then mean and
+    standard error over seeds. Columns: label, the parameter (named by its last part), the `group` field (a line
+    per value in `plot_sweep`) if given, mean, stderr, n_seeds; sorted by group and parameter."""
+    params = [param] + ([group] if group else [])
+    table = metrics_table(runs, [metric], label=label, params=params)
+    cols = ['label'] + [_short(p) for p in params]
+    means = seed_means(table, metric, tasks, by=cols)
+    out = means.groupby(cols, sort=False)[metric].agg(mean='mean', std=lambda v: v.std(ddof=1),
+                                                        n_seeds='count').reset_index()
+    out['stderr'] = out['std'] / np.sqrt(out['n_seeds'])
+    out = out.drop(columns='std')
+    return out.sort_values(([_short(group)] if group else []) + [_short(param)], kind='stable').reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Curvature: in-run `{kind}_*` metrics (seed, task, 2=start/end, ...) or checkpoint spectra (seed, checkpoint, ...).
+
+WHEN = {'start': 0, 'end': 1}
+
+
+def curvature_kind(run: results.Run) -> str:
+    try:
+        return run.config.curvature.kind or 'hessian'
+    except (AttributeError, KeyError):
+        return 'hessian'
+
+
+def _curvature_source(run: results.Run, kind: str, source: str) -> str:
+    in_run = f'{kind}_epsilon_rank' in run.metrics
+    from_checkpoints = f'{kind}_epsilon_rank' in run.spectra
+    if source == 'auto':
+        source = 'spectra' if from_checkpoints else 'run'
+    if source == 'run' and not in_run:
+        raise ValueError(f'{run.workdir} has no in-run {kind} metrics (set config.curvature.every_tasks) ')
+    if source == 'spectra' and not from_checkpoints:
+        raise ValueError(f'{run.workdir} has no {kind} spectra: run python -m plasticity_jax.spectra first')
+    if source not in ('run', 'spectra'):
+        raise ValueError(f"source must be 'auto', 'run' or 'spectra', not {source!r}")
+    return source
+
+
+def has_curvature(run: results.Run, kind: str | None = None) -> bool:
+    kind = kind or curvature_kind(run)
+    return f'{kind}_epsilon_rank' in run.metrics or f'{kind}_epsilon_rank' in run.spectra
+
+
+def _curvature_arrays(run: results.Run, kind: str, source: str, when: str) -> tuple[np.ndarray, dict]:
+    """(tasks, {metric: (seed, measurement, ...)}) of the measured tasks, from the run or its spectra."""
+    if source == 'spectra':
+        arrays = {n: np.asarray(v) for n, v in run.spectra.items() if n.startswith(kind + '_')}
+        return np.asarray(run.spectra['task']), arrays
+    arrays = {n: np.asarray(v)[:, :, WHEN[when]] for n, v in run.metrics.items() if n.startswith(kind + '_')}
+    measured = np.isfinite(arrays[f'{kind}_trace']).any(axis=0)  # (task,)
+    tasks = np.flatnonzero(measured)
+    return tasks, {n: v[:, tasks] for n, v in arrays.items()}
+
+
+def epsilon_index(run: results.Run, epsilon: float | None) -> tuple[int, float]:
+    """Index into `config.curvature.epsilons` of the value nearest `epsilon` in log scale (None: 1e-3, or the
+    middle of the sweep if it is absent)."""
+    epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
+    target = 1e-3 if epsilon is None else float(epsilon)
+    index = int(np.argmin(np.abs(np.log10(epsilons) - np.log10(target))))
+    return index, float(epsilons[index])
+
+
+def performance_metric(run: results.Run) -> str:
+    for name in PERFORMANCE:
+        if name in run.metrics:
+            return name
+    raise KeyError(f'{run.workdir} has none of {PERFORMANCE}')
+
+
+def curvature_table(runs: Runs, *, epsilon: float | None = None, when: str = 'start', source: str = 'auto',
+                    label=None) -> pd.DataFrame:
+    """One row per (label, seed, task) with a curvature measurement: the top eigenvalue, trace, epsilon-rank and
+    epsilon-mass (at the swept epsilon nearest `epsilon`), and the run's performance metrics on that task.
+
+    `source`: 'run' (the in-run `{kind}_*` metrics, at the `when` = 'start' or 'end' of the task), 'spectra'
+    (`run.spectra` from checkpoints: the start of task `task`), or 'auto' (spectra if present). A spectrum at the
+    start of task t pairs with the performance on task t (NaN if task t was not run, e.g. the final checkpoint).
+    Columns are named without the kind prefix: top_eigenvalue, trace, epsilon_rank, epsilon_mass; plus `epsilon`.
+    """
+    frames = []
+    for name, run in labelled_runs(runs, label):
+        kind = curvature_kind(run)
+        src = _curvature_source(run, kind, source)
+        tasks, arrays = _curvature_arrays(run, kind, src, when)
+        index, eps = epsilon_index(run, epsilon)
+        columns = {'top_eigenvalue': arrays[f'{kind}_top_eigenvalue'], 'trace': arrays[f'{kind}_trace'],
+                   'epsilon_rank': arrays[f'{kind}_epsilon_rank'][..., index],
+                   'epsilon_mass': arrays[f'{kind}_epsilon_mass'][..., index]}
+        num_seeds = columns['trace'].shape[0]
+        frame = pd.DataFrame({'label': name, 'seed': np.repeat(np.arange(num_seeds), len(tasks)),
+                              'task': np.tile(tasks, num_seeds), 'epsilon': eps,
+                              **{c: v.reshape(-1) for c, v in columns.items()}})
+        for metric in PERFORMANCE:
+            if metric in run.metrics:
+                values = np.asarray(run.metrics[metric], dtype=float)
+                padded = np.full((values.shape[0], max(values.shape[1], int(tasks.max(initial=0)) + 1)), np.nan)
+                padded[:, :values.shape[1]] = values
+                frame[metric] = padded[frame['seed'], frame['task']]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def density_table(runs: Runs, tasks: Sequence[int] | None = None, *, when: str = 'start', source: str = 'auto',
+                  label=None, max_tasks: int = 6) -> pd.DataFrame:
+    """The smoothed spectral density on the run's grid (`config.curvature.grid`), averaged over seeds: one row per
+    (label, task, eigenvalue) with columns `density` (seed mean) and `stderr`. `tasks`: the measured tasks nearest
+    the ones asked for (default: up to `max_tasks` evenly spaced measured tasks)."""
+    frames = []
+    for name, run in labelled_runs(runs, label):
+        kind = curvature_kind(run)
+        src = _curvature_source(run, kind, source)
+        measured, arrays = _curvature_arrays(run, kind, src, when)
+        density = arrays[f'{kind}_density']  # (seed, measurement, P)
+        low, high, points = run.config.curvature.grid
+        grid = np.linspace(low, high, int(points))
+        chosen = choose_tasks(measured, tasks, max_tasks)
+        for task in chosen:
+            column = int(np.flatnonzero(measured == task)[0])
+            values = density[:, column]
+            n = np.isfinite(values).all(axis=-1).sum()
+            frames.append(pd.DataFrame({
+                'label': name, 'task': int(task), 'eigenvalue': grid, 'density': np.nanmean(values, axis=0),
+                'stderr': np.nanstd(values, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.nan, 'n_seeds': n}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def choose_tasks(measured: Sequence[int], tasks: Sequence[int] | None = None, max_tasks: int = 6) -> list[int]:
+    """The measured tasks nearest `tasks` (deduplicated, in order), or up to `max_tasks` evenly spaced ones."""
+    measured = np.asarray(measured)
+    if len(measured) == 0:
+        return []
+    if tasks is None:
+        picks = measured[np.unique(np.linspace(0, len(measured) - 1, min(max_tasks, len(measured))).round()
+                                   .astype(int))]
+    else:
+        picks = [measured[np.argmin(np.abs(measured - t))] for t in tasks]
+    return list(dict.fromkeys(int(t) for t in picks))
+
+
+def linear_fit(x, y) -> dict[str, float]:
+    """Least-squares line y = slope * x + intercept over the finite pairs, with R^2 (the squared Pearson
+    correlation) and n."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 2 or np.ptp(x) == 0:
+        return {'slope': np.nan, 'intercept': np.nan, 'r2': np.nan, 'n': int(len(x))}
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    r2 = 1.0 - np.sum(residual ** 2) / total if total > 0 else np.nan
+    return {'slope': float(slope), 'intercept': float(intercept), 'r2': float(r2), 'n': int(len(x))}

@@ -1,0 +1,130 @@
+"""Every standard figure of a workdir: `python -m plasticity_jax.plot --workdir=DIR [--out=DIR/figures]`.
+
+DIR is one run (it holds config.json) or a folder of runs (each subfolder holding config.json; they are compared on
+shared axes, labelled by folder name, sweeps expanded into their points). Writes PNG and PDF of:
+
+  performance_<metric>   online accuracy / test accuracy / online squared error vs task, mean +- 1 s.e. over seeds
+  correlates             dead units, weight magnitude, effective rank, stable rank vs task
+  sweep_<field>_<metric> performance averaged over all tasks vs each swept (or, across runs, varied) numeric field
+  hessian_spectra        Hessian eigenvalue density at chosen tasks on a log axis (runs with curvature metrics)
+  rank_vs_<metric>       Hessian epsilon-rank at a task's start vs performance on it, linear fit and R^2
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+
+import matplotlib.pyplot as plt  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from plasticity_jax import engine  # noqa: E402
+from plasticity_jax.analysis import plots, tables  # noqa: E402
+from plasticity_jax.results import Run, load_run  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory, or a folder of run directories.')
+_OUT = flags.DEFINE_string('out', None, 'Where the figures go (default: WORKDIR/figures).')
+_BINS = flags.DEFINE_integer('bins', 40, 'Points per curve: tasks are averaged in this many bins (0: every task).')
+_LAYER = flags.DEFINE_string('layer', 'mean', "Per-layer correlates: 'mean' over hidden layers, 'last', or an index.")
+_TASKS = flags.DEFINE_list('tasks', [], 'Tasks whose Hessian spectra to draw (default: up to 6 evenly spaced).')
+_EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (default: the swept value nearest 1e-3).')
+
+
+def find_runs(workdir: str) -> dict[str, Run]:
+    """label -> run: the workdir itself, or its subfolders that are runs (sorted by name)."""
+    if os.path.exists(os.path.join(workdir, engine.CONFIG_FILE)):
+        run = load_run(workdir)
+        return {tables.default_label(run): run}
+    runs = {name: load_run(os.path.join(workdir, name)) for name in sorted(os.listdir(workdir))
+            if os.path.exists(os.path.join(workdir, name, engine.CONFIG_FILE))}
+    if not runs:
+        raise FileNotFoundError(f'{workdir} is neither a run directory nor a folder of them (no config.json)')
+    return {name: run for name, run in runs.items() if run.metrics} or runs
+
+
+def _flat(config, prefix='') -> dict:
+    out = {}
+    for key, value in config.items():
+        if key == 'sweep':
+            continue
+        if hasattr(value, 'items'):
+            out.update(_flat(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+HYPERPARAMETER_SECTIONS = ('learner', 'model', 'problem')
+
+
+def varied_fields(runs: dict[str, Run]) -> list[str]:
+    """Swept fields, and numeric learner / model / problem fields whose value differs between the runs."""
+    fields = []
+    for run in runs.values():
+        fields += [f for f in run.sweep if f not in fields]
+    if len(runs) > 1:
+        flat = [_flat(run.config) for run in runs.values()]
+        for field in flat[0]:
+            values = [f.get(field) for f in flat]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            hyperparameter = field.split('.')[0] in HYPERPARAMETER_SECTIONS
+            if hyperparameter and numeric and len(set(values)) > 1 and field not in fields:
+                fields.append(field)
+    return fields
+
+
+def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40, layer='mean', tasks=None,
+                 epsilon: float | None = None) -> list[str]:
+    """Draws and saves every standard figure of `workdir`; returns the paths written (PNG and PDF)."""
+    out = out or os.path.join(workdir, 'figures')
+    runs = find_runs(workdir)
+    written = []
+
+    def save(fig, name):
+        written.extend(plots.save_figure(fig, os.path.join(out, name)))
+        plt.close(fig)
+
+    common = set.intersection(*(set(run.metrics) for run in runs.values()))
+    performance = [m for m in tables.PERFORMANCE if m in common]
+    for metric in performance:
+        save(plots.plot_metric(runs, metric, bins, layer=layer).figure, f'performance_{metric}')
+    if any(m in common for m in tables.CORRELATES):
+        save(plots.plot_correlates(runs, bins, layer=layer), 'correlates')
+    for field in varied_fields(runs):
+        if not all(_has_field(run, field) for run in runs.values()):
+            continue
+        for metric in performance:
+            save(plots.plot_sweep(runs, metric, field).figure, f'sweep_{tables._short(field)}_{metric}')
+    curved = {name: run for name, run in runs.items() if tables.has_curvature(run)}
+    if curved:
+        save(plots.plot_spectra(curved, tasks), 'hessian_spectra')
+        table = tables.curvature_table(curved, epsilon=epsilon)
+        for metric in [m for m in tables.PERFORMANCE if m in table and table[m].notna().any()]:
+            save(plots.plot_rank_vs_performance(curved, metric, epsilon=epsilon).figure, f'rank_vs_{metric}')
+    return written
+
+
+def _has_field(run: Run, field: str) -> bool:
+    try:
+        tables.config_value(run, field)
+        return True
+    except (KeyError, AttributeError):
+        return False
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    layer = int(_LAYER.value) if _LAYER.value.lstrip('-').isdigit() else _LAYER.value
+    written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer,
+                           tasks=[int(t) for t in _TASKS.value] or None, epsilon=_EPSILON.value)
+    for path in written:
+        print(path)
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['workdir'])
+    app.run(main)

@@ -1,0 +1,116 @@
+"""The standard figures: what is drawn equals the tables, files are written, and the CLI draws a real run."""
+
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+
+from plasticity_jax import engine  # noqa: E402
+from plasticity_jax.analysis import plots, tables  # noqa: E402
+from tests.analysis.test_tables import ACCURACY, curvature_run, make_run, simple_run, sweep_run  # noqa: E402
+from tests.conftest import REPO_ROOT, load_config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close('all')
+
+
+def runs():
+    return {'backprop': simple_run('runs/bp'),
+            'l2': make_run('runs/l2', {'online_accuracy': ACCURACY[::-1] / 2, 'dead_fraction': np.zeros((3, 4, 2)),
+                                       'weight_magnitude': np.ones((3, 4))})}
+
+
+def bands(ax):
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def test_plot_metric_draws_the_binned_mean_with_error_bands_and_a_legend():
+    ax = plots.plot_metric(runs(), 'online_accuracy', bins=2)
+    summary = tables.binned_summary(tables.metrics_table(runs(), 'online_accuracy'), 'online_accuracy', bins=2)
+    assert [line.get_label() for line in ax.get_lines()] == ['backprop', 'l2']
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ['backprop', 'l2']
+    for line, label in zip(ax.get_lines(), ['backprop', 'l2']):
+        part = summary[summary.label == label]
+        np.testing.assert_allclose(line.get_ydata(), part['mean'] * 100)  # accuracy in percent
+        np.testing.assert_allclose(line.get_xdata(), part['task'] + 1)  # task numbers from 1
+    assert len(bands(ax)) == 2
+    # The band of backprop spans mean +- standard error.
+    vertices = bands(ax)[0].get_paths()[0].vertices
+    part = summary[summary.label == 'backprop']
+    assert vertices[:, 1].max() == pytest.approx(((part['mean'] + part['stderr']) * 100).max())
+    assert ax.get_xlabel() == 'Task number' and ax.get_ylabel() == 'Online accuracy (%)'
+
+
+def test_plot_metric_against_examples_and_save_figure(tmp_path):
+    ax = plots.plot_metric(simple_run(), 'weight_magnitude', bins=None, x='examples')
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), np.arange(1, 5) * 100 / 1e3)  # thousands of examples
+    assert ax.get_legend() is None  # one run: no legend
+    paths = plots.save_figure(ax.figure, str(tmp_path / 'sub' / 'weights'))
+    assert paths == [str(tmp_path / 'sub' / 'weights.png'), str(tmp_path / 'sub' / 'weights.pdf')]
+    with open(paths[0], 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with open(paths[1], 'rb') as f:
+        assert f.read(5) == b'%PDF-'
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_plot_correlates_one_panel_per_available_correlate():
+    fig = plots.plot_correlates(runs(), bins=2)  # no effective / stable rank in these runs: skipped
+    assert [ax.get_ylabel() for ax in fig.axes] == ['Dead units (%)', 'Average weight magnitude']
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ['backprop', 'l2']
+    dead = fig.axes[0].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(dead, [ACCURACY[:, :2].mean() * 150, ACCURACY[:, 2:].mean() * 150])
+    assert all(len(bands(ax)) == 2 for ax in fig.axes)
+
+
+def test_plot_sweep_final_performance_vs_step_size():
+    ax = plots.plot_sweep(sweep_run(), 'online_accuracy', 'learner.step_size')
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), [0.01, 0.1])
+    np.testing.assert_allclose(line.get_ydata(), [30.0, 70.0])
+    assert ax.get_xscale() == 'log' and ax.get_xlabel() == 'step size'
+
+
+def test_plot_spectra_log_density_grid_of_runs_by_tasks():
+    fig = plots.plot_spectra({'bp': curvature_run(), 'other': curvature_run()}, tasks=[0, 2])
+    assert len(fig.axes) == 4 and all(ax.get_yscale() == 'log' for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ['task 1', 'task 3']
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [2.0, 3.0, 4.0])
+
+
+def test_plot_rank_vs_performance_fit_and_r2():
+    ax = plots.plot_rank_vs_performance(curvature_run(), epsilon=1e-3)
+    table = tables.curvature_table(curvature_run(), epsilon=1e-3)
+    expected = tables.linear_fit(table['epsilon_rank'], table['online_accuracy'] * 100)
+    assert ax.linear_fit == pytest.approx(expected)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == 'curv' and labels[1] == f"linear fit, $R^2$ = {expected['r2']:.2f}"
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], table['epsilon_rank'])
+
+
+def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path):
+    config = load_config('slowly_changing_regression.py')
+    config.update({'num_seeds': 2, 'num_tasks': 4, 'tasks_per_chunk': 4})
+    config.problem.examples_per_task = 200
+    config.metrics.probe_size = 64
+    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1})
+    workdir = tmp_path / 'runs' / 'scr'
+    engine.run(config, str(workdir), progress=False)
+    out = tmp_path / 'figures'
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={tmp_path / "runs"}',
+                             f'--out={out}', '--bins=2'], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse'}
+    assert {f'{out}/{n}.{e}' for n in names for e in ('png', 'pdf')} <= set(result.stdout.split())
+    assert all(os.path.getsize(out / f'{n}.png') > 1000 for n in names)

@@ -1,0 +1,235 @@
+"""Continual backprop: how many units are replaced and which, what a replaced unit looks like, that the output does
+not change when units are replaced, the optimizer-state reset, jit/vmap, and the engine through the `cbp` variant."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from plasticity_jax import engine, learners
+from plasticity_jax.learners import AfterUpdateInputs, ForwardPass, reinit
+from plasticity_jax.learners.continual_backprop import UnitStats, continual_backprop_after_update
+from tests.conftest import load_config
+from tests.learners.test_reinit import IN, OUT, optimizer_config, random_tree, tiny_network
+
+
+def cbp_config(optimizer='sgd', **fields):
+    config = optimizer_config(optimizer, name='cbp', **learners.LEARNERS['cbp'].defaults)
+    config.update(fields)
+    return config
+
+
+def forward_with(hidden):
+    return ForwardPass(outputs=jnp.zeros((hidden[0].shape[0], OUT)), hidden=tuple(hidden), loss=jnp.zeros(()),
+                       model_state={})
+
+
+def test_registered_with_the_published_defaults():
+    spec = learners.LEARNERS['cbp']
+    assert dict(spec.defaults) == {'replacement_rate': 1e-4, 'decay_rate': 0.99, 'maturity_threshold': 100,
+                                   'utility': 'adaptable_contribution'}
+    config = load_config('slowly_changing_regression.py', 'cbp')
+    assert config.learner.name == 'cbp' and config.learner.replacement_rate == 1e-4
+    with pytest.raises(ValueError, match='utility'):
+        learners.make_learner(cbp_config(utility='weight'), init_params=None)
+
+
+def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
+    """Runs the routine alone (params are not trained) on random activations, for `num_runs` runs at once under
+    jit(vmap); returns the per-step ages (runs, steps, layers, width) and cumulative counts (runs, steps, layers)."""
+    _, init_params, _ = tiny_network(depth=depth, width=width)
+    optimizer = optax.with_extra_args_support(optax.sgd(0.1))
+    after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.99,
+                                            maturity_threshold=maturity, utility='contribution')
+
+    def run(key):
+        params = init_params(key)
+
+        def step(carry, step_key):
+            state, params, opt_state = carry
+            activation_key, reinit_key = jax.random.split(step_key)
+            hidden = [jnp.abs(jax.random.normal(k, (2, width))) for k in jax.random.split(activation_key, depth)]
+            state, params, opt_state = after.update(
+                state, AfterUpdateInputs(params, opt_state, forward_with(hidden), reinit_key))
+            return (state, params, opt_state), (jnp.stack([s.age for s in state]),
+                                                jnp.stack([s.num_replaced for s in state]))
+
+        carry = (after.init(params), params, optimizer.init(params))
+        return jax.lax.scan(step, carry, jax.random.split(key, steps))[1]
+
+    return jax.device_get(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), num_runs)))
+
+
+def test_replaces_rate_times_eligible_with_the_fractional_remainder_carried():
+    """Every step: to_replace += rate * (units older than m); floor(to_replace) units are replaced, the rest carried;
+    replaced units (age back to 0) were all mature. Checked exactly, step by step, for 3 runs vmapped at once."""
+    rate, maturity, steps = 0.125, 4, 150  # 0.125: exact in float32, so the reference below is exact too
+    ages, counts = count_replacements(num_runs=3, steps=steps, rate=rate, maturity=maturity)
+    for run in range(3):
+        for layer in range(2):
+            previous_age, to_replace, total = np.zeros(5, int), 0.0, 0
+            for t in range(steps):
+                eligible = previous_age + 1 > maturity
+                to_replace += rate * eligible.sum()
+                due = int(np.floor(to_replace))
+                to_replace -= due
+                replaced = ages[run, t, layer] == 0
+                assert replaced.sum() == due, (run, layer, t)
+                assert np.all(eligible[replaced]), 'an immature unit was replaced'
+                np.testing.assert_array_equal(ages[run, t, layer][~replaced], previous_age[~replaced] + 1)
+                total += due
+                assert counts[run, t, layer] == total
+                previous_age = ages[run, t, layer]
+            assert total > 10
+
+
+def test_the_long_run_count_is_rate_times_eligible_unit_steps():
+    """A rate that is not a power of two: over 400 steps the replacements equal the sum of rate * eligible, to 1."""
+    rate, maturity = 0.03, 10
+    ages, counts = count_replacements(num_runs=2, steps=400, rate=rate, maturity=maturity)
+    previous = np.concatenate([np.zeros_like(ages[:, :1]), ages[:, :-1]], axis=1)
+    expected = rate * (previous + 1 > maturity).sum(axis=(1, 3))  # (runs, layers)
+    assert np.all(np.abs(counts[:, -1] - expected) < 1), (counts[:, -1], expected)
+    assert np.all(counts[:, -1] > 5)
+
+
+@pytest.mark.parametrize('optimizer', ['sgd', 'adam'])
+def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
+    """Units' bias-corrected utilities are |h| = [5, 1, 3, 0.5, 4] (outgoing weights all 1); unit 3 has the lowest but
+    is immature, so unit 1 is replaced: fresh incoming weights, zero bias, zero outgoing weights, age, utility and
+    mean activation 0, and its weights' optimizer state (momentum, or Adam's moments and counts) zeroed."""
+    eta, width = 0.99, 5
+    _, init_params, _ = tiny_network(depth=1, width=width)
+    params = init_params(jax.random.PRNGKey(0))
+    params = reinit.with_param(params, 'output', 'kernel', jnp.ones_like(params['output']['kernel']))
+    params = reinit.with_param(params, 'hidden_0', 'bias', jnp.full(width, 0.25))
+    learner = learners.make_learner(cbp_config(optimizer, replacement_rate=0.01, utility='contribution'),
+                                    init_params)
+    opt_state = learner.optimizer.init(params)
+    for step in range(3):  # nonzero optimizer state everywhere
+        _, opt_state = jax.jit(learner.optimizer.update)(random_tree(jax.random.PRNGKey(step), params), opt_state,
+                                                         params)
+
+    h = jnp.array([5.0, 1.0, 3.0, 0.5, 4.0])
+    age = jnp.array([200, 200, 200, 50, 200], jnp.int32)
+    state = (UnitStats(utility=h * (1 - eta ** age.astype(jnp.float32)), mean_activation=jnp.zeros(width),
+                       age=age, to_replace=jnp.asarray(0.99, jnp.float32), num_replaced=jnp.zeros((), jnp.int32)),)
+    key = jax.random.PRNGKey(7)
+    inputs = AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward_with([h[None, :]]), key=key)
+    (new,), new_params, new_opt_state = jax.jit(learner.after_update.update)(state, inputs)
+
+    replaced = np.array([False, True, False, False, False])
+    np.testing.assert_array_equal(new.age, [201, 0, 201, 51, 201])
+    assert new.utility[1] == 0 and new.mean_activation[1] == 0 and int(new.num_replaced) == 1
+    assert np.all(np.asarray(new.utility)[~replaced] > 0)
+    np.testing.assert_allclose(new.to_replace, 0.99 + 0.01 * 4 - 1, atol=1e-6)
+    fresh = init_params(key)
+    np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, 1], fresh['hidden_0']['kernel'][:, 1], rtol=1e-6)
+    assert not np.allclose(new_params['hidden_0']['kernel'][:, 1], params['hidden_0']['kernel'][:, 1])
+    np.testing.assert_array_equal(new_params['hidden_0']['bias'], [0.25, 0.0, 0.25, 0.25, 0.25])
+    np.testing.assert_array_equal(new_params['output']['kernel'][1], 0.0)
+    entries = reinit.replaced_entries(params, [jnp.asarray(replaced)])
+    for name in params:  # everything else is exactly as it was
+        for field in params[name]:
+            keep = ~np.asarray(entries[name][field])
+            np.testing.assert_array_equal(np.asarray(new_params[name][field])[keep],
+                                          np.asarray(params[name][field])[keep])
+
+    inner = new_opt_state.inner_state[0]
+    trees = [inner.trace] if optimizer == 'sgd' else [inner.mu, inner.nu, inner.count]
+    old_inner = opt_state.inner_state[0]
+    old_trees = [old_inner.trace] if optimizer == 'sgd' else [old_inner.mu, old_inner.nu, old_inner.count]
+    for tree, old_tree in zip(trees, old_trees):
+        for name in params:
+            for field in params[name]:
+                reset = np.asarray(entries[name][field])
+                assert np.all(np.asarray(tree[name][field])[reset] == 0)
+                np.testing.assert_array_equal(np.asarray(tree[name][field])[~reset],
+                                              np.asarray(old_tree[name][field])[~reset])
+                assert np.all(np.asarray(old_tree[name][field]) != 0)
+
+
+def test_replacing_units_does_not_change_the_output():
+    """Two layers, each with one unit of constant activation (zero incoming weights, positive bias): with the
+    mean-corrected utility these have the lowest utility and are replaced, and the transfer of their mean
+    contribution to the next layer's bias leaves the network's output unchanged (it would change without it)."""
+    width, maturity = 4, 20
+    _, init_params, apply = tiny_network(depth=2, width=width)
+    params = init_params(jax.random.PRNGKey(0))
+    params = reinit.with_param(params, 'hidden_0', 'kernel', params['hidden_0']['kernel'].at[:, 2].set(0.0))
+    params = reinit.with_param(params, 'hidden_0', 'bias', params['hidden_0']['bias'].at[2].set(0.7))
+    params = reinit.with_param(params, 'hidden_1', 'kernel', params['hidden_1']['kernel'].at[:, 0].set(0.0))
+    params = reinit.with_param(params, 'hidden_1', 'bias', params['hidden_1']['bias'].at[0].set(0.3))
+    optimizer = optax.with_extra_args_support(optax.sgd(0.1))
+    after = continual_backprop_after_update(optimizer, init_params, replacement_rate=0.25, decay_rate=0.99,
+                                            maturity_threshold=maturity, utility='mean_corrected_contribution')
+    xs = jax.random.normal(jax.random.PRNGKey(1), (maturity + 1, 8, IN))
+    keys = jax.random.split(jax.random.PRNGKey(2), maturity + 1)
+
+    @jax.jit
+    def step(state, params, x, key):
+        _, hidden = apply(params, x)
+        return after.update(state, AfterUpdateInputs(params, optimizer.init(params), forward_with(hidden), key))
+
+    state = after.init(params)
+    for t in range(maturity):  # nobody is mature yet: nothing changes
+        state, new_params, _ = step(state, params, xs[t], keys[t])
+        jax.tree.map(np.testing.assert_array_equal, new_params, params)
+    state, new_params, _ = step(state, params, xs[maturity], keys[maturity])
+    np.testing.assert_array_equal(state[0].age == 0, [False, False, True, False])
+    np.testing.assert_array_equal(state[1].age == 0, [True, False, False, False])
+
+    probe = jax.random.normal(jax.random.PRNGKey(3), (64, IN))
+    np.testing.assert_allclose(apply(new_params, probe)[0], apply(params, probe)[0], atol=1e-5)
+    assert not np.allclose(new_params['output']['bias'], params['output']['bias'])  # the transfer happened
+    without_transfer = reinit.replace_units(params, init_params(keys[maturity]),
+                                            [state[0].age == 0, state[1].age == 0])
+    assert np.max(np.abs(apply(without_transfer, probe)[0] - apply(params, probe)[0])) > 1e-2
+
+
+@pytest.mark.parametrize('variants', ['cbp', 'cbp,adam'])
+def test_end_to_end_through_the_engine(variants):
+    """The `cbp` config variant runs under the engine's jit(vmap) over seeds; units are replaced at the rate."""
+    config = load_config('slowly_changing_regression.py', variants)
+    config.update({'num_seeds': 2, 'num_tasks': 2})
+    config.problem.examples_per_task = 300
+    config.metrics.probe_size = 64
+    config.learner.update({'replacement_rate': 0.01, 'maturity_threshold': 10})
+    train = engine.make_train(config)
+    state, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 2)
+    (stats,) = state.learner_state
+    # At most rate * 5 units * (600 - 10) steps = 29.5; replaced units are immature for 10 steps, so a bit fewer.
+    assert np.all((np.asarray(stats.num_replaced) >= 25) & (np.asarray(stats.num_replaced) <= 29))
+    assert np.all(np.isfinite(metrics['online_mse']))
+    if variants == 'cbp,adam':
+        # A unit's weights have been updated once per step since the unit was last (re)initialised: its age.
+        counts = state.opt_state.inner_state[0].count
+        age = np.asarray(stats.age)  # (seeds, width)
+        assert age.min() < 600
+        np.testing.assert_array_equal(counts['hidden_0']['kernel'], np.broadcast_to(age[:, None, :], (2, 20, 5)))
+        np.testing.assert_array_equal(counts['hidden_0']['bias'], age)
+        np.testing.assert_array_equal(counts['output']['kernel'], np.broadcast_to(age[:, :, None], (2, 5, 1)))
+        np.testing.assert_array_equal(counts['output']['bias'], 600)
+
+
+def scr(variants, num_seeds=8):
+    config = load_config('slowly_changing_regression.py', variants)
+    config.num_seeds = num_seeds
+    train = engine.make_train(config)
+    _, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)),
+                                            config.num_tasks)
+    return jax.device_get(metrics)
+
+
+@pytest.mark.slow
+def test_continual_backprop_keeps_plasticity_on_slowly_changing_regression():
+    """Dohare et al. (2021, Fig. 3; Nature 2024): with SGD 0.01 and ReLU, backprop's error rises over the 100 tasks
+    as units die; continual backprop's stays near its early level, with few dead units (full size, 8 seeds)."""
+    backprop, cbp = scr('relu,lr0.01'), scr('relu,lr0.01,cbp')
+    early = lambda m: m['online_mse'][:, 1:11].mean()
+    late = lambda m: m['online_mse'][:, 50:].mean()
+    assert late(backprop) > 1.2 * early(backprop), (early(backprop), late(backprop))
+    assert late(cbp) < 1.2 * early(cbp), (early(cbp), late(cbp))
+    assert late(cbp) < 0.7 * late(backprop), (late(cbp), late(backprop))
+    assert cbp['dead_fraction'][:, 50:].mean() < 0.15 < 0.5 < backprop['dead_fraction'][:, 50:].mean()

@@ -1,0 +1,227 @@
+"""The shared unit-replacement mechanism and the Adam with per-element step counts."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from plasticity_jax.learners import adam_counts, reinit
+from plasticity_jax.learners.backprop import make_optimizer
+from plasticity_jax.models import MLP
+
+IN, WIDTH, OUT = 3, 4, 2
+
+
+def tiny_network(depth=2, width=WIDTH, activation='relu'):
+    """A small MLP, its `init_params(key)` and `apply(params, x) -> (outputs, hidden)`."""
+    model = MLP(width=width, depth=depth, num_outputs=OUT, activation=activation)
+
+    def init_params(key):
+        return model.init(key, jnp.zeros((1, IN)))['params']
+
+    return model, init_params, lambda params, x: model.apply({'params': params}, x)
+
+
+def optimizer_config(optimizer, **fields):
+    config = ml_collections.ConfigDict({'optimizer': optimizer, 'step_size': 0.1, 'momentum': 0.9, 'beta1': 0.9,
+                                        'beta2': 0.999, 'eps': 1e-8})
+    config.update(fields)
+    return config
+
+
+def random_tree(key, like):
+    leaves, treedef = jax.tree.flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(l)) for k, l in zip(keys, leaves)])
+
+
+MASKS = (np.array([True, False, False, True]), np.array([False, True, False, False]))
+
+
+def test_mlp_unit_layers_pairs_each_hidden_layer_with_the_next():
+    _, init_params, _ = tiny_network(depth=3)
+    assert reinit.mlp_unit_layers(init_params(jax.random.PRNGKey(0))) == (
+        ('hidden_0', 'hidden_1'), ('hidden_1', 'hidden_2'), ('hidden_2', 'output'))
+    with pytest.raises(ValueError, match='hidden_0'):
+        reinit.mlp_unit_layers({'dense': {}})
+
+
+def test_replace_units_rewrites_exactly_the_replaced_units_weights():
+    _, init_params, _ = tiny_network()
+    params, fresh = init_params(jax.random.PRNGKey(0)), init_params(jax.random.PRNGKey(1))
+    params = jax.tree.map(lambda p: p + 0.5, params)  # nonzero biases, so that zeroing them shows
+    new = reinit.replace_units(params, fresh, [jnp.asarray(m) for m in MASKS])
+
+    expected = jax.tree.map(np.array, params)
+    for (incoming, outgoing), mask in zip(reinit.mlp_unit_layers(params), MASKS):
+        expected[incoming]['kernel'][:, mask] = np.asarray(fresh[incoming]['kernel'])[:, mask]
+        expected[incoming]['bias'][mask] = 0.0
+        expected[outgoing]['kernel'][mask, :] = 0.0
+    jax.tree.map(np.testing.assert_array_equal, new, expected)
+    # Where a replaced unit of layer 0 meets one of layer 1, the later unit's fresh incoming weight wins.
+    np.testing.assert_array_equal(new['hidden_1']['kernel'][0, 1], fresh['hidden_1']['kernel'][0, 1])
+    assert new['hidden_1']['kernel'][0, 1] != 0
+    np.testing.assert_array_equal(new['output']['bias'], params['output']['bias'])
+
+
+def test_new_units_do_not_change_the_output():
+    """After replacement the output does not depend on the fresh weights: it is the output of the old network with
+    the replaced units' outgoing weights removed, whatever was drawn; a dead unit's replacement changes nothing."""
+    _, init_params, apply = tiny_network(depth=1)
+    params = init_params(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (16, IN))
+    mask = jnp.array([False, True, False, False])
+    outputs = [apply(reinit.replace_units(params, init_params(jax.random.PRNGKey(k)), [mask]), x)[0]
+               for k in (2, 3)]
+    ablated = reinit.with_param(params, 'output', 'kernel', params['output']['kernel'].at[1].set(0.0))
+    np.testing.assert_allclose(outputs[0], apply(ablated, x)[0], rtol=1e-6)
+    np.testing.assert_allclose(outputs[1], apply(ablated, x)[0], rtol=1e-6)
+
+    dead = reinit.with_param(params, 'hidden_0', 'bias', params['hidden_0']['bias'].at[1].set(-100.0))
+    assert np.all(apply(dead, x)[1][0][:, 1] == 0)
+    replaced = reinit.replace_units(dead, init_params(jax.random.PRNGKey(4)), [mask])
+    np.testing.assert_allclose(apply(replaced, x)[0], apply(dead, x)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize('make,num_trees', [
+    (lambda: make_optimizer(optimizer_config('sgd')), 1),  # inject_hyperparams(sgd with momentum): a TraceState
+    (lambda: make_optimizer(optimizer_config('adam')), 2),  # optax.adam: mu, nu and ONE scalar count
+    (lambda: reinit.make_unit_reset_optimizer(optimizer_config('adam')), 3),  # mu, nu, per-element counts
+    (lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.add_decayed_weights(1e-4), optax.adam(1e-3)), 2),
+], ids=['sgd_momentum', 'optax_adam', 'adam_counts', 'chain'])
+def test_reset_optimizer_state_zeroes_exactly_the_replaced_entries(make, num_trees):
+    optimizer = optax.with_extra_args_support(make())
+    _, init_params, _ = tiny_network()
+    params = init_params(jax.random.PRNGKey(0))
+    state = optimizer.init(params)
+    update = jax.jit(lambda key, state: optimizer.update(random_tree(key, params), state, params)[1])
+    for step in range(3):
+        state = update(jax.random.PRNGKey(10 + step), state)
+    entries = reinit.replaced_entries(params, [jnp.asarray(m) for m in MASKS])
+    # hidden_0: 2 columns of 3, 2 biases; hidden_1: 2 rows + 1 column of 4x4 (2 shared), 1 bias; output: 1 row of 2.
+    assert int(sum(jnp.sum(e) for e in jax.tree.leaves(entries))) == 2 * 3 + 2 + (2 * 4 + 4 - 2) + 1 + 2
+    new_state = jax.jit(lambda s, e: reinit.reset_optimizer_state(optimizer, s, e))(state, entries)
+
+    params_like = jax.tree.structure(params)
+    is_params_tree = lambda node: not isinstance(node, jax.Array) and jax.tree.structure(node) == params_like
+    trees = 0
+    for old, new in zip(jax.tree.leaves(state, is_leaf=is_params_tree),
+                        jax.tree.leaves(new_state, is_leaf=is_params_tree)):
+        if not is_params_tree(old):
+            np.testing.assert_array_equal(old, new)  # scalar counts, hyperparameters: untouched
+            continue
+        trees += 1
+        for o, n, e in zip(jax.tree.leaves(old), jax.tree.leaves(new), jax.tree.leaves(entries)):
+            o, n, e = np.asarray(o), np.asarray(n), np.asarray(e)
+            assert np.all(o[e] != 0)  # there was something to reset ...
+            np.testing.assert_array_equal(n[e], 0)  # ... it is reset ...
+            np.testing.assert_array_equal(n[~e], o[~e])  # ... and nothing else moved
+    assert trees == num_trees
+
+
+def test_reset_optimizer_state_reaches_every_params_shaped_leaf():
+    """The trees found are: SGD's momentum; optax.adam's mu and nu; adam_counts' count, mu and nu."""
+    _, init_params, _ = tiny_network()
+    params = init_params(jax.random.PRNGKey(0))
+    marker = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    for optimizer, expected in ((make_optimizer(optimizer_config('sgd')), 1),
+                                (make_optimizer(optimizer_config('adam')), 2),
+                                (reinit.make_unit_reset_optimizer(optimizer_config('adam')), 3)):
+        count = []
+        optax.tree_utils.tree_map_params(optimizer, lambda leaf, m: count.append(1) or leaf,
+                                         optimizer.init(params), marker)
+        assert len(count) == expected * len(jax.tree.leaves(params))
+
+
+def test_adam_counts_equals_optax_adam_without_resets():
+    _, init_params, _ = tiny_network()
+    params = init_params(jax.random.PRNGKey(0))
+    config = optimizer_config('adam', step_size=0.003, beta1=0.8, beta2=0.99, eps=1e-6)
+    ours, reference = reinit.make_unit_reset_optimizer(config), make_optimizer(config)
+    ours_state, reference_state = ours.init(params), reference.init(params)
+    ours_update, reference_update = jax.jit(ours.update), jax.jit(reference.update)
+    for step in range(20):
+        grads = random_tree(jax.random.PRNGKey(step), params)
+        ours_updates, ours_state = ours_update(grads, ours_state, params)
+        reference_updates, reference_state = reference_update(grads, reference_state, params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12), ours_updates,
+                     reference_updates)
+    jax.tree.map(lambda c: np.testing.assert_array_equal(c, 20), ours_state.inner_state[0].count)
+    # The plain (not injected) transformation too.
+    plain, plain_ref = adam_counts.adam_counts(1e-3), optax.adam(1e-3)
+    grads = random_tree(jax.random.PRNGKey(99), params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+                 plain.update(grads, plain.init(params))[0], plain_ref.update(grads, plain_ref.init(params))[0])
+
+
+@pytest.mark.parametrize('steps_before', [50, 20_000])
+def test_a_reset_element_is_bias_corrected_from_step_one(steps_before):
+    """After a reset, the first update of a reset element is Adam's first-step update lr * g / (|g| + eps). With
+    optax.adam's single count t the zeroed moments are corrected by 1 - b^t instead of 1 - b: the update is scaled
+    by (1 - b1) / sqrt(1 - b2) * sqrt(1 - b2^t) / (1 - b1^t), ~0.71 at t = 51 and ~3.2 for t >> 1000."""
+    params = {'w': jnp.zeros(2)}
+    ours, single = adam_counts.adam_counts(0.1), optax.adam(0.1)
+    grads = {'w': jnp.array([1.0, -2.0])}
+    ours_state, single_state = ours.init(params), single.init(params)
+    for _ in range(50):
+        _, ours_state = ours.update(grads, ours_state)
+        _, single_state = single.update(grads, single_state)
+    if steps_before > 50:  # a long history, without running it
+        ours_state = (ours_state[0]._replace(count={'w': jnp.full(2, steps_before, jnp.int32)}), ours_state[1])
+        single_state = (single_state[0]._replace(count=jnp.asarray(steps_before, jnp.int32)), single_state[1])
+    entries = {'w': jnp.array([True, False])}
+    ours_state = reinit.reset_optimizer_state(ours, ours_state, entries)
+    single_state = reinit.reset_optimizer_state(single, single_state, entries)
+    np.testing.assert_array_equal(ours_state[0].count['w'], [0, steps_before])
+    new_grads = {'w': jnp.array([3.0, -2.0])}
+    ours_updates, _ = ours.update(new_grads, ours_state)
+    single_updates, _ = single.update(new_grads, single_state)
+    np.testing.assert_allclose(ours_updates['w'][0], -0.1 * 3.0 / (3.0 + 1e-8), rtol=1e-5)
+    t = steps_before + 1
+    scale = 0.1 / np.sqrt(0.001) * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+    np.testing.assert_allclose(single_updates['w'][0], scale * ours_updates['w'][0], rtol=1e-3)
+    assert abs(scale - 1) > 0.25
+    np.testing.assert_allclose(ours_updates['w'][1], single_updates['w'][1], rtol=1e-5)  # untouched element
+
+
+def test_lowest_scores_mask_takes_the_k_lowest_eligible_units():
+    scores = jnp.array([0.5, 0.1, 0.3, 0.05, 0.2, 0.3])
+    eligible = jnp.array([True, True, True, False, True, True])
+    select = jax.jit(reinit.lowest_scores_mask)
+    np.testing.assert_array_equal(select(scores, eligible, 0), [False] * 6)
+    np.testing.assert_array_equal(select(scores, eligible, 1), [False, True, False, False, False, False])
+    np.testing.assert_array_equal(select(scores, eligible, 3), [False, True, True, False, True, False])  # tie: lower
+    np.testing.assert_array_equal(select(scores, eligible, 10), np.asarray(eligible))  # never an ineligible one
+
+
+def test_reinitialize_units_under_jit_and_vmap_over_runs():
+    """Each run replaces its own units with its own fresh draw; shapes never depend on how many."""
+    _, init_params, _ = tiny_network()
+    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
+
+    @jax.jit
+    def setup(key):  # one trained-a-little run: params, and an optimizer state with nonzero entries
+        params = init_params(key)
+        return params, optimizer.update(random_tree(key, params), optimizer.init(params), params)[1]
+
+    params, state = jax.vmap(setup)(jax.random.split(jax.random.PRNGKey(0), 3))
+    masks = (jnp.array([[True, False, False, False], [False, False, False, False], [True, True, True, True]]),
+             jnp.array([[False, False, False, True], [False, False, False, False], [False, False, False, False]]))
+    reinit_keys = jax.random.split(jax.random.PRNGKey(1), 3)
+
+    def one(params, state, masks, key):
+        return reinit.reinitialize_units(params, state, optimizer, masks, key, init_params)
+
+    batched = jax.jit(jax.vmap(one))(params, state, masks, reinit_keys)
+    single = jax.jit(one)
+    for run in range(3):
+        alone = single(*jax.tree.map(lambda a: a[run], (params, state, masks, reinit_keys)))
+        jax.tree.map(lambda b, s: np.testing.assert_allclose(b[run], s, rtol=1e-6), batched, alone)
+    new_params, new_state = batched
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[1], new_params),
+                 jax.tree.map(lambda a: a[1], params))  # run 1 replaced nothing
+    fresh = init_params(reinit_keys[2])
+    np.testing.assert_allclose(new_params['hidden_0']['kernel'][2], fresh['hidden_0']['kernel'], rtol=1e-6)
+    assert np.all(np.asarray(new_state.inner_state[0].count['hidden_0']['kernel'][2]) == 0)
