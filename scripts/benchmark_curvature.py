@@ -48,7 +48,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -62,6 +61,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from plasticity_jax import curvature  # noqa: E402
+import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
+from benchmark_permuted_mnist import _version, usable_cores  # noqa: E402
 from plasticity_jax.models.mlp import MLP  # noqa: E402
 
 DEPTH = 3
@@ -107,40 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 # Machine and data
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-
-
-def _version(package: str) -> str | None:
-    try:
-        from importlib.metadata import version
-        return version(package)
-    except Exception:  # noqa: BLE001 - not installed
-        return None
-
-
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open('/proc/meminfo') as f:
-            memory_gib = round(int(f.readline().split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        memory_gib = None
-    return {'cpu': cpu, 'logical_cores': os.cpu_count(), 'usable_cores': usable_cores(), 'memory_gib': memory_gib,
-            'load_average_at_start': os.getloadavg() if hasattr(os, 'getloadavg') else None,
-            'python': platform.python_version(), 'platform': platform.platform(),
-            'jax': jax.__version__, 'jaxlib': _version('jaxlib'), 'flax': _version('flax'),
-            'jax_backend': jax.default_backend(), 'jax_devices': [str(d) for d in jax.devices()],
-            'jax_enable_x64': bool(jax.config.jax_enable_x64),
-            'torch': _version('torch'), 'pyhessian': _version('pyhessian')}
+    """The Permuted MNIST benchmark's description of the machine, plus what matters for curvature."""
+    return {**benchmark_permuted_mnist.machine_info(), 'flax': _version('flax'),
+            'jax_enable_x64': bool(jax.config.jax_enable_x64), 'pyhessian': _version('pyhessian')}
 
 
 def load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
