@@ -25,6 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
     config.data_source = 'auto'  # 'auto' (offline files if a data dir is set, else TFDS), 'idx' or 'tfds'.
+    # At every task's start: 'none', 'head' (zero the output layer) or 'network' (fresh network; engine.RESETS).
+    config.reset_at_task_start = 'none'
     # Swept fields, mirroring the config: e.g. config.sweep.learner.step_size = (0.01, 0.003). See `sweeps`.
     config.sweep = ml_collections.ConfigDict()
 
@@ -54,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.learner.beta1 = 0.9
     config.learner.beta2 = 0.999
     config.learner.eps = 1e-8
+    # Step-size decay within every task (learners.schedule): x step_size_decay at each of these fractions of a task.
+    config.learner.step_size_milestones = ()
+    config.learner.step_size_decay = 1.0
     return config
 
 
@@ -75,6 +80,30 @@ def model_config(*, width: int, depth: int, activation: str = 'relu',
     # the control process it drives is not implemented (see plasticity_jax/models/normalization.py).
     model.online_norm_alpha_f = ONLINE_NORM_ALPHA_F
     return model
+
+
+def dataset_tasks_problem(*, dataset: str, schedule: str, epochs: int, batch_size: int, classes_per_increment: int = 5,
+                          train_per_class: int = 0, test_per_class: int = 0, num_classes: int = 0,
+                          augment: bool = False) -> ml_collections.ConfigDict:
+    """The `problem` section of a problem made of subsets of a labelled dataset (`problems.dataset_tasks`)."""
+    return ml_collections.ConfigDict({
+        'name': 'dataset_tasks',
+        'dataset': dataset,  # 'mnist', 'cifar10', 'cifar100' (TFDS or MNIST's IDX files) or 'imagenet32' (a folder)
+        'schedule': schedule,  # 'all_pairs', 'consecutive_pairs', 'class_increments' or 'warm_start'
+        'epochs': epochs,  # passes over the task's training images
+        'batch_size': batch_size,
+        'classes_per_increment': classes_per_increment,  # 'class_increments' only
+        'train_per_class': train_per_class,  # training images per class (0: all)
+        'test_per_class': test_per_class,  # 'imagenet32' only: test images per class after the training ones
+        'num_classes': num_classes,  # 'imagenet32' only: use classes 0..num_classes-1 (0: all in the folder)
+        'augment': augment,  # flip / crop / rotate training images on the device (problems.augment)
+    })
+
+
+def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
+    """The `model` section of a convolutional model ('convnet' or 'resnet18'); ReLU networks (`activation` is what
+    the dead-unit metric uses)."""
+    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', **fields})
 
 
 # Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the

@@ -84,16 +84,24 @@ class TaskKeys(NamedTuple):
     probe: jax.Array  # the correlates' probe set
     steps: jax.Array  # step keys are fold_in(steps, step)
     curvature: jax.Array  # the curvature probe set and SLQ's random vectors
+    reset: jax.Array  # fresh parameters when the network is reset at the task's start
 
 
 def task_keys(key: jax.Array, task_index: jax.Array) -> TaskKeys:
-    return TaskKeys(*jax.random.split(jax.random.fold_in(key, task_index), 4))
+    return TaskKeys(*jax.random.split(jax.random.fold_in(key, task_index), len(TaskKeys._fields)))
+
+
+# What happens to the network at the start of every task (`config.reset_at_task_start`):
+# 'none'; 'head': the output layer's weights and bias are set to zero (Dohare et al.'s Continual ImageNet; the
+# optimizer state is kept, as in the papers' code); 'network': parameters, model statistics, optimizer and learner
+# state start afresh (the "from scratch" baseline of class-incremental CIFAR-100 and of warm-starting).
+RESETS = ('none', 'head', 'network')
 
 
 def make_train(config: ml_collections.ConfigDict) -> Train:
     problem, data = problems.make_problem(config)
     model = models.make_model(config.model, problem.num_outputs)
-    example_input = jnp.zeros((1, problem.input_dim), jnp.float32)
+    example_input = jnp.zeros((1, *problem.input_shape), jnp.float32)
 
     def init_variables(key):
         variables = dict(model.init(key, example_input))
@@ -105,6 +113,19 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
     def predict(params, model_state, x):
         """Evaluation mode: no dropout randomness, no update of the model's statistics."""
         return model.apply({'params': params, **model_state}, x)
+
+    reset = config.get('reset_at_task_start', 'none')
+    if reset not in RESETS:
+        raise ValueError(f'unknown reset_at_task_start {reset!r}; valid: {list(RESETS)}')
+
+    def reset_at_task_start(state: RunState, learner: learners.Learner, key: jax.Array) -> RunState:
+        if reset == 'head':
+            return state._replace(params={**state.params, 'output': jax.tree.map(jnp.zeros_like, state.params['output'])})
+        if reset == 'network':
+            params, model_state = init_variables(key)
+            return state._replace(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),
+                                  learner_state=learner.after_update.init(params))
+        return state
 
     def learner_for(hyperparams) -> learners.Learner:
         """The learner of one run: swept fields take this run's (traced) values."""
@@ -120,7 +141,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
                         problem_state=problem.init(data, problem_key), key=tasks_key,
                         task_index=jnp.zeros((), jnp.int32), hyperparams=hyperparams)
 
-    def train_step(learner, data, problem_state, carry, step_and_key):
+    def train_step(learner, data, problem_state, active_steps, carry, step_and_key):
         params, model_state, opt_state, learner_state, totals = carry
         step, key = step_and_key
         batch_key, model_key, optimizer_key, after_key = jax.random.split(key, 4)
@@ -130,6 +151,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
             (outputs, hidden), new_model_state = model.apply(
                 {'params': params, **model_state}, x, rngs={'dropout': model_key}, mutable=list(model_state))
+            outputs = problem.task_outputs(problem_state, outputs)
             loss = problem.loss(outputs, y)
             return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss, model_state=new_model_state)
 
@@ -137,14 +159,25 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = learner.optimizer.update(
             grads, opt_state, params, key=optimizer_key,
-            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0])
+            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=step / active_steps)
         params = optax.apply_updates(params, updates)
         learner_state, params, opt_state = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
         totals = {'online_metric': totals['online_metric'] + problem.online_metric(forward.outputs, y),
                   'online_loss': totals['online_loss'] + forward.loss,
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
-        return (params, forward.model_state, opt_state, learner_state, totals), None
+        return params, forward.model_state, opt_state, learner_state, totals
+
+    def train_steps(learner, data, problem_state, active_steps, carry, steps, step_keys):
+        """The task's steps; those from `active_steps` on leave `carry` unchanged (`Problem.active_steps`)."""
+        def step_fn(carry, xs):
+            if isinstance(active_steps, int) and active_steps == problem.steps_per_task:
+                return train_step(learner, data, problem_state, active_steps, carry, xs), None
+            return jax.lax.cond(xs[0] < active_steps,
+                                lambda c: train_step(learner, data, problem_state, active_steps, c, xs),
+                                lambda c: c, carry), None
+
+        return jax.lax.scan(step_fn, carry, (steps, step_keys))[0]
 
     spectrum = make_spectrum(config, problem, predict)
 
@@ -152,6 +185,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         learner = learner_for(state.hyperparams)
         keys = task_keys(state.key, state.task_index)
         problem_state = problem.start_task(data, state.problem_state, state.task_index, keys.start)
+        state = reset_at_task_start(state, learner, keys.reset)
 
         # Correlates of plasticity loss, on a probe set of the new task, before training on it.
         _, probe_hidden = predict(state.params, state.model_state, problem.probe(data, problem_state, keys.probe))
@@ -163,15 +197,17 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
         steps = jnp.arange(problem.steps_per_task, dtype=jnp.int32)
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(keys.steps, steps)
+        active_steps = problem.active_steps(data, problem_state, task)
         zero = jnp.zeros((), jnp.float32)
         totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
-        (params, model_state, opt_state, learner_state, totals), _ = jax.lax.scan(
-            lambda carry, xs: train_step(learner, data, problem_state, carry, xs),
-            (state.params, state.model_state, state.opt_state, state.learner_state, totals), (steps, step_keys))
+        params, model_state, opt_state, learner_state, totals = train_steps(
+            learner, data, problem_state, active_steps,
+            (state.params, state.model_state, state.opt_state, state.learner_state, totals), steps, step_keys)
 
-        end_metrics = problem.evaluate(data, problem_state, lambda x: predict(params, model_state, x)[0])
-        task_metrics = {problem.online_metric_name: totals['online_metric'] / problem.steps_per_task,
-                        'online_loss': totals['online_loss'] / problem.steps_per_task,
+        end_metrics = problem.evaluate(
+            data, problem_state, lambda x: problem.task_outputs(problem_state, predict(params, model_state, x)[0]))
+        task_metrics = {problem.online_metric_name: totals['online_metric'] / active_steps,
+                        'online_loss': totals['online_loss'] / active_steps,
                         'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics}
         if config.curvature.every_tasks:
             # At the start and the end of every `every_tasks`-th task; NaN (-1 for counts) in the other tasks.
@@ -196,6 +232,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
     def spectrum_at_task_start(state: RunState, data):
         keys = task_keys(state.key, state.task_index)
         problem_state = problem.start_task(data, state.problem_state, state.task_index, keys.start)
+        state = reset_at_task_start(state, learner_for(state.hyperparams), keys.reset)
         return spectrum(state.params, state.model_state, data, problem_state, keys.curvature)
 
     return Train(init=init, run_tasks=run_tasks, spectrum_at_task_start=spectrum_at_task_start, data=data,
@@ -221,7 +258,7 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
     def spectrum(params, model_state, data, problem_state, key):
         dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
         return curvature.spectrum_summary(
-            lambda p, x: predict(p, model_state, x)[0], loss, params, dataset, key, curvature=c.kind,
+            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key, curvature=c.kind,
             num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid), sigma=c.sigma,
             chunk_size=c.chunk_size)
 

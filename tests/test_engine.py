@@ -9,6 +9,7 @@ import time
 import dataclasses
 
 import jax
+import ml_collections
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
@@ -158,8 +159,8 @@ def _hooked_learner(config, init_params):
             return 0.0 * loss + jnp.sum((params['hidden_0']['bias'] - 1.0) ** 2), forward
         return pull_bias_to_one
 
-    def update(updates, state, params=None, *, key, grad_fn):
-        del key  # Required: the engine must pass a key.
+    def update(updates, state, params=None, *, key, grad_fn, task_progress):
+        del key, task_progress  # Required: the engine must pass them.
         mismatch = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), grad_fn(params, 0), updates)
         return jax.tree.map(lambda g: -0.01 * g, updates), jnp.maximum(state, jax.tree.reduce(jnp.maximum, mismatch))
 
@@ -227,3 +228,98 @@ def test_spectra_from_checkpoints_equal_the_in_run_measurement(tmp_path):
     np.testing.assert_array_equal(spectra['task'], [0, 2])
     for name in ('hessian_top_eigenvalue', 'hessian_trace', 'hessian_epsilon_rank', 'hessian_density'):
         np.testing.assert_allclose(spectra[name], in_run[name][:, [0, 2], 0], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tasks of unequal length, hidden outputs and resets at the start of a task, on a tiny generated dataset.
+
+TINY_TRAIN_COUNTS = (5, 9, 3, 6)
+
+
+def _tiny_dataset_tasks(config):
+    from plasticity_jax.problems import dataset_tasks
+
+    rng = np.random.default_rng(0)
+    train_y = np.repeat(np.arange(4), config.problem.train_counts)
+    test_y = np.repeat(np.arange(4), 2)
+    data = dataset_tasks.make_data(rng.integers(0, 256, (len(train_y), 2, 2, 1)), train_y,
+                                   rng.integers(0, 256, (len(test_y), 2, 2, 1)), test_y, num_classes=4)
+    problem = dataset_tasks.DatasetTasks.create(data, schedule=config.problem.schedule, epochs=2, batch_size=2,
+                                                probe_size=4, classes_per_increment=1)
+    return problem, data
+
+
+def tiny_tasks(monkeypatch, schedule, train_counts=TINY_TRAIN_COUNTS, **overrides):
+    from plasticity_jax import problems
+
+    monkeypatch.setitem(problems.PROBLEMS, 'tiny', _tiny_dataset_tasks)
+    config = small_scr(**{'model.width': 5, 'learner.step_size': 0.1, **overrides})
+    config.problem = ml_collections.ConfigDict({'name': 'tiny', 'schedule': schedule, 'train_counts': train_counts})
+    return config
+
+
+def _counting_learner(config, init_params):
+    """Plain SGD whose after-update routine counts the steps it ran."""
+    learner = learners.make_learner(ml_collections.ConfigDict({**config, 'name': 'backprop'}), init_params)
+    count = AfterUpdate(init=lambda params: jnp.zeros((), jnp.int32),
+                        update=lambda state, inputs: (state + 1, inputs.params, inputs.opt_state))
+    return learner._replace(after_update=count)
+
+
+@pytest.mark.parametrize('train_counts', [TINY_TRAIN_COUNTS, (4, 4, 4, 4)])
+def test_steps_past_the_task_length_leave_the_run_unchanged(monkeypatch, train_counts):
+    monkeypatch.setitem(learners.LEARNERS, 'counting', learners.LearnerSpec(_counting_learner))
+    config = tiny_tasks(monkeypatch, 'all_pairs', train_counts, **{'learner.name': 'counting'})
+    train = engine.make_train(config)
+    assert train.problem.steps_per_task == 2 * -(-(9 + 6 if train_counts == TINY_TRAIN_COUNTS else 8) // 2)
+    state = jax.vmap(train.init)(engine.seed_keys(config))
+    for task in range(3):
+        problem_state = jax.vmap(lambda s: train.problem.start_task(
+            train.data, s.problem_state, s.task_index, engine.task_keys(s.key, s.task_index).start))(state)
+        expected = jax.vmap(lambda ps: train.problem.active_steps(train.data, ps, jnp.int32(task)))(problem_state)
+        before = state.learner_state
+        state, metrics = engine.make_vmapped(train)(state, 1)
+        np.testing.assert_array_equal(state.learner_state - before, expected)
+        assert np.all(np.isfinite(metrics['online_accuracy'])) and np.all(metrics['online_accuracy'] <= 1)
+
+
+def test_unseen_classes_get_no_gradient(monkeypatch):
+    config = tiny_tasks(monkeypatch, 'class_increments')
+    train = engine.make_train(config)
+    state = jax.vmap(train.init)(engine.seed_keys(config))
+    final, _ = engine.make_vmapped(train)(state, 2)  # the first two classes of each seed's order
+    for run in range(config.num_seeds):
+        seen = np.asarray(final.problem_state['class_order'][run, :2])
+        moved = np.any(np.asarray(final.params['output']['kernel'][run] != state.params['output']['kernel'][run]),
+                       axis=0)
+        np.testing.assert_array_equal(moved, np.isin(np.arange(4), seen))
+
+
+def test_head_reset_zeroes_the_output_layer_at_every_task_start(monkeypatch):
+    config = tiny_tasks(monkeypatch, 'consecutive_pairs', reset_at_task_start='head', **{'learner.step_size': 0.0})
+    train = engine.make_train(config)
+    state = jax.vmap(train.init)(engine.seed_keys(config))
+    final, _ = engine.make_vmapped(train)(state, 2)
+    assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(final.params['output']))
+    assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(state.params['output']))
+    np.testing.assert_array_equal(final.params['hidden_0']['kernel'], state.params['hidden_0']['kernel'])
+
+
+def test_network_reset_makes_a_task_independent_of_the_past(monkeypatch):
+    config = tiny_tasks(monkeypatch, 'warm_start', reset_at_task_start='network')
+    train = engine.make_train(config)
+    run = engine.make_vmapped(train)
+    after_first, _ = run(jax.vmap(train.init)(engine.seed_keys(config)), 1)
+    _, second = run(after_first, 1)
+    scrambled = after_first._replace(params=jax.tree.map(lambda p: 3.0 * p + 1.0, after_first.params))
+    _, second_from_scrambled = run(scrambled, 1)
+    assert_same_metrics(second, second_from_scrambled)
+    config.reset_at_task_start = 'none'
+    _, warm = engine.make_vmapped(engine.make_train(config))(scrambled, 1)
+    assert not np.array_equal(warm['test_accuracy'], second['test_accuracy']) or not np.array_equal(
+        warm['online_loss'], second['online_loss'])
+
+
+def test_unknown_reset_is_refused():
+    with pytest.raises(ValueError, match="unknown reset_at_task_start 'all'.*'network'"):
+        engine.make_train(small_scr(reset_at_task_start='all'))

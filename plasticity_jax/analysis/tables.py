@@ -222,6 +222,20 @@ def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str
     return out.sort_values(([_short(group)] if group else []) + [_short(param)], kind='stable').reset_index(drop=True)
 
 
+def accuracy_change_per_task(runs: Runs, metric: str = 'test_accuracy', *, label=None) -> pd.DataFrame:
+    """The mean per-task accuracy change of "Neural Network Plasticity and Loss Sharpness" (Tables 1 and 2): the
+    slope of the least-squares line through `metric` vs task, per seed; then mean and standard error over seeds (the
+    mean of the seeds' slopes is the slope of the seed-averaged curve). Columns: label, mean, stderr, n_seeds."""
+    table = metrics_table(runs, [metric], label=label)
+    slopes = (table.groupby(['label', 'seed'], sort=False)
+              .apply(lambda rows: linear_fit(rows['task'], rows[metric])['slope'], include_groups=False)
+              .rename('slope').reset_index())
+    out = slopes.groupby('label', sort=False)['slope'].agg(mean='mean', std=lambda v: v.std(ddof=1),
+                                                          n_seeds='count').reset_index()
+    out['stderr'] = out['std'] / np.sqrt(out['n_seeds'])
+    return out.drop(columns='std')
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Curvature: in-run `{kind}_*` metrics (seed, task, 2=start/end, ...) or checkpoint spectra (seed, checkpoint, ...).
 

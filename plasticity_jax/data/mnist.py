@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from plasticity_jax.data.source import DataSourceError, load_tfds
+
 __all__ = [
     "CACHE_DIR_ENV",
     "DATA_DIR_ENV",
@@ -76,10 +78,6 @@ MNIST_FILES: dict[str, _FileSpec] = {
         "test_labels", (10000,),
         "ec29112dd5afa0611ce80d1b7f02629c", 4542, "27ae3e4e09519cfbb04c329615203637", 10008),
 }
-
-
-class DataSourceError(RuntimeError):
-    """A data source is missing, corrupt or unusable; the message says what was tried and how to fix it."""
 
 
 class MNIST(NamedTuple):
@@ -333,23 +331,7 @@ def _tfds_fix() -> str:
 
 def _load_tfds(data_dir) -> MNIST:
     """Loads MNIST with ``tensorflow_datasets.load`` (downloading it on first use)."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise DataSourceError(f"Loading MNIST with TensorFlow Datasets failed: cannot import "
-                              f"tensorflow_datasets ({e}).\n{_tfds_fix()}") from e
-    try:
-        import tensorflow  # noqa: F401 -- TFDS builds and returns the dataset through TensorFlow.
-    except ImportError as e:
-        raise DataSourceError("Loading MNIST with TensorFlow Datasets failed: TensorFlow, which TFDS needs "
-                              f"to build the dataset, is not installed ({e}).\n{_tfds_fix()}") from e
-    try:
-        splits = tfds.load("mnist", split=["train", "test"], batch_size=-1, as_supervised=True,
-                           data_dir=None if data_dir is None else os.fspath(data_dir))
-        (train_x, train_y), (test_x, test_y) = tfds.as_numpy(splits)
-    except Exception as e:  # noqa: BLE001 -- download/backend failures come in many types.
-        raise DataSourceError(f"Loading MNIST with TensorFlow Datasets failed (download or TFDS error): "
-                              f"{type(e).__name__}: {e}\n{_tfds_fix()}") from e
+    train_x, train_y, test_x, test_y = load_tfds("mnist", data_dir, _tfds_fix())
     data = MNIST(_tfds_images(train_x), np.asarray(train_y).astype(np.uint8),
                  _tfds_images(test_x), np.asarray(test_y).astype(np.uint8))
     for spec in MNIST_FILES.values():

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, NamedTuple
 
 import ml_collections
+import optax
 
 from plasticity_jax.learners.backprop import make_backprop, make_optimizer
 from plasticity_jax.learners.base import (AfterUpdate, AfterUpdateInputs, ForwardPass, Learner, LossFn,
                                           identity_after_update, make_learner_with)
 from plasticity_jax.learners.continual_backprop import DEFAULTS as CBP_DEFAULTS, make_continual_backprop
+from plasticity_jax.learners.schedule import scale_by_task_schedule
 from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS, make_redo
 from plasticity_jax.learners.adam_presets import PROPER_ADAM_DEFAULTS, make_proper_adam
 from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS, make_l2_er
@@ -48,10 +50,16 @@ LEARNERS: dict[str, LearnerSpec] = {
 
 
 def make_learner(config: ml_collections.ConfigDict, init_params) -> Learner:
-    """Builds the learner named by `config.name` (`config` is the run config's `learner` section)."""
+    """Builds the learner named by `config.name` (`config` is the run config's `learner` section), with the step
+    size decayed within every task when `config.step_size_milestones` is set (`learners.schedule`)."""
     if config.name not in LEARNERS:
         raise ValueError(f'unknown learner.name {config.name!r}; valid: {sorted(LEARNERS)}')
-    return LEARNERS[config.name].make(config, init_params)
+    learner = LEARNERS[config.name].make(config, init_params)
+    milestones = tuple(config.get('step_size_milestones', ()))
+    if milestones:
+        learner = learner._replace(optimizer=optax.chain(
+            learner.optimizer, scale_by_task_schedule(milestones, config.step_size_decay)))
+    return learner
 
 
 __all__ = ['AfterUpdate', 'AfterUpdateInputs', 'ForwardPass', 'LEARNERS', 'Learner', 'LearnerSpec', 'LossFn',

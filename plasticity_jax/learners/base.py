@@ -3,9 +3,11 @@
 A learner is three pure pieces, each written for ONE run (the engine vmaps them over seeds and hyperparameters):
 
 1. `optimizer`: an `optax.GradientTransformationExtraArgs`. Each step the engine calls
-   `optimizer.update(grads, opt_state, params, key=..., grad_fn=...)`:
+   `optimizer.update(grads, opt_state, params, key=..., grad_fn=..., task_progress=...)`:
    `key` is a fresh PRNG key of this run and step (for noise-injecting transforms such as Shrink and Perturb), and
-   `grad_fn(params, i)` returns the gradient of this step's objective at `params` (as `optax.contrib.sam` expects).
+   `grad_fn(params, i)` returns the gradient of this step's objective at `params` (as `optax.contrib.sam` expects),
+   and `task_progress` is the share of the task's training steps done before this one (for schedules restarted at
+   every task, `learners.schedule`).
    Transforms that need neither ignore them (`optax.with_extra_args_support`).
 2. `objective`: maps the step's loss function to the function that is differentiated, for regularisers that are
    extra loss terms (L2-ER's feature rank term, gradient norm penalty). A loss function is

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import ml_collections
+import numpy as np
 
+from plasticity_jax.problems import augment, dataset_tasks
 from plasticity_jax.problems.base import Problem
+from plasticity_jax.problems.dataset_tasks import DatasetTasks
 from plasticity_jax.problems.permuted_mnist import PermutedMNIST
 from plasticity_jax.problems.slowly_changing_regression import SlowlyChangingRegression
 
@@ -15,25 +18,69 @@ def _permuted_mnist(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
     from plasticity_jax.data import load_mnist
 
     mnist = load_mnist(config.data_dir or None, source=config.data_source)
-    problem = PermutedMNIST(kind='classification', input_dim=28 * 28, num_outputs=10,
+    problem = PermutedMNIST(kind='classification', input_shape=(28 * 28,), num_outputs=10,
                             examples_per_task=config.problem.examples_per_task,
-                            batch_size=config.problem.batch_size, probe_size=config.metrics.probe_size)
+                            batch_size=config.problem.batch_size, probe_size=config.metrics.probe_size,
+                            reshuffle_each_epoch=config.problem.get('reshuffle_each_epoch', False))
     return problem, PermutedMNIST.make_data(*mnist)
 
 
 def _slowly_changing_regression(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
     p = config.problem
-    problem = SlowlyChangingRegression(kind='regression', input_dim=p.num_bits, num_outputs=1,
+    problem = SlowlyChangingRegression(kind='regression', input_shape=(p.num_bits,), num_outputs=1,
                                        examples_per_task=p.examples_per_task, batch_size=p.batch_size,
                                        probe_size=config.metrics.probe_size, num_flipping_bits=p.num_flipping_bits,
                                        num_target_units=p.num_target_units, beta=p.beta, flip_mode=p.flip_mode)
     return problem, {}
 
 
+def _labelled_images(config: ml_collections.ConfigDict):
+    """(train_x, train_y, test_x, test_y) as host arrays, from `config.problem.dataset`."""
+    from plasticity_jax import data as datasets
+
+    dataset = config.problem.dataset
+    if dataset == 'mnist':
+        return tuple(datasets.load_mnist(config.data_dir or None, source=config.data_source))
+    if dataset in ('cifar10', 'cifar100'):
+        return tuple(datasets.load_tfds_images(dataset, config.data_dir or None))
+    if dataset == 'imagenet32':
+        p = config.problem
+        return tuple(datasets.load_class_folder(config.data_dir, p.train_per_class, p.test_per_class,
+                                                p.num_classes or None))
+    raise ValueError(f"unknown problem.dataset {dataset!r}; valid: ['cifar10', 'cifar100', 'imagenet32', 'mnist']")
+
+
+def _first_per_class(images, labels, per_class: int):
+    """The first `per_class` examples of every class, in dataset order (CIFAR-100's 450 training images per class;
+    the remaining 50 are the papers' validation images, not used here)."""
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    keep.sort()
+    return images[keep], labels[keep]
+
+
+def _dataset_tasks(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
+    p = config.problem
+    if not p.get('dataset'):
+        raise ValueError('problem.dataset is empty; set it to one of cifar10, cifar100, imagenet32, mnist.')
+    train_x, train_y, test_x, test_y = (np.asarray(a) for a in _labelled_images(config))
+    if p.dataset != 'imagenet32' and p.train_per_class:
+        train_x, train_y = _first_per_class(train_x, train_y, p.train_per_class)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    data = dataset_tasks.make_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
+    normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
+                     else {})
+    problem = DatasetTasks.create(data, schedule=p.schedule, epochs=p.epochs, batch_size=p.batch_size,
+                                  probe_size=config.metrics.probe_size,
+                                  classes_per_increment=p.classes_per_increment, augment=p.augment,
+                                  **normalization)
+    return problem, data
+
+
 # name -> factory(run_config) -> (problem, data on the device)
 PROBLEMS: dict[str, Callable[[ml_collections.ConfigDict], tuple[Problem, Any]]] = {
     'permuted_mnist': _permuted_mnist,
     'slowly_changing_regression': _slowly_changing_regression,
+    'dataset_tasks': _dataset_tasks,
 }
 
 
@@ -48,4 +95,4 @@ def make_problem(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
     return problem, data
 
 
-__all__ = ['PROBLEMS', 'PermutedMNIST', 'Problem', 'SlowlyChangingRegression', 'make_problem']
+__all__ = ['DatasetTasks', 'PROBLEMS', 'PermutedMNIST', 'Problem', 'SlowlyChangingRegression', 'make_problem']

@@ -12,6 +12,15 @@ permutation, the target network's bits, ...) and PRNG keys:
     metrics = problem.evaluate(data, state, predict)          # end-of-task evaluation, e.g. test accuracy
 
 `predict(x) -> outputs` is the trained network; `loss` and `online_metric` score a step's outputs before the update.
+
+Two optional hooks serve problems whose tasks differ in size or in the classes they use:
+
+    n = problem.active_steps(data, state, task)               # steps that train in this task (<= steps_per_task)
+    outputs = problem.task_outputs(state, outputs)            # the network's outputs as this task scores them
+
+A task runs `steps_per_task` steps (a static length, so every task is one compiled scan); steps from `n` on leave
+the run unchanged. `task` is the task index as an unbatched scalar: when `n` depends only on it, skipped steps cost
+nothing under `jax.vmap`; when it depends on a run's own state they are computed and discarded.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ class Problem:
     """Shapes and sizes shared by every problem; subclasses implement the stream."""
 
     kind: str  # 'classification' or 'regression'
-    input_dim: int
+    input_shape: tuple[int, ...]  # one example's shape, e.g. (784,) or (32, 32, 3)
     num_outputs: int
     examples_per_task: int
     batch_size: int
@@ -72,3 +81,14 @@ class Problem:
 
     def evaluate(self, data: Any, state: Any, predict: Predict) -> dict[str, jax.Array]:
         return {}
+
+    def active_steps(self, data: Any, state: Any, task: jax.Array) -> int | jax.Array:
+        """How many of the task's `steps_per_task` steps train; every one by default."""
+        del data, state, task
+        return self.steps_per_task
+
+    def task_outputs(self, state: Any, outputs: jax.Array) -> jax.Array:
+        """The outputs this task's loss, metrics and evaluation see: all of them by default (a class-incremental
+        problem hides the classes not seen yet)."""
+        del state
+        return outputs

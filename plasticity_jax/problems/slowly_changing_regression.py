@@ -40,11 +40,15 @@ class SlowlyChangingRegression(Problem):
     beta: float = 0.7
     flip_mode: str = 'flip_one'
 
+    @property
+    def num_bits(self) -> int:
+        return self.input_shape[0]
+
     def __post_init__(self):
         if self.flip_mode not in FLIP_MODES:
             raise ValueError(f'problem.flip_mode must be one of {FLIP_MODES}, got {self.flip_mode!r}')
-        if not 0 < self.num_flipping_bits <= self.input_dim:
-            raise ValueError(f'problem.num_flipping_bits must be in [1, {self.input_dim}], '
+        if not 0 < self.num_flipping_bits <= self.num_bits:
+            raise ValueError(f'problem.num_flipping_bits must be in [1, {self.num_bits}], '
                              f'got {self.num_flipping_bits}')
 
     def _random_bits(self, key, shape):
@@ -57,11 +61,11 @@ class SlowlyChangingRegression(Problem):
         """Draws this run's target network and the first task's flipping bits."""
         del data
         weights_key, out_key, bits_key = jax.random.split(key, 3)
-        weights = self._signs(weights_key, (self.input_dim + 1, self.num_target_units))  # last row: bias bit
+        weights = self._signs(weights_key, (self.num_bits + 1, self.num_target_units))  # last row: bias bit
         num_negative = jnp.sum(weights < 0, axis=0)
         return {
             'target_weights': weights,
-            'target_thresholds': (self.input_dim + 1) * self.beta - num_negative,
+            'target_thresholds': (self.num_bits + 1) * self.beta - num_negative,
             'target_output_weights': self._signs(out_key, (self.num_target_units,)),
             'flipping_bits': self._random_bits(bits_key, (self.num_flipping_bits,)),
         }
@@ -83,7 +87,7 @@ class SlowlyChangingRegression(Problem):
         return (features @ state['target_output_weights'])[:, None]
 
     def _inputs(self, state, key, count):
-        random_bits = self._random_bits(key, (count, self.input_dim - self.num_flipping_bits))
+        random_bits = self._random_bits(key, (count, self.num_bits - self.num_flipping_bits))
         flipping = jnp.broadcast_to(state['flipping_bits'], (count, self.num_flipping_bits))
         return jnp.concatenate([flipping, random_bits], axis=1)
 

@@ -196,3 +196,12 @@ def test_binned_summary_keeps_the_order_the_runs_were_given():
     table = tables.metrics_table({'zeta': simple_run(), 'alpha': simple_run('y')}, 'online_accuracy')
     summary = tables.binned_summary(table, 'online_accuracy', bins=2)
     assert list(summary['label']) == ['zeta', 'zeta', 'alpha', 'alpha'] and list(summary['bin']) == [0, 1, 0, 1]
+
+
+def test_accuracy_change_per_task_is_the_mean_of_seed_slopes():
+    tasks = np.arange(6)
+    accuracy = np.stack([0.9 - 0.01 * tasks, 0.8 + 0.02 * tasks, 0.5 + 0.0 * tasks])  # slopes -0.01, 0.02, 0
+    out = tables.accuracy_change_per_task(make_run(metrics={'test_accuracy': accuracy}))
+    assert out['n_seeds'].tolist() == [3]
+    np.testing.assert_allclose(out['mean'], [0.01 / 3], atol=1e-12)
+    np.testing.assert_allclose(out['stderr'], [np.std([-0.01, 0.02, 0.0], ddof=1) / math.sqrt(3)], atol=1e-12)

@@ -16,7 +16,7 @@ NUM_TRAIN, NUM_PIXELS = 60_000, 784
 
 
 def _problem(batch_size=1, examples_per_task=60_000, probe_size=32):
-    return PermutedMNIST(kind='classification', input_dim=NUM_PIXELS, num_outputs=10,
+    return PermutedMNIST(kind='classification', input_shape=(NUM_PIXELS,), num_outputs=10,
                          examples_per_task=examples_per_task, batch_size=batch_size, probe_size=probe_size)
 
 
@@ -153,6 +153,24 @@ def test_steps_past_the_dataset_wrap_around(data, raw, task):
     np.testing.assert_array_equal(np.asarray(y), want_y)
 
 
+def test_reshuffled_epochs_each_show_every_image_once_in_a_new_order(data, raw, task):
+    state, perm, order = task
+    # Minibatch variant: 3 epochs of batch 1000. Epoch 0 is the task's order; epochs 1 and 2 are new orders.
+    problem = _problem(batch_size=1000, examples_per_task=3 * NUM_TRAIN)
+    problem = type(problem)(**{**problem.__dict__, 'reshuffle_each_epoch': True})
+    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0))[1])
+    epochs = [np.concatenate([np.asarray(batch(data, jnp.int32(e * 60 + s))) for s in range(60)]) for e in range(3)]
+    np.testing.assert_array_equal(epochs[0], raw['train_y'][order])
+    for labels in epochs[1:]:
+        np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.bincount(raw['train_y'], minlength=10))
+        assert np.mean(labels == epochs[0]) < 0.2  # a different order (chance agreement is about 0.1)
+    assert np.mean(epochs[1] == epochs[2]) < 0.2
+    x, y = problem.batch(data, state, jnp.int32(60), jax.random.key(0))  # images and labels stay aligned
+    permuted = raw['train_x'][:, perm]
+    for row, label in zip(np.rint(np.asarray(x[:3]) * 255).astype(np.uint8), np.asarray(y[:3])):
+        assert label in raw['train_y'][np.flatnonzero((permuted == row).all(axis=1))]
+
+
 # ----------------------------------------------------------------- probe
 
 
@@ -269,7 +287,7 @@ def test_classification_loss_and_online_metric_by_hand():
     assert isinstance(problem, Problem)
     assert _problem(batch_size=4, examples_per_task=10_000).steps_per_task == 2_500
     # The base Problem leaves the stream to subclasses and evaluates nothing.
-    base = Problem(kind='classification', input_dim=2, num_outputs=2, examples_per_task=4, batch_size=2,
+    base = Problem(kind='classification', input_shape=(2,), num_outputs=2, examples_per_task=4, batch_size=2,
                    probe_size=1)
     with pytest.raises(NotImplementedError):
         base.init({}, jax.random.key(0))
@@ -282,7 +300,7 @@ def test_make_problem_from_the_config(shared_data_dir, raw):
     config.problem.examples_per_task = 10_000
     problem, data = make_problem(config)
     assert isinstance(problem, PermutedMNIST)
-    assert (problem.kind, problem.input_dim, problem.num_outputs) == ('classification', NUM_PIXELS, 10)
+    assert (problem.kind, problem.input_shape, problem.num_outputs) == ("classification", (NUM_PIXELS,), 10)
     assert (problem.examples_per_task, problem.batch_size, problem.probe_size) == (10_000, 1,
                                                                                     config.metrics.probe_size)
     np.testing.assert_array_equal(np.asarray(data['test_x'][-3:]), raw['test_x'][-3:])

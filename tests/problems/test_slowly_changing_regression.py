@@ -12,7 +12,7 @@ M, F, N, BETA = 20, 15, 100, 0.7
 
 
 def _problem(flip_mode='flip_one', batch_size=1, probe_size=50, **kwargs):
-    return SlowlyChangingRegression(kind='regression', input_dim=M, num_outputs=1, examples_per_task=10_000,
+    return SlowlyChangingRegression(kind='regression', input_shape=(M,), num_outputs=1, examples_per_task=10_000,
                                     batch_size=batch_size, probe_size=probe_size, num_flipping_bits=F,
                                     num_target_units=N, beta=BETA, flip_mode=flip_mode, **kwargs)
 
@@ -110,7 +110,7 @@ def test_target_on_a_hand_built_two_bit_network():
     # Rows x0, x1, bias; unit 0 weights (+1, -1, +1): S = 1, threshold 3 * 0.7 - 1 = 1.1.
     # Unit 1 weights (-1, -1, -1): S = 3, threshold -0.9, fires only when the drive -x0 - x1 - 1 > -0.9: never.
     # Unit 2 weights (+1, +1, -1): S = 1, threshold 1.1, fires on drive x0 + x1 - 1 > 1.1: never (max 1).
-    problem = SlowlyChangingRegression(kind='regression', input_dim=2, num_outputs=1, examples_per_task=10,
+    problem = SlowlyChangingRegression(kind='regression', input_shape=(2,), num_outputs=1, examples_per_task=10,
                                        batch_size=1, probe_size=1, num_flipping_bits=1, num_target_units=3,
                                        beta=BETA)
     w = jnp.array([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0], [1.0, -1.0, -1.0]])
@@ -191,10 +191,10 @@ def test_invalid_settings_raise():
     with pytest.raises(ValueError, match='flip_mode'):
         _problem('flip_two')
     with pytest.raises(ValueError, match='num_flipping_bits'):
-        SlowlyChangingRegression(kind='regression', input_dim=M, num_outputs=1, examples_per_task=10, batch_size=1,
+        SlowlyChangingRegression(kind='regression', input_shape=(M,), num_outputs=1, examples_per_task=10, batch_size=1,
                                  probe_size=1, num_flipping_bits=M + 1)
     with pytest.raises(ValueError, match='num_flipping_bits'):
-        SlowlyChangingRegression(kind='regression', input_dim=M, num_outputs=1, examples_per_task=10, batch_size=1,
+        SlowlyChangingRegression(kind='regression', input_shape=(M,), num_outputs=1, examples_per_task=10, batch_size=1,
                                  probe_size=1, num_flipping_bits=0)
 
 
@@ -286,7 +286,7 @@ def test_make_problem_from_the_config():
     config = load_config('slowly_changing_regression.py')
     problem, data = make_problem(config)
     assert isinstance(problem, SlowlyChangingRegression)
-    assert (problem.input_dim, problem.num_outputs, problem.kind) == (M, 1, 'regression')
+    assert (problem.num_bits, problem.num_outputs, problem.kind) == (M, 1, 'regression')
     assert (problem.num_flipping_bits, problem.num_target_units, problem.beta) == (F, N, BETA)
     assert (problem.flip_mode, problem.examples_per_task, problem.batch_size) == ('flip_one', 10_000, 1)
     assert problem.steps_per_task == 10_000

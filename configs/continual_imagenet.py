@@ -1,0 +1,48 @@
+"""Continual ImageNet (Dohare et al., "Loss of plasticity in deep continual learning", Nature 2024, Fig. 1).
+
+2,000 binary classification tasks over 32x32 downsampled ImageNet (1,000 classes, 600 training and 100 test images per
+class): task t separates classes order[2t] and order[2t + 1] of a per-seed random class order (reused from the start
+after 500 tasks, as the papers' code does). Network (`models.ConvNet`): conv 32@5x5, 64@3x3, 128@3x3, each followed
+by ReLU and 2x2 max-pool, then fully connected 512 -> 128 -> 128 -> 2 with ReLU. The head's weights and bias are set
+to zero at the start of every task (`reset_at_task_start='head'`; the optimizer state is kept, as in the papers'
+code). SGD with momentum 0.9, batch size 100, 250 epochs over the task's 1,200 training images (3,000 steps). Metric:
+test accuracy on the task's 200 test images after training on it. 30 seeds.
+
+Choices: step size 0.01 (the papers' sweep is 0.01, 0.001, 0.0001: variants lr0.01, lr0.001, lr0.0001, and
+`sweep_lr` runs them as one program); pixels scaled to [0, 1] (the papers' code feeds raw pixel values).
+
+    python scripts/prepare_continual_imagenet.py --out_dir=data/imagenet32_classes   # once (TFDS imagenet_resized)
+    python -m plasticity_jax.main --config=configs/continual_imagenet.py --workdir=runs/cimagenet \\
+        --config.data_dir=data/imagenet32_classes
+
+Variants: lr0.01, lr0.001, lr0.0001, sweep_lr; every learner (`l2`, `shrink_perturb`, ...). Continual backprop and
+ReDo replace units of MLPs only (`learners.reinit`); they refuse this network with an error.
+
+Expected (Nature 2024, Fig. 1b): backprop's test accuracy rises to about 88-89% over the first tasks and falls to
+about 77% by task 2,000, below a linear network. Runtime: 2,000 x 3,000 steps per seed: an accelerator job. No
+ImageNet copy is available on the development machine, so this config has only run on generated data in the same
+format (tests/problems/test_dataset_tasks.py).
+"""
+
+from plasticity_jax import config as config_lib
+
+STEP_SIZES = (0.01, 0.001, 0.0001)
+
+
+def get_config(arg=None):
+    config = config_lib.base_config()
+    config.num_seeds = 30
+    config.num_tasks = 2000
+    config.tasks_per_chunk = 20
+    config.reset_at_task_start = 'head'
+    config.problem = config_lib.dataset_tasks_problem(dataset='imagenet32', schedule='consecutive_pairs',
+                                                      epochs=250, batch_size=100, train_per_class=600,
+                                                      test_per_class=100)
+    config.model = config_lib.image_model_config('convnet')
+    config.learner.step_size = 0.01
+    config.learner.momentum = 0.9
+    config.metrics.probe_size = 500
+
+    variants = {**config_lib.step_size_variants(STEP_SIZES), **config_lib.learner_variants(),
+                **config_lib.sweep_step_sizes_variant(STEP_SIZES)}
+    return config_lib.apply_variants(config, arg, variants)
