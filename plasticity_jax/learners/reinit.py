@@ -47,6 +47,10 @@ UnitLayers = Sequence[tuple[str, str]]  # (incoming layer, outgoing layer) per h
 def mlp_unit_layers(params: Params) -> tuple[tuple[str, str], ...]:
     """((hidden_0, hidden_1), ..., (hidden_{d-1}, output)) for the MLP's parameter names."""
     depth = sum(1 for name in params if re.fullmatch(r'hidden_\d+', name))
+    other = sorted(name for name in params if not re.fullmatch(r'(hidden|norm)_\d+|output', name))
+    if other:
+        raise ValueError(f'unit replacement (continual backprop, ReDo) supports the MLP (model.name=mlp) only; '
+                         f'these params have layers it cannot handle: {other}')
     if not {f'hidden_{l}' for l in range(depth)} | {'output'} <= set(params):
         raise ValueError(f'expected params named hidden_0 ... hidden_{{d-1}} and output, got {sorted(params)}')
     names = [f'hidden_{l}' for l in range(depth)] + ['output']

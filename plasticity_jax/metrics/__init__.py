@@ -9,6 +9,7 @@ from plasticity_jax.metrics.representation import (
     representation_metrics,
     singular_values,
     stable_rank,
+    unit_features,
     weight_magnitude,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "representation_metrics",
     "singular_values",
     "stable_rank",
+    "unit_features",
     "weight_magnitude",
 ]

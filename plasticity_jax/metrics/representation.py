@@ -27,6 +27,15 @@ References:
         matrices: an approach through geometric functional analysis".
         Journal of the ACM 54(4), 2007 (numerical / stable rank).
 
+Convolutional layers: a hidden array of rank > 2, (num_examples, height, width,
+channels), is a layer whose units are its channels (a channel applies the same
+incoming weights at every position). The rank measures use each channel's
+spatial mean per example, i.e. the (num_examples, channels) features of
+:func:`unit_features`. A channel is dead when it is dead at every position of
+every example (:func:`dead_fraction` treats positions as further examples);
+for ReLU this is exactly a spatial mean of 0 on every example, since a
+nonnegative map averages to 0 only where it is 0 everywhere.
+
 Every function operates on a single run (one seed); the training engine
 vmaps over seeds. All functions are pure ``jax.numpy``, jittable and
 vmappable; string/float hyperparameters (``activation``, thresholds) are
@@ -49,6 +58,7 @@ __all__ = [
     "representation_metrics",
     "singular_values",
     "stable_rank",
+    "unit_features",
     "weight_magnitude",
 ]
 
@@ -72,6 +82,17 @@ ACTIVATIONS: tuple[str, ...] = (
     "swish",
     "identity",
 )
+
+
+def unit_features(features: jax.Array) -> jax.Array:
+    """(num_examples, num_units) float32 features of one hidden layer.
+
+    A dense layer's (num_examples, num_units) features are returned as they
+    are; a convolutional layer's (num_examples, ..., channels) maps become each
+    channel's mean over the spatial positions, per example.
+    """
+    features = jnp.asarray(features, dtype=jnp.float32)
+    return jnp.mean(features, axis=tuple(range(1, features.ndim - 1)))
 
 
 # ---------------------------------------------------------------------------
@@ -117,8 +138,12 @@ def dead_fraction(
     A unit that sits at 0 on some examples and at 1 on others (sigmoid) is
     *not* dead: it still discriminates between inputs.
 
+    A convolutional channel is a unit whose examples are all positions of all
+    examples: it is dead when the condition above holds at every position.
+
     Args:
-        features: (num_examples, num_units) post-activation hidden features.
+        features: (num_examples, num_units) post-activation hidden features,
+            or (num_examples, ..., channels) convolutional maps.
         activation: name of the layer's activation, one of :data:`ACTIVATIONS`
             (a Python string, static under ``jit``).
         saturation_epsilon: tolerance around a saturation value.
@@ -134,7 +159,7 @@ def dead_fraction(
             f"Unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
         )
     features = jnp.asarray(features, dtype=jnp.float32)
-    dead = _dead_units(features, activation, saturation_epsilon)
+    dead = _dead_units(features.reshape(-1, features.shape[-1]), activation, saturation_epsilon)
     return jnp.mean(dead.astype(jnp.float32))
 
 
@@ -157,8 +182,11 @@ def weight_magnitude(params: Mapping[str, Any]) -> jax.Array:
 
     Definition ([DohareThesis] ch. 4.2; [Dohare24] Methods): "the sum of the
     absolute values of all the network weights divided by the total number
-    of weights". Weights are the ``'kernel'`` leaves of a flax params pytree
-    (dense and conv kernels); ``'bias'`` and any other leaves are ignored.
+    of weights". Weights are the ``'kernel'`` leaves of a flax params pytree,
+    dense and convolutional kernels alike (each entry of a conv kernel is one
+    weight, shared over positions); ``'bias'`` and any other leaves are
+    ignored, among them the ``'scale'`` and ``'bias'`` of normalisation layers
+    (an affine rescaling per unit, not connections between units).
 
     Args:
         params: flax params pytree (dict or FrozenDict).
@@ -189,13 +217,15 @@ def singular_values(features: jax.Array) -> jax.Array:
     """Singular values of a representation matrix, in float32.
 
     Args:
-        features: (num_examples, num_units) representation matrix Phi.
+        features: (num_examples, num_units) representation matrix Phi, or
+            (num_examples, ..., channels) convolutional maps, whose Phi is
+            their :func:`unit_features` (spatial means).
 
     Returns:
         (min(num_examples, num_units),) nonnegative singular values, in
         descending order (``jnp.linalg.svd(..., compute_uv=False)``).
     """
-    return jnp.linalg.svd(jnp.asarray(features, dtype=jnp.float32), compute_uv=False)
+    return jnp.linalg.svd(unit_features(features), compute_uv=False)
 
 
 def effective_rank(s: jax.Array) -> jax.Array:
@@ -320,7 +350,9 @@ def representation_metrics(
 
     Args:
         hidden_layers: sequence of per-layer (num_examples, units_l)
-            post-activation features; layers may have different widths.
+            post-activation features, or (num_examples, ..., channels_l)
+            convolutional maps (see the module docstring); layers may have
+            different widths and ranks.
         params: flax params pytree of the network.
         activation: hidden activation name (see :func:`dead_fraction`).
         saturation_epsilon: see :func:`dead_fraction`.

@@ -1,24 +1,34 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
+from plasticity_jax.models.convnet import ConvNet
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS, kaiming_init
 from plasticity_jax.models.normalization import OnlineNorm, online_norm_forward
+from plasticity_jax.models.resnet import ResNet18
 
+import flax.linen as nn
 import ml_collections
 
+MODEL_NAMES = ('convnet', 'mlp', 'resnet18')
 
-def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> MLP:
+
+def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
     """Builds the model named by `config.name` (`config` is the run config's `model` section).
 
-    The dropout and normalization fields default to off when a config lacks them (configs written before they
-    existed).
+    'mlp' reads width, depth, activation and init_distribution; its dropout and normalization fields default to
+    off when a config lacks them (configs written before they existed). 'convnet' (Continual ImageNet's network)
+    reads nothing else. 'resnet18' reads `base_width` if present (default 64).
     """
+    if config.name == 'convnet':
+        return ConvNet(num_outputs=num_outputs)
+    if config.name == 'resnet18':
+        return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width))
     if config.name != 'mlp':
-        raise ValueError(f"unknown model.name {config.name!r}; valid: ['mlp']")
+        raise ValueError(f'unknown model.name {config.name!r}; valid: {list(MODEL_NAMES)}')
     optional = {field: config[field] for field in ('dropout_rate', 'normalization', 'online_norm_alpha_f')
                 if field in config}
     return MLP(width=config.width, depth=config.depth, num_outputs=num_outputs, activation=config.activation,
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'KAIMING_GAIN', 'MLP', 'NORMALIZATIONS', 'OnlineNorm', 'kaiming_init', 'make_model',
-           'online_norm_forward']
+__all__ = ['ACTIVATIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
+           'kaiming_init', 'make_model', 'online_norm_forward']

@@ -45,7 +45,9 @@ def test_mlp_unit_layers_pairs_each_hidden_layer_with_the_next():
     assert reinit.mlp_unit_layers(init_params(jax.random.PRNGKey(0))) == (
         ('hidden_0', 'hidden_1'), ('hidden_1', 'hidden_2'), ('hidden_2', 'output'))
     with pytest.raises(ValueError, match='hidden_0'):
-        reinit.mlp_unit_layers({'dense': {}})
+        reinit.mlp_unit_layers({'hidden_1': {}, 'output': {}})
+    with pytest.raises(ValueError, match=r"MLP \(model.name=mlp\) only.*\['conv_0'\]"):
+        reinit.mlp_unit_layers({'conv_0': {}, 'hidden_0': {}, 'output': {}})
 
 
 def test_replace_units_rewrites_exactly_the_replaced_units_weights():

@@ -15,6 +15,7 @@ from plasticity_jax.metrics import (
     representation_metrics,
     singular_values,
     stable_rank,
+    unit_features,
     weight_magnitude,
 )
 
@@ -259,3 +260,50 @@ def test_representation_metrics_jit_vmap_matches_python_loop():
 def test_representation_metrics_empty_raises():
     with pytest.raises(ValueError):
         representation_metrics((), _params(), "relu")
+
+
+# ------------------------------------------------------ convolutional hidden layers
+
+
+def _conv_layer():
+    """(examples, 4, 4, channels) ReLU maps: channel 0 dead, channel 1 alive at a single position of one example."""
+    maps = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(3), (6, 4, 4, 5)))
+    return maps.at[..., 0].set(0.0).at[..., 1].set(0.0).at[2, 3, 1, 1].set(0.5)
+
+
+def test_unit_features_are_spatial_means_of_channels():
+    maps = _conv_layer()
+    np.testing.assert_allclose(unit_features(maps), np.asarray(maps).mean(axis=(1, 2)), rtol=1e-6)
+    dense = jnp.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(unit_features(dense), dense)
+
+
+def test_metrics_of_a_conv_layer_are_those_of_its_spatial_mean_features():
+    maps, dense = _conv_layer(), jax.nn.relu(jax.random.normal(jax.random.PRNGKey(4), (6, 3)))
+    metrics = jax.jit(representation_metrics, static_argnums=2)((maps, dense), _params(), "relu")
+    by_hand = representation_metrics((jnp.asarray(np.asarray(maps).mean(axis=(1, 2))), dense), _params(), "relu")
+    for key in RANK_KEYS:
+        assert metrics[key].shape == (2,)
+        np.testing.assert_allclose(metrics[key], by_hand[key], rtol=1e-5, err_msg=key)
+    assert float(metrics["dead_fraction"][0]) == pytest.approx(1 / 5)  # channel 0; channel 1 is alive
+    assert 1.0 < float(metrics["effective_rank"][0]) < 4.0
+
+
+def test_dead_conv_channel_is_dead_at_every_position():
+    # tanh: channel 0 at 0.999 everywhere (dead); channel 1 too except at one position, 0.9. Its spatial mean,
+    # (15 * 0.999 + 0.9) / 16 = 0.993, is within 0.01 of 1, but the channel is not stuck there: alive.
+    maps = jnp.full((2, 4, 4, 2), 0.999).at[1, 2, 0, 1].set(0.9)
+    assert float(dead_fraction(maps, "tanh")) == pytest.approx(1 / 2)
+    assert float(dead_fraction(unit_features(maps), "tanh")) == pytest.approx(1.0)
+    # leaky_relu: negative everywhere but one position of one example: alive.
+    leaky = jnp.full((2, 3, 3, 2), -0.01).at[0, 1, 1, 0].set(0.2)
+    assert float(dead_fraction(leaky, "leaky_relu")) == pytest.approx(1 / 2)
+
+
+def test_weight_magnitude_counts_conv_kernels_and_not_normalisation_parameters():
+    params = {
+        "conv_0": {"kernel": jnp.full((3, 3, 2, 4), -1.0), "bias": jnp.full((4,), 100.0)},  # 72 weights of 1
+        "norm_0": {"scale": jnp.full((4,), 10.0), "bias": jnp.full((4,), -10.0)},
+        "output": {"kernel": jnp.full((4, 2), 4.0), "bias": jnp.zeros(2)},  # 8 weights of 4
+    }
+    assert float(weight_magnitude(params)) == pytest.approx((72 * 1.0 + 8 * 4.0) / 80)

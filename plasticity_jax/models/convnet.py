@@ -1,0 +1,70 @@
+"""The convolutional network of Continual ImageNet (Dohare et al., Nature 2024, Methods "Continual ImageNet").
+
+Architecture (the paper's Methods and its released code): on (batch, 32, 32, 3) images, three convolutional layers,
+each followed by a ReLU and a 2x2 max-pool with stride 2 — 32 filters of 5x5, 64 of 3x3, 128 of 3x3, all with VALID
+padding and stride 1, so the maps go 32 -> 28 -> 14 -> 12 -> 6 -> 4 -> 2 — then the flattened 2 * 2 * 128 = 512
+features feed two fully connected ReLU layers of 128 units and a linear head of `num_outputs` units (2 in the
+paper: each task is a binary classification). Flattening is in flax's (H, W, C) order where PyTorch flattens
+(C, H, W): a fixed permutation of the first dense layer's inputs, which changes nothing for an i.i.d. initialisation.
+
+Initialisation is PyTorch's default for `nn.Conv2d` and `nn.Linear` (the paper's code builds default layers and
+does not re-initialise them): every weight and bias is drawn from uniform(-1 / sqrt(fan_in), 1 / sqrt(fan_in)),
+where fan_in is a unit's number of inputs (in_channels * kernel height * kernel width for a convolution). It is
+`kaiming_uniform_` with a = sqrt(5), i.e. variance 1 / (3 fan_in), a third of He et al.'s ReLU variance.
+
+`__call__(x)` returns `(outputs, hidden)`, `hidden` holding every hidden layer's ReLU output: the three
+convolutional maps (batch, 28, 28, 32), (batch, 12, 12, 64), (batch, 4, 4, 128), taken BEFORE pooling (each
+position of a channel is the unit's own activation; the paper's code records the pooled maps, which have the same
+dead channels since a max-pool of a ReLU map is 0 exactly where the map is 0 on the whole window), then the two
+dense layers (batch, 128).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# (filters, kernel size) of the three convolutional layers, and the width of the two dense hidden layers.
+CONV_LAYERS = ((32, 5), (64, 3), (128, 3))
+DENSE_WIDTH = 128
+DENSE_DEPTH = 2
+
+
+def torch_default_init(fan_in: int) -> dict[str, nn.initializers.Initializer]:
+    """`kernel_init` and `bias_init` of PyTorch's default layer: both uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def bias_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    # variance_scaling computes fan_in itself (receptive field included for convolutions): scale 1/3 gives the
+    # uniform bound sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in).
+    return {'kernel_init': nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform'), 'bias_init': bias_init}
+
+
+class ConvNet(nn.Module):
+    """Continual ImageNet's network; params `conv_0..2`, `hidden_0..1`, `output`, each `{'kernel', 'bias'}`.
+
+    A convolution's kernel is (height, width, in_channels, filters): the incoming weights of channel c of
+    `conv_l` are `kernel[..., c]`.
+    """
+
+    num_outputs: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        hidden = []
+        for layer, (filters, size) in enumerate(CONV_LAYERS):
+            x = nn.relu(nn.Conv(filters, (size, size), padding='VALID', name=f'conv_{layer}',
+                                **torch_default_init(size * size * x.shape[-1]))(x))
+            hidden.append(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        for layer in range(DENSE_DEPTH):
+            x = nn.relu(nn.Dense(DENSE_WIDTH, name=f'hidden_{layer}', **torch_default_init(x.shape[-1]))(x))
+            hidden.append(x)
+        outputs = nn.Dense(self.num_outputs, name='output', **torch_default_init(x.shape[-1]))(x)
+        return outputs, tuple(hidden)

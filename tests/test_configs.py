@@ -1,0 +1,71 @@
+"""The experiments of configs/ on small data: the image problems run end to end on generated data in the formats of
+their real datasets (no ImageNet or CIFAR-100 copy is available offline), the MNIST ones on the real files."""
+
+import numpy as np
+import pytest
+
+from plasticity_jax import data as datasets
+from plasticity_jax import engine
+from plasticity_jax.results import load_run
+from tests.conftest import load_config
+
+
+def _shrink(config, **fields):
+    config.num_seeds, config.tasks_per_chunk = 2, 2
+    config.metrics.probe_size = 16
+    for name, value in fields.items():
+        node = config
+        *path, leaf = name.split('.')
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def test_continual_imagenet_on_a_generated_class_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'classes'
+    folder.mkdir()
+    for c in range(4):  # 4 classes of 8 images: 6 train + 2 test; class c is bright in channel c % 3
+        images = rng.integers(0, 100, (8, 32, 32, 3), dtype=np.uint8)
+        images[..., c % 3] += 120 * (c < 3)
+        np.save(folder / f'{c}.npy', images)
+    config = _shrink(load_config('continual_imagenet.py'), num_tasks=3, data_dir=str(folder),
+                     **{'problem.train_per_class': 6, 'problem.test_per_class': 2, 'problem.epochs': 3,
+                        'problem.batch_size': 4})
+    engine.run(config, str(tmp_path / 'run'), progress=False)
+    run = load_run(str(tmp_path / 'run'))
+    assert run.metrics['test_accuracy'].shape == (2, 3)
+    assert np.all(np.isin(run.metrics['test_accuracy'] * 4, np.arange(5)))  # 4 test images per pair
+    assert run.metrics['dead_fraction'].shape == (2, 3, 5)  # 3 conv blocks + 2 dense hidden layers
+    assert np.all(np.isfinite(run.metrics['online_loss']))
+
+
+def test_continual_imagenet_refuses_a_missing_folder(tmp_path):
+    config = _shrink(load_config('continual_imagenet.py'), data_dir=str(tmp_path / 'nowhere'))
+    with pytest.raises(datasets.DataSourceError, match='nowhere.*does not exist'):
+        engine.make_train(config)
+
+
+def _fake_cifar100(name, data_dir=None):
+    assert name == 'cifar100'
+    rng = np.random.default_rng(1)
+    train_y, test_y = np.repeat(np.arange(10), 12), np.repeat(np.arange(10), 3)
+    return datasets.ImageDataset(rng.integers(0, 256, (len(train_y), 32, 32, 3), dtype=np.uint8), train_y,
+                                 rng.integers(0, 256, (len(test_y), 32, 32, 3), dtype=np.uint8), test_y)
+
+
+def test_incremental_cifar100_on_generated_cifar_shaped_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, 'load_tfds_images', _fake_cifar100)
+    assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
+    config = _shrink(load_config('incremental_cifar100.py'), num_tasks=2,
+                     **{'problem.train_per_class': 10, 'problem.epochs': 2, 'problem.batch_size': 16,
+                        'model.base_width': 4})
+    train = engine.make_train(config)
+    assert train.problem.augment and train.problem.mean and train.problem.num_outputs == 10
+    engine.run(config, str(tmp_path), progress=False)
+    metrics = load_run(str(tmp_path)).metrics
+    assert metrics['test_accuracy'].shape == (2, 2) and np.all(np.isfinite(metrics['online_loss']))
+    # 5 classes x 3 test images in task 0, 10 x 3 in task 1.
+    np.testing.assert_allclose(metrics['test_accuracy'][:, 0] * 15 % 1, 0, atol=1e-5)
+    np.testing.assert_allclose(metrics['test_accuracy'][:, 1] * 30 % 1, 0, atol=1e-5)
