@@ -14,9 +14,11 @@ are those of the mean loss over ALL examples, computed chunk by chunk (`chunk_si
 Modules:
 
 * `products`: Hessian (forward-over-reverse), GGN (J^T H_out J) and empirical-Fisher vector products, exact dataset
-  averaging over chunks, and the flat operator `flat_matvec` for Lanczos.
-* `lanczos`: Lanczos with full reorthogonalisation as one `lax.fori_loop` (compile time independent of the order),
-  float64 basis/tridiagonal under x64, breakdown restarts; Ritz values, residual bounds, top-k / bottom-k.
+  averaging over chunks, and the flat operator `flat_matvec` for Lanczos (linearised once with `jax.linearize`, so
+  repeated products skip the forward and backward passes).
+* `lanczos`: Lanczos with full reorthogonalisation (classical Gram-Schmidt twice) as one `lax.fori_loop` (compile
+  time independent of the order), float64 basis/tridiagonal under x64, breakdown restarts; Ritz values, residual
+  bounds, top-k / bottom-k.
 * `density`: stochastic Lanczos quadrature, Gaussian-smoothed density, Hutchinson trace with standard error, and
   both epsilon-ranks (Ritz-weight count normalised by n; smoothed density mass outside [-eps, eps]) over a sweep.
 * `kronecker`: K-FAC factors A = E[a~ a~^T] and G = E[g g^T] of every flax `nn.Dense` layer (exact or sampled),

@@ -34,15 +34,16 @@ def density_grid(spec: tuple[float, float, int] = DEFAULT_DENSITY_GRID, dtype=No
 
 def extreme_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, key: jax.Array, *,
                         k: int = 1, order: int = 32, curvature: str = 'hessian', chunk_size: int | None = None,
-                        dtype=None) -> dict[str, jax.Array]:
+                        dtype=None, linearize: bool = True) -> dict[str, jax.Array]:
     """Top-k and bottom-k eigenvalues of the curvature matrix of the dataset-mean loss, by one Lanczos run.
 
     The start vector is Gaussian from `key`. Returns `{'top': (k,) descending, 'bottom': (k,) ascending,
     'top_residual': (k,), 'bottom_residual': (k,)}` where the residuals bound the distance of each Ritz value to an
     eigenvalue. Lanczos resolves both ends of the spectrum first (the better separated one faster); `order` ~ 20-50
-    usually pins the top eigenvalue of a network Hessian, whose top eigenvalues are outliers.
+    usually pins the top eigenvalue of a network Hessian, whose top eigenvalues are outliers. `linearize`: see
+    `products.flat_matvec` (True: the forward/backward passes run once, their residuals of all examples are kept).
     """
-    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
+    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size, linearize=linearize)
     dtype = dtype or default_dtype()
     res = lanczos(matvec, jax.random.normal(key, (dim,), dtype), min(order, dim), dtype=dtype)
     values, residuals = ritz_residual_norms(res)
@@ -52,21 +53,21 @@ def extreme_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, d
 
 def top_eigenvalues(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, key: jax.Array, *,
                     k: int = 1, order: int = 32, curvature: str = 'hessian', chunk_size: int | None = None,
-                    dtype=None) -> jax.Array:
+                    dtype=None, linearize: bool = True) -> jax.Array:
     """The k largest eigenvalues (descending) of the curvature matrix; `k=1` is the loss sharpness."""
     return extreme_eigenvalues(apply_fn, loss, params, dataset, key, k=k, order=order, curvature=curvature,
-                               chunk_size=chunk_size, dtype=dtype)['top']
+                               chunk_size=chunk_size, dtype=dtype, linearize=linearize)['top']
 
 
 def curvature_trace(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, key: jax.Array, *,
                     num_probes: int = 16, curvature: str = 'hessian', chunk_size: int | None = None,
-                    dtype=None) -> Estimate:
+                    dtype=None, linearize: bool = True) -> Estimate:
     """Hutchinson estimate of the trace of the curvature matrix and its standard error (`num_probes` products).
 
     Cheaper than `spectrum_summary` when only the trace is wanted (one product per probe instead of `order`).
     """
     dtype = dtype or default_dtype()
-    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
+    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size, linearize=linearize)
     return hutchinson_trace(matvec, rademacher_probes(key, num_probes, dim, dtype))
 
 
@@ -74,10 +75,13 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
                      curvature: str = 'hessian', num_draws: int = 4, order: int = 64,
                      epsilons: Sequence[float] = DEFAULT_EPSILONS,
                      grid: tuple[float, float, int] = DEFAULT_DENSITY_GRID, sigma: float = DEFAULT_SIGMA,
-                     chunk_size: int | None = None, dtype=None, batch_size: int | None = None) -> dict[str, jax.Array]:
+                     chunk_size: int | None = None, dtype=None, batch_size: int | None = None,
+                     linearize: bool = True) -> dict[str, jax.Array]:
     """Every in-run curvature metric from one SLQ computation (`num_draws` Rademacher probes x `order` steps).
 
-    Cost: num_draws * order curvature-vector products over the dataset. Keys are prefixed by `curvature`
+    Cost: num_draws * order curvature-vector products over the dataset; with `linearize=True` (default, see
+    `products.flat_matvec`) the forward and backward passes run once and each product is only their tangent half,
+    at the price of keeping the residuals of all examples in memory. Keys are prefixed by `curvature`
     ('hessian_...' for the default):
 
       {c}_top_eigenvalue ()            largest Ritz value over all draws (a lower bound converging to lambda_max)
@@ -96,7 +100,7 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
     The epsilons and the grid are static (the same for every call), so they are not returned.
     """
     dtype = dtype or default_dtype()
-    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size)
+    matvec, dim = flat_matvec(curvature, apply_fn, loss, params, dataset, chunk_size=chunk_size, linearize=linearize)
     result = slq(matvec, rademacher_probes(key, num_draws, dim, dtype), min(order, dim), dtype=dtype,
                  batch_size=batch_size)
     trace = slq_trace(result)

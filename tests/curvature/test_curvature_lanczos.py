@@ -58,6 +58,34 @@ def test_breakdown_restart_keeps_quadrature_exact():
     assert np.all(np.isfinite(res.basis))
 
 
+def test_breakdowns_at_different_steps_under_vmap():
+    # A has eigenvalues 1, 2, 3, each three times. Two start vectors in one vmapped call: the first has equal parts
+    # on all nine eigenvectors, so its Krylov space is invariant after 3 steps; the second lies in the span of two
+    # eigenvectors (eigenvalues 1 and 2), invariant after 2 steps. Each run restarts at its own step (under vmap the
+    # restart branch is selected per run) and must equal the same run made alone, with exact quadrature weights.
+    eig = np.repeat([1.0, 2.0, 3.0], 3)
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(9, 9)))
+    a = jnp.asarray((q * eig) @ q.T)
+    starts = np.stack([q.sum(axis=1), q[:, 0] + 2 * q[:, 4]])
+
+    def run(v):
+        res = lanczos(lambda u: a @ u, v, 6)
+        return res, ritz_decomposition(res)
+
+    batched, (values, vectors) = jax.jit(jax.vmap(run))(starts)
+    breakdowns = np.asarray(batched.breakdowns)
+    assert list(breakdowns[0, :3]) == [False, False, True] and list(breakdowns[1, :2]) == [False, True]
+    for i, expected in enumerate(([1 / 3, 1 / 3, 1 / 3], [0.2, 0.8, 0.0])):
+        single, (single_values, _) = jax.jit(run)(starts[i])
+        np.testing.assert_allclose(values[i], single_values, atol=1e-12)
+        np.testing.assert_allclose(batched.basis[i], single.basis, atol=1e-12)
+        np.testing.assert_allclose(batched.basis[i] @ batched.basis[i].T, np.eye(6), atol=1e-12)
+        weights = np.asarray(vectors[i, 0] ** 2)
+        measure = [weights[np.abs(np.asarray(values[i]) - lam) < 1e-8].sum() for lam in (1.0, 2.0, 3.0)]
+        np.testing.assert_allclose(measure, expected, atol=1e-12)
+    assert np.all(np.isfinite(np.asarray(batched.basis)))
+
+
 def test_residual_bounds_and_float32_without_x64(classifier):
     h = classifier.hessian
     exact = np.linalg.eigvalsh(h)

@@ -14,15 +14,18 @@ def dense_from_matvec(matvec, dim):
     return np.asarray(jax.jit(jax.vmap(matvec))(jnp.eye(dim)))
 
 
-def test_products_match_dense_matrices(classifier):
-    # 13 examples in chunks of 5: the last chunk is partial (3 examples), so the exact average is exercised.
+@pytest.mark.parametrize('linearize', [True, False])
+def test_products_match_dense_matrices(classifier, linearize):
+    # 13 examples in chunks of 5: the last chunk is partial (3 examples), so the exact average is exercised, both by
+    # the products linearised once (default) and by those that recompute every chunk's passes.
     c = classifier
 
     @jax.jit
     def all_dense(params):
         out = []
         for curvature in ('hessian', 'ggn', 'fisher'):
-            matvec, _ = flat_matvec(curvature, c.apply_fn, 'cross_entropy', params, c.dataset, chunk_size=5)
+            matvec, _ = flat_matvec(curvature, c.apply_fn, 'cross_entropy', params, c.dataset, chunk_size=5,
+                                    linearize=linearize)
             out.append(jax.vmap(matvec)(jnp.eye(c.dim)))
         return out
 
@@ -40,6 +43,41 @@ def test_ggn_and_hessian_for_mse(regressor):
     jac = regressor.jac
     c = jac.shape[1]
     np.testing.assert_allclose(regressor.ggn, 2 / c * np.einsum('icp,icq->pq', jac, jac) / jac.shape[0], atol=1e-12)
+
+
+def _primitive_names(jaxpr) -> list[str]:
+    names = []
+    for eqn in jaxpr.eqns:
+        names.append(eqn.primitive.name)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, 'jaxpr', sub)
+                if hasattr(inner, 'eqns'):
+                    names += _primitive_names(inner)
+    return names
+
+
+@pytest.mark.parametrize('curvature', ['hessian', 'ggn', 'fisher'])
+def test_linearized_matvec_does_not_rerun_the_network(classifier, curvature):
+    # With linearize=True the forward (and backward) pass runs once, when flat_matvec is called: the product itself
+    # only replays the tangent part, so the network's tanh is not evaluated in it (its derivative is a residual).
+    c = classifier
+
+    def names(linearize):  # primitives of the product alone, given what flat_matvec computed
+        out = {}
+
+        def fn(params, dataset, u):
+            matvec, _ = flat_matvec(curvature, c.apply_fn, 'cross_entropy', params, dataset, chunk_size=5,
+                                    linearize=linearize)
+            out['jaxpr'] = jax.make_jaxpr(matvec)(u).jaxpr
+            return matvec(u)
+
+        jax.make_jaxpr(fn)(c.params, c.dataset, jnp.ones(c.dim))
+        return _primitive_names(out['jaxpr'])
+
+    recomputed, linearized = names(False), names(True)
+    assert 'tanh' in recomputed and 'scan' in recomputed
+    assert 'tanh' not in linearized and 'scan' in linearized  # still a loop over the chunks
 
 
 def test_chunking_does_not_change_the_average(classifier):
