@@ -11,6 +11,9 @@ writes the metrics, saves an orbax checkpoint of the whole `RunState` and update
 command again resumes from the latest checkpoint and gives bit-identical results (every key is derived from the
 run's key and the task and step indices, never from how the run was chunked).
 
+`run` is one compiled program; `run_programs(config, workdir)` runs a sweep over structural fields (width,
+activation, learner, ...; see `sweeps`) as one such program per combination of their values, one after another.
+
 One step of a task (everything inside `lax.scan`, no host round-trip):
 
     x, y = problem.batch(...)                                   # drawn on the device
@@ -47,6 +50,8 @@ from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.npz'
 CHECKPOINT_DIR = 'checkpoints'
+# In the parent workdir of a structural sweep (`run_programs`): its whole config; each program has its own workdir.
+SWEEP_CONFIG_FILE = 'sweep_config.json'
 
 
 class RunState(NamedTuple):
@@ -318,9 +323,9 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
-def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+def _write_config(workdir: str, config: ml_collections.ConfigDict, filename: str = CONFIG_FILE) -> None:
     """Writes the resolved config; refuses to resume a workdir that holds a different experiment."""
-    path = os.path.join(workdir, CONFIG_FILE)
+    path = os.path.join(workdir, filename)
     resolved = json.loads(config.to_json_best_effort())
     if os.path.exists(path):
         with open(path) as f:
@@ -356,6 +361,9 @@ class Plan(NamedTuple):
     data_bytes: int  # the problem's data, replicated on every device
     curvature_bytes_per_run: int  # the Lanczos basis of the in-run spectrum, when it is on
     device_bytes_limit: int | None  # what the device reports it can hold (None on CPU)
+    num_tasks: int
+    examples_per_task: int
+    tasks_per_chunk: int  # tasks between checkpoints
 
     @property
     def bytes_per_device(self) -> int:
@@ -365,11 +373,13 @@ class Plan(NamedTuple):
     def describe(self) -> str:
         gib = lambda b: f'{b / 2**30:.3f} GiB'
         limit = gib(self.device_bytes_limit) if self.device_bytes_limit else 'not reported'
-        return (f'1 program: {self.num_points} point(s) x {self.num_seeds} seed(s) = {self.num_runs} runs over '
+        return (f'{self.num_points} point(s) x {self.num_seeds} seed(s) = {self.num_runs} runs over '
                 f'{self.num_devices} device(s), {self.runs_per_device} runs per device\n'
                 f'memory per device >= {gib(self.bytes_per_device)} (state {gib(self.state_bytes_per_run)} per run, '
                 f'curvature basis {gib(self.curvature_bytes_per_run)} per run, data {gib(self.data_bytes)}); '
-                f'device limit {limit}')
+                f'device limit {limit}\n'
+                f'{self.num_tasks} tasks of {self.examples_per_task} examples, a checkpoint every '
+                f'{self.tasks_per_chunk} tasks')
 
 
 def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> Plan:
@@ -384,7 +394,9 @@ def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> 
     return Plan(num_points=runs.grid.num_points, num_seeds=runs.num_seeds, num_runs=runs.num_runs,
                 num_devices=len(devices), runs_per_device=runs.num_padded // len(devices),
                 state_bytes_per_run=nbytes(state), data_bytes=nbytes(train.data),
-                curvature_bytes_per_run=curvature_bytes, device_bytes_limit=stats.get('bytes_limit'))
+                curvature_bytes_per_run=curvature_bytes, device_bytes_limit=stats.get('bytes_limit'),
+                num_tasks=config.num_tasks, examples_per_task=train.problem.examples_per_task,
+                tasks_per_chunk=config.tasks_per_chunk)
 
 
 def check_fits(plan: Plan) -> None:
@@ -406,18 +418,23 @@ def _to_host(tree):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, np.ndarray]:
-    """Runs (or resumes) the experiment `config` in `workdir`; returns the metrics, leading axes (run, task).
+    """Runs (or resumes) ONE program, the experiment `config`, in `workdir`; returns the metrics, leading axes
+    (run, task). A run whose metrics already hold every task returns them without compiling anything.
 
     The runs (sweep points x seeds, `sweeps`) form one flat axis sharded over all devices of all processes; with a
-    sweep, `results.load_run` splits it into (point, seed). Only process 0 writes the config and the metrics; orbax
-    writes every process's shards of the checkpoint.
+    sweep, `results.load_run` splits it into (point, seed). A sweep over structural fields is several programs:
+    `run_programs` runs it. Only process 0 writes the config and the metrics; orbax writes every process's shards of
+    the checkpoint.
     """
     writer = jax.process_index() == 0
+    devices = jax.devices()
+    runs = sweeps.runs(config, len(devices))
     if writer:
         os.makedirs(workdir, exist_ok=True)
         _write_config(workdir, config)
-    devices = jax.devices()
-    runs = sweeps.runs(config, len(devices))
+    finished = load_npz(os.path.join(workdir, METRICS_FILE))
+    if finished and finished['nonfinite_steps'].shape[1] >= config.num_tasks:
+        return finished
     train = make_train(config)
     check_fits(make_plan(config, train))
     init, run_chunk = make_sharded(train, jax.sharding.Mesh(np.array(devices), ('runs',)))
@@ -459,3 +476,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
         manager.wait_until_finished()
         bar.close()
     return history
+
+
+def run_programs(config: ml_collections.ConfigDict, workdir: str, *, only: int | None = None,
+                 progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Runs (or resumes) every program of `config`'s sweep, one after another: one per combination of the swept
+    structural fields (`sweeps.programs`), each a `run` in `workdir/<program name>` (in `workdir` itself when only
+    continuous fields are swept); `only=i` runs program i alone, e.g. one program per host or job. Finished programs
+    are skipped, an unfinished one resumes from its checkpoint. Returns program name -> metrics (leading axes
+    (run, task)); `results.load_runs(workdir)` reads them back.
+    """
+    programs = sweeps.programs(config)
+    chosen = sweeps.select(programs, only)
+    if programs[0].name and jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        _write_config(workdir, config, SWEEP_CONFIG_FILE)
+    return {program.name: run(program.config, program.workdir(workdir), progress=progress) for program in chosen}

@@ -1,7 +1,10 @@
 """Runs an experiment: `python -m plasticity_jax.main --config=configs/<experiment>.py[:variants] --workdir=DIR`.
 
 Any config field can be overridden from the command line (`--config.model.width=100`); an unknown field is an error
-that lists the valid fields. Running the same command again resumes from the latest checkpoint in DIR.
+that lists the valid fields. `--sweep=FIELD=V1,V2,...` sweeps a field (see `sweeps`): continuous learner fields inside
+one program, structural ones (`model.width`, `learner.name`, ...) as one program each, run one after another in
+DIR/<field>=<value>; `--program=i` runs program i alone, `--dry_run` lists the programs. Running the same command
+again resumes from the latest checkpoint in DIR, skipping finished programs.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: co
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the config, metrics and checkpoints of the run.')
 _SWEEP = flags.DEFINE_multi_string(
-    'sweep', [], 'Sweep a continuous learner field over values, all in one program: '
-    '--sweep=learner.step_size=0.01,0.003,0.001 (repeat the flag for a grid).')
+    'sweep', [], 'Sweep a config field over values (repeat the flag for a grid): continuous learner fields all in one '
+    'program, --sweep=learner.step_size=0.01,0.003,0.001; structural fields as one program each, run one after '
+    'another in WORKDIR/<field>=<value>, --sweep=model.width=100,1000.')
+_PROGRAM = flags.DEFINE_integer('program', None, 'Run only program i (from 0, as --dry_run lists them) of a sweep '
+                                'over structural fields: spreads the programs over jobs or hosts.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print what would run (programs, runs per device, memory per '
                               'device) and exit without compiling or writing anything.')
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -78,17 +84,28 @@ def main(argv: list[str]) -> None:
         jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # Collectives between CPU processes.
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
-    config = sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value)
+    try:
+        config = sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value)
+        programs = sweeps.programs(config)
+        chosen = sweeps.select(programs, _PROGRAM.value)
+    except ValueError as error:
+        sys.exit(f'error: {error}')
+    structural = bool(programs[0].name)
     if _DRY_RUN.value:
-        plan = engine.make_plan(config)
-        print(plan.describe())
-        print(f'{config.num_tasks} tasks of {config.problem.examples_per_task} examples, '
-                  f'a checkpoint every {config.tasks_per_chunk} tasks, in {workdir}')
+        if structural:
+            print(f'{len(programs)} programs, run one after another (--program=i runs program i alone):')
+        for program in chosen:
+            name = f'program {program.index}: {program.name}\n' if structural else ''
+            print(f'{name}{engine.make_plan(program.config).describe()}, in {program.workdir(workdir)}')
         return
-    engine.run(config, workdir)
+    engine.run_programs(config, workdir, only=_PROGRAM.value)
     if jax.process_index() == 0:
-        print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
-              f"Load them with plasticity_jax.results.load_run('{workdir}').")
+        if structural:
+            print(f'Results are in {workdir}/<program>: one run directory per program. '
+                  f"Load them with plasticity_jax.results.load_runs('{workdir}').")
+        else:
+            print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
+                  f"Load them with plasticity_jax.results.load_run('{workdir}').")
 
 
 if __name__ == '__main__':

@@ -1,11 +1,13 @@
 """Every standard figure of a workdir: `python -m plasticity_jax.plot --workdir=DIR [--out=DIR/figures]`.
 
-DIR is one run (it holds config.json) or a folder of runs (each subfolder holding config.json; they are compared on
-shared axes, labelled by folder name, sweeps expanded into their points). Writes PNG and PDF of:
+DIR is one run (it holds config.json), a sweep over structural fields (its programs) or a folder of runs (each
+subfolder holding config.json): `results.load_runs`. Several runs are compared on shared axes, labelled by program or
+folder name, sweeps over continuous fields expanded into their points. Writes PNG and PDF of:
 
   performance_<metric>   online accuracy / test accuracy / online squared error vs task, mean +- 1 s.e. over seeds
   correlates             dead units, weight magnitude, effective rank, stable rank vs task
-  sweep_<field>_<metric> performance averaged over all tasks vs each swept (or, across runs, varied) numeric field
+  sweep_<field>_<metric> performance averaged over all tasks vs each swept (or, across runs, varied) numeric field,
+                         a line per value of the other one when two vary (e.g. width x step size)
   hessian_spectra        Hessian eigenvalue density at chosen tasks on a log axis (runs with curvature metrics)
   rank_vs_<metric>       Hessian epsilon-rank at a task's start vs performance on it, linear fit and R^2
 """
@@ -21,11 +23,11 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from plasticity_jax import engine  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
-from plasticity_jax.results import Run, load_run  # noqa: E402
+from plasticity_jax.results import Run, load_runs  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory, or a folder of run directories.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory, a structural sweep\'s directory or a folder of '
+                                'run directories.')
 _OUT = flags.DEFINE_string('out', None, 'Where the figures go (default: WORKDIR/figures).')
 _BINS = flags.DEFINE_integer('bins', 40, 'Points per curve: tasks are averaged in this many bins (0: every task).')
 _LAYER = flags.DEFINE_string('layer', 'mean', "Per-layer correlates: 'mean' over hidden layers, 'last', or an index.")
@@ -34,14 +36,8 @@ _EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (def
 
 
 def find_runs(workdir: str) -> dict[str, Run]:
-    """label -> run: the workdir itself, or its subfolders that are runs (sorted by name)."""
-    if os.path.exists(os.path.join(workdir, engine.CONFIG_FILE)):
-        run = load_run(workdir)
-        return {tables.default_label(run): run}
-    runs = {name: load_run(os.path.join(workdir, name)) for name in sorted(os.listdir(workdir))
-            if os.path.exists(os.path.join(workdir, name, engine.CONFIG_FILE))}
-    if not runs:
-        raise FileNotFoundError(f'{workdir} is neither a run directory nor a folder of them (no config.json)')
+    """label -> run (`results.load_runs`); runs without metrics yet are left out unless no run has any."""
+    runs = load_runs(workdir)
     return {name: run for name, run in runs.items() if run.metrics} or runs
 
 
@@ -93,11 +89,12 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
         save(plots.plot_metric(runs, metric, bins, layer=layer).figure, f'performance_{metric}')
     if any(m in common for m in tables.CORRELATES):
         save(plots.plot_correlates(runs, bins, layer=layer), 'correlates')
-    for field in varied_fields(runs):
-        if not all(_has_field(run, field) for run in runs.values()):
-            continue
+    fields = [f for f in varied_fields(runs) if all(_has_field(run, f) for run in runs.values())]
+    for field in fields:
+        others = [f for f in fields if f != field]
+        group = others[0] if len(others) == 1 else None  # e.g. width on the x axis, a line per step size
         for metric in performance:
-            save(plots.plot_sweep(runs, metric, field).figure, f'sweep_{tables._short(field)}_{metric}')
+            save(plots.plot_sweep(runs, metric, field, group=group).figure, f'sweep_{tables._short(field)}_{metric}')
     curved = {name: run for name, run in runs.items() if tables.has_curvature(run)}
     if curved:
         save(plots.plot_spectra(curved, tasks), 'hessian_spectra')

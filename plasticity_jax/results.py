@@ -1,4 +1,5 @@
-"""Reading finished (or running) experiments back: `load_run(workdir)`."""
+"""Reading finished (or running) experiments back: `load_run(workdir)` for one run (one program), `load_runs(workdir)`
+for the programs of a sweep over structural fields (or any folder of runs)."""
 
 from __future__ import annotations
 
@@ -65,12 +66,21 @@ class Run:
         return np.argwhere(counts) if self.sweep else np.flatnonzero(counts)
 
 
+def _read_config(path: str) -> ml_collections.ConfigDict:
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
 def load_run(workdir: str) -> Run:
+    """The run (one program) in `workdir`: metrics with leading axes (seed, task), or (point, seed, task) for a
+    sweep over continuous fields."""
     config_path = os.path.join(workdir, engine.CONFIG_FILE)
     if not os.path.exists(config_path):
+        if os.path.exists(os.path.join(workdir, engine.SWEEP_CONFIG_FILE)):
+            raise FileNotFoundError(f'{workdir} holds a sweep over structural fields, one run per program: load them '
+                                    f"with load_runs('{workdir}').")
         raise FileNotFoundError(f'{workdir} is not a run directory: {config_path} does not exist.')
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = _read_config(config_path)
     metrics = engine.load_npz(os.path.join(workdir, engine.METRICS_FILE))
     spectra = engine.load_npz(os.path.join(workdir, SPECTRA_FILE))
     runs = sweeps.runs(config)
@@ -79,3 +89,25 @@ def load_run(workdir: str) -> Run:
     split = lambda arrays: {n: a if n == 'task' else sweeps.split_runs_axis(a, runs) for n, a in arrays.items()}
     return Run(workdir=workdir, config=config, metrics=split(metrics), spectra=split(spectra),
                sweep=runs.grid.coordinates())
+
+
+def load_runs(workdir: str) -> dict[str, Run]:
+    """Every run in `workdir`, by label, for `plasticity_jax.analysis` (which takes such a dict):
+
+    * a sweep over structural fields (`engine.run_programs`): its programs by name (e.g. 'model.width=100'), in the
+      sweep's order, those not started yet left out;
+    * one run: itself, by its folder's name;
+    * else every subfolder that is a run, by name, sorted.
+    """
+    sweep_config = os.path.join(workdir, engine.SWEEP_CONFIG_FILE)
+    if os.path.exists(sweep_config):
+        names = [program.name for program in sweeps.programs(_read_config(sweep_config))]
+    elif os.path.exists(os.path.join(workdir, engine.CONFIG_FILE)):
+        return {os.path.basename(os.path.normpath(workdir)): load_run(workdir)}
+    else:
+        names = sorted(os.listdir(workdir))
+    runs = {name: load_run(os.path.join(workdir, name)) for name in names
+            if os.path.exists(os.path.join(workdir, name, engine.CONFIG_FILE))}
+    if not runs:
+        raise FileNotFoundError(f'{workdir} holds no runs: neither it nor a folder in it has {engine.CONFIG_FILE}.')
+    return runs

@@ -1,21 +1,32 @@
-"""Sweeps: a grid of hyperparameter points times seeds, expanded into ONE flat "runs" axis.
+"""Sweeps: a grid of hyperparameter points times seeds as ONE flat "runs" axis, and structural choices as programs.
 
 A config declares its sweep in `config.sweep`, a nested ConfigDict that mirrors the config and holds a tuple of
 values per swept field, e.g. in `get_config`:
 
     config.sweep.learner.step_size = (0.01, 0.003, 0.001)
+    config.sweep.model.width = (100, 1000)
 
-The grid is the Cartesian product of the swept fields (in sorted order of their dotted names). Run r of the flat axis
-is point r // num_seeds with seed r % num_seeds, and seed s of every point uses the key of seed s of a run without a
-sweep, so each point of a sweep reproduces running that point alone. Swept values are traced: they enter the
-compiled program as arrays carried in each run's state (`RunState.hyperparams`), never as constants, so the whole
-grid is one program. Only continuous fields of `learner` can be swept this way; structural choices (width,
-activation, learner kind) change the program and need separate runs.
+Two kinds of swept field:
+
+* continuous: a float field of `learner` (step size, decay rate, noise scale, replacement rate, regularisation
+  strength). Its values are traced: they enter the compiled program as arrays carried in each run's state
+  (`RunState.hyperparams`), never as constants, so the whole grid of continuous values is one program. The grid is
+  the Cartesian product of the continuous fields (in sorted order of their dotted names). Run r of the flat axis is
+  point r // num_seeds with seed r % num_seeds, and seed s of every point uses the key of seed s of a run without a
+  sweep, so each point of a sweep reproduces running that point alone.
+* structural: every other field (`model.width`, `model.activation`, `learner.name`, integer fields, `problem.*`
+  sizes, ...). Such a value changes shapes or the program itself, so each combination of structural values is a
+  program of its own (`programs`), with the continuous grid inside it; `engine.run_programs` runs them one after
+  another, each in `workdir/<field>=<value>[,<field>=<value>]`. A `learner.name` program for a learner other than
+  the config's own gets that learner's config variant (`config.learner_variants`: the name and the learner's
+  default fields, which replace the config's values of those fields); the config's own learner keeps the config's
+  values. The other structural values are set after it.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -23,7 +34,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-TRACEABLE_SECTIONS = ('learner.',)
+from plasticity_jax import config as config_lib
+
+CONTINUOUS_SECTION = 'learner.'
 
 
 class Grid(NamedTuple):
@@ -45,27 +58,54 @@ def _flatten(node: Any, prefix: str = '') -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def _nest(flat: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """{'learner.step_size': v} -> ConfigDict(learner=ConfigDict(step_size=v)): the inverse of `_flatten`."""
+    nested = ml_collections.ConfigDict()
+    for name, value in flat.items():
+        *path, leaf = name.split('.')
+        node = nested
+        for field in path:
+            if field not in node:
+                node[field] = ml_collections.ConfigDict()
+            node = node[field]
+        node[leaf] = value
+    return nested
+
+
 def _lookup(config: ml_collections.ConfigDict, name: str):
-    node = config
+    node, path = config, ['config']
     for field in name.split('.'):
         if not hasattr(node, 'keys') or field not in node:
-            raise ValueError(f"config.sweep names '{name}', which is not a field of the config.")
-        node = node[field]
+            valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none: it is a value)'
+            raise ValueError(f"config.sweep names '{name}', which is not a field of the config: {'.'.join(path)} has "
+                             f'no field {field!r}. Valid: {valid}')
+        node, path = node[field], [*path, field]
     return node
 
 
-def grid(config: ml_collections.ConfigDict) -> Grid:
-    """The sweep's points; a run without `config.sweep` entries is a grid of one point."""
+def is_continuous(config: ml_collections.ConfigDict, name: str) -> bool:
+    """Whether the swept field `name` can vary inside one program: a float field of `learner`."""
+    return name.startswith(CONTINUOUS_SECTION) and isinstance(_lookup(config, name), float)
+
+
+def _swept(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Dotted field name -> its values, checked: every swept field exists and has a non-empty tuple of values."""
     swept = _flatten(config.get('sweep', {}))
     for name, values in swept.items():
-        if not name.startswith(TRACEABLE_SECTIONS):
-            raise ValueError(f"config.sweep.{name}: only continuous learner fields ({', '.join(TRACEABLE_SECTIONS)}*) "
-                             'can be swept inside one program; structural fields need separate runs.')
-        if not isinstance(_lookup(config, name), (int, float)) or isinstance(_lookup(config, name), bool):
-            raise ValueError(f'config.sweep.{name}: only numeric fields can be swept, '
-                             f'{name} is {_lookup(config, name)!r}.')
+        _lookup(config, name)
         if not isinstance(values, (tuple, list)) or not values:
             raise ValueError(f'config.sweep.{name} must be a non-empty tuple of values, got {values!r}.')
+    return swept
+
+
+def grid(config: ml_collections.ConfigDict) -> Grid:
+    """The points of a program's sweep, every field continuous; a config without a sweep is a grid of one point."""
+    swept = _swept(config)
+    for name in swept:
+        if not is_continuous(config, name):
+            raise ValueError(f'config.sweep.{name} is structural (only float learner fields vary inside one '
+                             'program): run the sweep with engine.run_programs or plasticity_jax.main, which make '
+                             'one program per structural value.')
     names = tuple(sorted(swept))
     combinations = list(itertools.product(*(swept[n] for n in names)))  # [()] without a sweep: one point
     points = np.array(combinations, np.float64).reshape(len(combinations), len(names))
@@ -84,21 +124,86 @@ def with_values(config: ml_collections.ConfigDict, values: Mapping[str, Any]) ->
     return copy
 
 
+class Program(NamedTuple):
+    """One compiled program of a sweep: one combination of the structural values."""
+
+    index: int  # its place in the sweep's programs (`--program=index` runs it alone)
+    name: str  # '<field>=<value>[,<field>=<value>]' in field-name order, e.g. 'model.width=100'; '' if none swept
+    config: ml_collections.ConfigDict  # the structural values set; `sweep` holds the continuous fields only
+
+    def workdir(self, parent: str) -> str:
+        """Where the program's results go: `parent/<name>`, or `parent` itself when nothing structural is swept."""
+        return os.path.join(parent, self.name) if self.name else parent
+
+
+def _with_learner(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """`config` with learner `name`: unchanged for its own learner, else with the learner's config variant."""
+    if name == config.learner.name:
+        return config
+    variants = config_lib.learner_variants()
+    if name not in variants:
+        raise ValueError(f'config.sweep.learner.name: unknown learner {name!r}; valid: {sorted(variants)}')
+    copy = with_values(config, {})
+    variants[name](copy)
+    return copy
+
+
+def programs(config: ml_collections.ConfigDict) -> list[Program]:
+    """The sweep's programs: the Cartesian product of its structural fields (in sorted order of their dotted names),
+    each with the continuous grid inside; one program named '' when no structural field is swept."""
+    swept = _swept(config)
+    structural = sorted(name for name in swept if not is_continuous(config, name))
+    continuous = {name: values for name, values in swept.items() if name not in structural}
+    out = []
+    for index, values in enumerate(itertools.product(*(swept[name] for name in structural))):
+        chosen = dict(zip(structural, values))
+        program = config
+        if 'learner.name' in chosen:
+            program = _with_learner(program, chosen['learner.name'])
+        program = with_values(program, {**chosen, 'sweep': _nest(continuous)})
+        grid(program)
+        out.append(Program(index=index, name=','.join(f'{name}={value}' for name, value in chosen.items()),
+                           config=program))
+    return out
+
+
+def select(programs: list[Program], only: int | None) -> list[Program]:
+    """Every program, or program `only` alone (`--program=only`: one program per host or job)."""
+    if only is None:
+        return programs
+    if not 0 <= only < len(programs):
+        raise ValueError(f'--program={only}: the sweep has {len(programs)} program(s), numbered 0 to '
+                         f'{len(programs) - 1}.')
+    return [programs[only]]
+
+
+def _parse(config: ml_collections.ConfigDict, name: str, text: str):
+    """A command-line value, as the type of the config field it sweeps."""
+    current = _lookup(config, name)
+    try:
+        if isinstance(current, bool):
+            return {'true': True, 'false': False}[text.lower()]
+        if isinstance(current, (int, float, str)):
+            return type(current)(text)
+    except (KeyError, ValueError):
+        raise ValueError(f'--sweep={name}=...: cannot read {text!r} as {type(current).__name__}, the type of {name} '
+                         f'(now {current!r}).') from None
+    raise ValueError(f'--sweep={name}=...: {name} is {current!r}; only number, string and bool fields can be swept '
+                     'on the command line (declare the others in config.sweep).')
+
+
 def with_sweep_flags(config: ml_collections.ConfigDict, specs: list[str]) -> ml_collections.ConfigDict:
-    """Adds `--sweep=learner.step_size=0.01,0.003` style sweeps to `config.sweep`, then checks the whole sweep."""
+    """Adds `--sweep=learner.step_size=0.01,0.003` style sweeps to `config.sweep` (values parsed as the field's
+    type, e.g. `--sweep=model.width=100,1000` as ints), then checks the whole sweep."""
+    swept = _flatten(config.get('sweep', {}))
     for spec in specs:
         name, sep, values = spec.partition('=')
         if not sep or not values:
             raise ValueError(f'--sweep={spec}: expected FIELD=VALUE,VALUE,... e.g. learner.step_size=0.01,0.003')
-        *path, leaf = name.split('.')
-        with config.unlocked():
-            node = config.sweep
-            for field in path:
-                if field not in node:
-                    node[field] = ml_collections.ConfigDict()
-                node = node[field]
-            node[leaf] = tuple(float(v) for v in values.split(','))
-    grid(config)
+        swept[name] = tuple(_parse(config, name, value) for value in values.split(','))
+    with config.unlocked():
+        config.sweep = _nest(swept)
+    programs(config)
     return config
 
 

@@ -33,6 +33,16 @@ def test_cli_reports_an_unknown_field_in_one_line(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.parametrize('flag, message', [
+    ('--sweep=learner.stepsize=0.1,0.2', "config.sweep names 'learner.stepsize'"),
+    ('--sweep=model.width=5,many', "cannot read 'many' as int"),
+    ('--program=2', '--program=2: the sweep has 1 program(s)')])
+def test_cli_reports_a_bad_sweep_in_one_line(tmp_path, flag, message):
+    result = run_main(SCR, f'--workdir={tmp_path}', flag, '--dry_run')
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert message in next(line for line in result.stderr.splitlines() if line.startswith('error: '))
+
+
 def test_cli_runs_overrides_and_variants_and_says_where_results_went(tmp_path):
     workdir = tmp_path / 'run'
     result = run_main(SCR + ':tanh,lr0.001', f'--workdir={workdir}', '--config.num_seeds=2', '--config.num_tasks=2',

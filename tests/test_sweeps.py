@@ -1,4 +1,5 @@
-"""Sweeps: a grid of points x seeds as one program, sharded over devices, each point equal to running it alone."""
+"""Sweeps: a grid of points x seeds as one program, sharded over devices, each point equal to running it alone;
+structural fields as successive programs, each equal to running it alone."""
 
 import os
 import subprocess
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 
 from plasticity_jax import engine, sweeps
-from plasticity_jax.results import load_run
+from plasticity_jax.analysis import tables
+from plasticity_jax.learners import LEARNERS
+from plasticity_jax.results import load_run, load_runs
 from tests.conftest import REPO_ROOT
 from tests.test_engine import small_scr
 
@@ -121,6 +124,84 @@ def test_a_plan_that_does_not_fit_is_refused_with_a_split():
     tight = plan._replace(device_bytes_limit=plan.data_bytes + 2 * plan.state_bytes_per_run + 1)
     with pytest.raises(MemoryError, match='at most 2 runs'):
         engine.check_fits(tight)
+
+
+WIDTHS = (3, 6)
+
+
+def width_sweep(**overrides):
+    """2 widths (structural: 2 programs) x 2 step sizes (continuous: one program each) x 2 seeds."""
+    config = small_scr(**{'num_tasks': 2, 'tasks_per_chunk': 1, **overrides})
+    config.sweep.model = {'width': WIDTHS}
+    config.sweep.learner = {'step_size': STEP_SIZES[:2]}
+    return config
+
+
+def test_structural_fields_become_programs_declared_or_on_the_command_line():
+    declared = sweeps.programs(width_sweep())
+    assert [(p.index, p.name) for p in declared] == [(0, 'model.width=3'), (1, 'model.width=6')]
+    assert [p.config.model.width for p in declared] == list(WIDTHS)
+    assert all(sweeps.grid(p.config).names == ('learner.step_size',) for p in declared)
+    assert declared[1].workdir('runs/w') == 'runs/w/model.width=6'
+    flagged = sweeps.programs(sweeps.with_sweep_flags(small_scr(num_tasks=2, tasks_per_chunk=1),
+                                                      ['model.width=3,6', 'learner.step_size=0.03,0.01']))
+    assert [p.config.to_dict() for p in flagged] == [p.config.to_dict() for p in declared]
+
+    learners = sweeps.programs(sweeps.with_sweep_flags(small_scr(), ['learner.name=backprop,cbp']))
+    assert [p.name for p in learners] == ['learner.name=backprop', 'learner.name=cbp']
+    cbp = learners[1].config.learner
+    assert cbp.name == 'cbp' and all(cbp[field] == value for field, value in LEARNERS['cbp'].defaults.items())
+    assert sweeps.select(learners, 1) == learners[1:]
+    with pytest.raises(ValueError, match='2 program'):
+        sweeps.select(learners, 2)
+    unswept = sweeps.programs(small_scr())
+    assert [p.name for p in unswept] == [''] and unswept[0].workdir('runs/w') == 'runs/w'
+
+
+def test_each_program_of_a_structural_sweep_equals_running_it_alone_and_resume_skips_finished_ones(
+        tmp_path, monkeypatch):
+    parent = str(tmp_path / 'widths')
+    first = engine.run_programs(width_sweep(), parent, only=0, progress=False)
+    assert list(first) == ['model.width=3']
+    with pytest.raises(FileNotFoundError, match='load_runs'):
+        load_run(parent)
+    assert list(load_runs(parent)) == ['model.width=3']  # the second program has not started
+
+    built = []
+    make_train = engine.make_train
+    monkeypatch.setattr(engine, 'make_train', lambda config: built.append(config.model.width) or make_train(config))
+    programs = engine.run_programs(width_sweep(), parent, progress=False)
+    assert built == [6]  # the finished program is read back, not run again
+    monkeypatch.undo()
+
+    runs = load_runs(parent)
+    assert list(runs) == list(programs) == ['model.width=3', 'model.width=6']
+    for width, (name, run) in zip(WIDTHS, runs.items()):
+        assert run.config.model.width == width and run.metrics['online_mse'].shape == (2, 2, 2)
+        np.testing.assert_array_equal(run.sweep['learner.step_size'], STEP_SIZES[:2])
+        alone_config = small_scr(num_tasks=2, tasks_per_chunk=1, **{'model.width': width})
+        alone_config.sweep.learner = {'step_size': STEP_SIZES[:2]}
+        alone = engine.run(alone_config, str(tmp_path / f'alone{width}'), progress=False)
+        for metric, values in alone.items():
+            np.testing.assert_array_equal(programs[name][metric], values, err_msg=f'{metric} of {name}')
+    assert runs['model.width=6'].metrics['effective_rank'].max() > 3  # the programs really differ
+    table = tables.metrics_table(runs, 'online_mse')
+    assert list(table['label'].unique()) == [f'model.width={w}, step_size={s:g}' for w in WIDTHS
+                                             for s in STEP_SIZES[:2]]
+
+
+def test_dry_run_lists_every_program_of_a_structural_sweep_and_writes_nothing(tmp_path):
+    workdir = tmp_path / 'never'
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main',
+                             '--config=configs/slowly_changing_regression.py', f'--workdir={workdir}',
+                             '--sweep=model.width=5,50', '--sweep=learner.step_size=0.01,0.001', '--config.num_seeds=3',
+                             '--dry_run'], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('2 programs, run one after another')
+    assert 'program 0: model.width=5\n' in result.stdout and 'program 1: model.width=50\n' in result.stdout
+    assert result.stdout.count('2 point(s) x 3 seed(s) = 6 runs over 1 device(s)') == 2
+    assert f'in {workdir}/model.width=50' in result.stdout
+    assert not workdir.exists()
 
 
 def _launch_two_processes(workdir, extra_flags):
