@@ -96,11 +96,14 @@ def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, 
 
 
 def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None, layer='mean',
-                x: str = 'task', title: str | None = None, ylabel: str | None = None, colors: dict | None = None):
+                x: str = 'task', title: str | None = None, ylabel: str | None = None, colors: dict | None = None,
+                legend: str | None = 'auto'):
     """`metric` vs task: the mean over seeds per bin of tasks, +-1 standard error shaded, one line per run (or
     sweep point) with a legend when there are several. `x='examples'` plots against examples seen (millions, or
     thousands below a million), for runs with different task lengths (Fig. 4.4). Per-layer metrics are reduced by
-    `layer`."""
+    `layer`. `legend`: 'inside' (matplotlib's best place), 'outside' (right of the axes, clear of the curves),
+    'auto' (outside from 5 lines on, where an inside legend covers curves) or None."""
+    created = ax is None
     pairs = tables.labelled_runs(runs, label)
     table = tables.metrics_table(dict(pairs), [metric], layer=layer)
     summary = tables.binned_summary(table, metric, bins)
@@ -122,8 +125,17 @@ def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None
     ax.set_ylabel(ylabel or name)
     if title:
         ax.set_title(title)
-    if len(pairs) > 1:
-        _legend(ax)
+    if len(pairs) > 1 and legend:
+        if legend not in ('auto', 'inside', 'outside'):
+            raise ValueError(f"legend must be 'auto', 'inside', 'outside' or None, not {legend!r}")
+        if legend == 'outside' or (legend == 'auto' and len(pairs) > 4):
+            _legend(ax, loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+            if created:  # widen the figure by the legend, so that the axes keep their size
+                fig = ax.figure
+                width = ax.get_legend().get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+                fig.set_figwidth(fig.get_figwidth() + width + 0.1)
+        else:
+            _legend(ax)
     ax.grid(alpha=0.3)
     return ax
 

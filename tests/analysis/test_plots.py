@@ -52,6 +52,22 @@ def test_plot_metric_draws_the_binned_mean_with_error_bands_and_a_legend():
     assert ax.get_xlabel() == 'Task number' and ax.get_ylabel() == 'Online accuracy (%)'
 
 
+def test_plot_metric_puts_a_long_legend_outside_the_axes():
+    many = {f'method {i}': make_run(f'runs/{i}', {'online_accuracy': ACCURACY * (1 - i / 10)}) for i in range(6)}
+    for legend, outside in (('auto', True), ('inside', False), ('outside', True)):
+        ax = plots.plot_metric(many, 'online_accuracy', bins=2, legend=legend)
+        ax.figure.canvas.draw()
+        box, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert (box.x0 >= axes_box.x1) == outside, legend
+        assert len(ax.get_legend().get_texts()) == 6
+    ax = plots.plot_metric(dict(list(many.items())[:3]), 'online_accuracy', bins=2)  # few lines: inside
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().x1 <= ax.get_window_extent().x1
+    assert plots.plot_metric(many, 'online_accuracy', bins=2, legend=None).get_legend() is None
+    with pytest.raises(ValueError, match='legend'):
+        plots.plot_metric(many, 'online_accuracy', bins=2, legend='left')
+
+
 def test_plot_metric_against_examples_and_save_figure(tmp_path):
     ax = plots.plot_metric(simple_run(), 'weight_magnitude', bins=None, x='examples')
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), np.arange(1, 5) * 100 / 1e3)  # thousands of examples
