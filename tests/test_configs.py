@@ -5,21 +5,13 @@ import numpy as np
 import pytest
 
 from plasticity_jax import data as datasets
-from plasticity_jax import engine
+from plasticity_jax import engine, sweeps
 from plasticity_jax.results import load_run
 from tests.conftest import load_config
 
 
 def _shrink(config, **fields):
-    config.num_seeds, config.tasks_per_chunk = 2, 2
-    config.metrics.probe_size = 16
-    for name, value in fields.items():
-        node = config
-        *path, leaf = name.split('.')
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
+    return sweeps.with_values(config, {'num_seeds': 2, 'tasks_per_chunk': 2, 'metrics.probe_size': 16, **fields})
 
 
 def test_continual_imagenet_on_a_generated_class_folder(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from plasticity_jax.data import DataSourceError, ImageDataset, load_class_folder, load_tfds_images
 from plasticity_jax.data import images as images_mod
+from tests.data.test_mnist import _fake_tfds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES, PER_FILE = 5, 12
@@ -35,14 +35,6 @@ def folder(tmp_path) -> tuple[Path, list[np.ndarray]]:
 # ------------------------------------------------------------------------------------------------
 # TFDS source
 # ------------------------------------------------------------------------------------------------
-
-
-def _fake_tfds(monkeypatch, load):
-    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
-    fake = types.ModuleType("tensorflow_datasets")
-    fake.load = load
-    fake.as_numpy = lambda tree: tree
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
 
 
 def test_tfds_cifar100_shapes_become_uint8_and_int32(monkeypatch):
