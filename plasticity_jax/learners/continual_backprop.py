@@ -15,9 +15,9 @@ after the optimizer's update (the papers' code does the same), in the order of t
 4. Units with age > maturity_threshold are eligible. The number to replace accumulates
    replacement_rate * (number eligible) per step; its integer part is replaced now and the fractional remainder is
    carried to the next step (the code's `accumulate=True`, the Nature paper's Algorithm 1).
-5. The eligible units with the lowest u_hat are replaced (`reinit.reinitialize_units`): incoming weights drawn from
-   the model's initialisation distribution, incoming bias 0, outgoing weights 0, optimizer state of those weights
-   reset (SGD momentum; Adam moments AND per-element step counts: with Adam this learner uses
+5. The eligible units with the lowest u_hat are replaced (`reinit.reinitialize_units_in_order`): incoming weights
+   drawn from the model's initialisation distribution, incoming bias 0, outgoing weights 0, optimizer state of those
+   weights reset (SGD momentum; Adam moments AND per-element step counts: with Adam this learner uses
    `learners.adam_counts`, as the code's AdamGnT). The unit's age, utility and mean activation restart at 0.
 
 Replacing units must not change what the network has learned. The outgoing weights of a new unit are zero, so the
@@ -31,6 +31,18 @@ removed unit has a small |h| w_out, and the Nature paper describes no correction
 SGD momentum of replaced weights is reset too (the code resets only Adam's state), and the fractional carry is the
 only counting rule (the code's default `accumulate=False` draws a Bernoulli when fewer than one unit is due).
 
+Cost. Replacements are rare (at the default rate a layer of 2000 units replaces one unit every 5 steps, a layer of
+5 units one every 2000 steps), so a step costs what the units it replaces need, not a new network (`reinit`'s
+docstring has the mechanism): steps 1-4 run every step (O(weights): the mean |weights| per unit); the selection
+(the sort of u_hat, the bias correction, a vector-matrix product per layer) sits behind a `lax.cond` on
+`reinit.any_run` and runs only at the steps where some run of the engine's batch replaces a unit (with the same
+counts in every run, all runs replace at the same steps); the replacement draws only the replaced units' fresh
+incoming weights (fan_in each) and scatters them, chunk by chunk, in a `lax.while_loop` of no iteration at the
+other steps. The chunk is ceil(replacement_rate * width) units (`default_chunk_size`; 1 for a swept, traced rate),
+the most units that can be due in a step while the carry is below 1: one iteration per replacing step. No count is
+bounded: a step with more units due runs more iterations and replaces them all, with the same result (a unit's
+fresh weights depend on its place in the step's order, not on the chunks).
+
 Defaults (`LEARNERS['cbp'].defaults`): eta = 0.99, maturity_threshold = 100, replacement_rate = 1e-4 (Nature paper,
 Methods; the papers' Permuted MNIST and ImageNet configs) and utility = 'adaptable_contribution', the utility of every
 experiment config the papers' code ships (`lop/*/cfg/**/cbp*.json`); the Nature text describes 'contribution'.
@@ -38,6 +50,7 @@ experiment config the papers' code ships (`lop/*/cfg/**/cbp*.json`); the Nature 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -64,6 +77,22 @@ class UnitStats(NamedTuple):
     num_replaced: jax.Array  # () int32 units of this layer replaced so far (a diagnostic)
 
 
+def _concrete(value) -> float | None:
+    """`value` as a float, or None if it is traced (a swept hyperparameter, `sweeps`)."""
+    try:
+        return float(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def default_chunk_size(replacement_rate, width: int) -> int:
+    """How many units of a layer of `width` units `reinit.reinitialize_units_in_order` replaces per iteration:
+    ceil(rate * width), the most that can be due in one step (module docstring), so that a step replaces its units
+    in one iteration; 1 for a traced (swept) rate."""
+    rate = _concrete(replacement_rate)
+    return 1 if rate is None else max(1, min(width, math.ceil(rate * width)))
+
+
 def continual_backprop_after_update(optimizer, init_params, *, replacement_rate: float, decay_rate: float,
                                     maturity_threshold: int, utility: str,
                                     bias_correction: bool | None = None, layers=None) -> AfterUpdate:
@@ -72,9 +101,10 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
     `bias_correction=None` means: on for the mean-corrected utilities, off for 'contribution'."""
     if utility not in UTILITIES:
         raise ValueError(f'unknown continual backprop utility {utility!r}; valid: {list(UTILITIES)}')
-    if not 0.0 <= replacement_rate <= 1.0:
+    rate, decay = _concrete(replacement_rate), _concrete(decay_rate)  # None when swept (traced): not checked
+    if rate is not None and not 0.0 <= rate <= 1.0:
         raise ValueError(f'replacement_rate must be in [0, 1], got {replacement_rate}')
-    if not 0.0 <= decay_rate < 1.0:
+    if decay is not None and not 0.0 <= decay < 1.0:
         raise ValueError(f'decay_rate must be in [0, 1), got {decay_rate}')
     if bias_correction is None:
         bias_correction = utility in MEAN_CORRECTED
@@ -89,7 +119,7 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
     def update(state, inputs: AfterUpdateInputs):
         params = inputs.params
         unit_layers = reinit.resolve_layers(params, layers)
-        masks, new_state, bias_shifts = [], [], {}
+        layer_stats = []
         for (incoming, outgoing), stats, h in zip(unit_layers, state, inputs.forward.hidden):
             age = stats.age + 1
             correction = 1.0 - eta ** age.astype(jnp.float32)
@@ -111,22 +141,45 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
             to_replace = stats.to_replace + replacement_rate * num_eligible.astype(jnp.float32)
             num_now = jnp.minimum(jnp.floor(to_replace).astype(jnp.int32), num_eligible)
             to_replace = to_replace - num_now.astype(jnp.float32)
-            mask = reinit.lowest_scores_mask(util_hat, eligible, num_now)
+            layer_stats.append(dict(age=age, mean_activation=mean_activation, mean_hat=mean_hat, util=util,
+                                    util_hat=util_hat, eligible=eligible, num_now=num_now, to_replace=to_replace))
 
-            if bias_correction:  # the removed units' mean contribution moves to the next layer's bias
-                shift = jnp.sum(jnp.where(mask, mean_hat, 0.0)[:, None] * w_out, axis=0)
-                bias_shifts[outgoing] = shift
-            masks.append(mask)
-            new_state.append(UnitStats(utility=jnp.where(mask, 0.0, util),
-                                       mean_activation=jnp.where(mask, 0.0, mean_activation),
-                                       age=jnp.where(mask, 0, age), to_replace=to_replace,
-                                       num_replaced=stats.num_replaced + num_now))
+        def select(_):
+            """Per layer: the units in replacement order (lowest u_hat first; ineligible units: none) and the shift
+            of the next layer's bias."""
+            orders, shifts = [], []
+            for (_, outgoing), s in zip(unit_layers, layer_stats):
+                order = reinit.lowest_scores_order(s['util_hat'], s['eligible'])
+                orders.append(order)
+                if bias_correction:  # the removed units' mean contribution moves to the next layer's bias
+                    # A vector-matrix product (the sum over the replaced units), in full float32 precision on every
+                    # backend.
+                    weights = jnp.where(reinit.first_units_mask(order, s['num_now']), s['mean_hat'], 0.0)
+                    shifts.append(jnp.dot(weights, params[outgoing]['kernel'], precision=jax.lax.Precision.HIGHEST))
+            return tuple(orders), tuple(shifts)
 
-        for layer, shift in bias_shifts.items():  # before replace_units, which zeroes the new units' own bias
-            params = reinit.with_param(params, layer, 'bias', params[layer]['bias'] + shift)
-        params, opt_state = reinit.reinitialize_units(params, inputs.opt_state, optimizer, masks, inputs.key,
-                                                      init_params, unit_layers)
-        return tuple(new_state), params, opt_state
+        def nothing(_):  # no unit, no shift
+            orders, shifts = jax.eval_shape(select, None)
+            return (tuple(jnp.full(o.shape, o.shape[0], o.dtype) for o in orders),
+                    tuple(jnp.zeros(t.shape, t.dtype) for t in shifts))
+
+        # Skipped, with the replacement, at the steps where no run replaces a unit (`reinit.any_run`).
+        due = reinit.any_run(jnp.any(jnp.stack([s['num_now'] > 0 for s in layer_stats])))
+        orders, shifts = jax.lax.cond(due, select, nothing, None)
+        for (_, outgoing), shift in zip(unit_layers, shifts):  # before the replacement zeroes new units' own bias
+            params = reinit.with_param(params, outgoing, 'bias', params[outgoing]['bias'] + shift)
+        chunk_sizes = [default_chunk_size(replacement_rate, s['eligible'].shape[0]) for s in layer_stats]
+        params, opt_state, masks = reinit.reinitialize_units_in_order(
+            params, inputs.opt_state, optimizer, orders, [s['num_now'] for s in layer_stats], inputs.key,
+            init_params, unit_layers, chunk_sizes)
+
+        new_state = tuple(
+            UnitStats(utility=jnp.where(mask, 0.0, s['util']),
+                      mean_activation=jnp.where(mask, 0.0, s['mean_activation']),
+                      age=jnp.where(mask, 0, s['age']), to_replace=s['to_replace'],
+                      num_replaced=stats.num_replaced + s['num_now'])
+            for mask, stats, s in zip(masks, state, layer_stats))
+        return new_state, params, opt_state
 
     return AfterUpdate(init=init, update=update)
 

@@ -13,7 +13,11 @@ units are recycled.
 Recycling goes through `reinit.reinitialize_units`, as continual backprop: incoming weights from the model's
 initialisation distribution (the ReDo code draws Xavier uniform instead), incoming bias 0, outgoing weights 0, and
 the optimizer state of those weights reset (momentum; Adam's moments and, with `learners.adam_counts`, which this
-learner uses for Adam, the per-element step counts; the ReDo code resets Adam's moments only).
+learner uses for Adam, the per-element step counts; the ReDo code resets Adam's moments only). Any number of units
+may be recycled at once, so fresh incoming weights are drawn for a layer's width of units (one chunk, the cost of
+a fresh layer), but only at the recycling steps: at the other F - 1 steps of every period no run
+recycles a unit (all runs count steps alike) and `reinit.any_run` skips the replacement altogether (a
+`lax.while_loop` of no iteration) instead of drawing and discarding fresh weights at every step.
 
 Defaults (`LEARNERS['redo'].defaults`): recycle_period F = 1000 updates (Sokar et al.; also Dohare's ReDo baseline)
 and dormancy_threshold tau = 0.1 (the default `dead_neurons_threshold` of the ReDo code's `BaseRecycler` in

@@ -1,7 +1,8 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
 from plasticity_jax.models.convnet import ConvNet
-from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS, kaiming_init
+from plasticity_jax.models.initializers import FanInScaling, kaiming_init
+from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
 from plasticity_jax.models.normalization import OnlineNorm, online_norm_forward
 from plasticity_jax.models.resnet import ResNet18
 
@@ -30,5 +31,5 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
+__all__ = ['ACTIVATIONS', 'FanInScaling', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
            'kaiming_init', 'make_model', 'online_norm_forward']

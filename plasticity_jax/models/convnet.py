@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax.models.initializers import FanInScaling
+
 # (filters, kernel size) of the three convolutional layers, and the width of the two dense hidden layers.
 CONV_LAYERS = ((32, 5), (64, 3), (128, 3))
 DENSE_WIDTH = 128
@@ -40,9 +42,9 @@ def torch_default_init(fan_in: int) -> dict[str, nn.initializers.Initializer]:
     def bias_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-    # variance_scaling computes fan_in itself (receptive field included for convolutions): scale 1/3 gives the
-    # uniform bound sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in).
-    return {'kernel_init': nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform'), 'bias_init': bias_init}
+    # FanInScaling computes fan_in itself (receptive field included for convolutions): scale 1/3 gives the uniform
+    # bound sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in).
+    return {'kernel_init': FanInScaling(1.0 / 3.0, 'uniform'), 'bias_init': bias_init}
 
 
 class ConvNet(nn.Module):

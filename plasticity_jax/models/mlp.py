@@ -42,6 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax.models.initializers import kaiming_init
 from plasticity_jax.models.normalization import DEFAULT_ALPHA_F, OnlineNorm
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -65,16 +66,6 @@ KAIMING_GAIN: dict[str, float] = {
     'swish': math.sqrt(2.0),
     'identity': 1.0,
 }
-
-INIT_DISTRIBUTIONS = ('normal', 'uniform')
-
-
-def kaiming_init(gain: float, distribution: str) -> nn.initializers.Initializer:
-    """Weights with variance gain**2 / fan_in (He et al., 2015), untruncated normal or uniform."""
-    if distribution not in INIT_DISTRIBUTIONS:
-        raise ValueError(f'init_distribution must be one of {INIT_DISTRIBUTIONS}, got {distribution!r}')
-    return nn.initializers.variance_scaling(gain**2, 'fan_in', distribution)
-
 
 NORMALIZATIONS = ('none', 'layernorm', 'online_norm')
 NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, and Chiley et al.'s code for Online Normalization.

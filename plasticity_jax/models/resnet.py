@@ -35,7 +35,7 @@ import math
 import flax.linen as nn
 import jax
 
-from plasticity_jax.models.mlp import kaiming_init
+from plasticity_jax.models.initializers import kaiming_init
 
 NUM_STAGES, BLOCKS_PER_STAGE = 4, 2
 BATCH_NORM_MOMENTUM = 0.9  # flax convention: torch.nn.BatchNorm2d's momentum 0.1.

@@ -9,7 +9,9 @@ import pytest
 
 from plasticity_jax import engine, learners
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass, reinit
-from plasticity_jax.learners.continual_backprop import UnitStats, continual_backprop_after_update
+from plasticity_jax.learners.continual_backprop import UnitStats, continual_backprop_after_update, default_chunk_size
+from plasticity_jax.models import MLP
+from plasticity_jax.results import load_run
 from tests.conftest import load_config
 from tests.learners.test_reinit import IN, OUT, optimizer_config, random_tree, tiny_network
 
@@ -124,8 +126,9 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
     assert new.utility[1] == 0 and new.mean_activation[1] == 0 and int(new.num_replaced) == 1
     assert np.all(np.asarray(new.utility)[~replaced] > 0)
     np.testing.assert_allclose(new.to_replace, 0.99 + 0.01 * 4 - 1, atol=1e-6)
-    fresh = init_params(key)
-    np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, 1], fresh['hidden_0']['kernel'][:, 1], rtol=1e-6)
+    # One unit due: its incoming weights are the fresh column of place 0.
+    (fresh,) = reinit.fresh_incoming_weights(init_params, params, [jnp.array([1])], key)
+    np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, 1], fresh[:, 0], rtol=1e-6)
     assert not np.allclose(new_params['hidden_0']['kernel'][:, 1], params['hidden_0']['kernel'][:, 1])
     np.testing.assert_array_equal(new_params['hidden_0']['bias'], [0.25, 0.0, 0.25, 0.25, 0.25])
     np.testing.assert_array_equal(new_params['output']['kernel'][1], 0.0)
@@ -233,3 +236,79 @@ def test_continual_backprop_keeps_plasticity_on_slowly_changing_regression():
     assert late(cbp) < 1.2 * early(cbp), (early(cbp), late(cbp))
     assert late(cbp) < 0.7 * late(backprop), (late(cbp), late(backprop))
     assert cbp['dead_fraction'][:, 50:].mean() < 0.15 < 0.5 < backprop['dead_fraction'][:, 50:].mean()
+
+
+def test_the_chunk_is_the_most_units_due_in_a_step():
+    assert default_chunk_size(1e-4, 2000) == 1 and default_chunk_size(1e-4, 5) == 1
+    assert default_chunk_size(1e-3, 2000) == 2 and default_chunk_size(0.25, 4) == 1
+    assert default_chunk_size(0.3, 10) == 3 and default_chunk_size(1.0, 7) == 7 and default_chunk_size(0.0, 7) == 1
+    assert jax.jit(lambda rate: jnp.asarray(default_chunk_size(rate, 2000)))(1e-4) == 1  # traced (swept): 1
+
+
+def test_a_swept_rate_replaces_as_a_fixed_one_in_more_chunks():
+    """With a traced replacement rate (a sweep) the chunk is 1 unit, so a step with 2 or 3 units due (rate 0.5, 5
+    units) takes several iterations; the result is exactly that of the same rate fixed (one chunk of 3)."""
+    width, steps = 5, 12
+    _, init_params, _ = tiny_network(depth=2, width=width)
+    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
+    hidden = jnp.abs(jax.random.normal(jax.random.PRNGKey(1), (steps, 2, 3, width)))
+    keys = jax.random.split(jax.random.PRNGKey(2), steps)
+
+    def run(rate):
+        after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.9,
+                                                maturity_threshold=2, utility='adaptable_contribution')
+        params = init_params(jax.random.PRNGKey(0))
+        opt_state = optimizer.update(jax.tree.map(jnp.ones_like, params), optimizer.init(params), params)[1]
+
+        def step(carry, xs):
+            state, params, opt_state = carry
+            carry = after.update(state, AfterUpdateInputs(params, opt_state, forward_with(list(xs[0])), xs[1]))
+            return carry, jnp.stack([s.num_replaced for s in carry[0]])
+
+        return jax.lax.scan(step, (after.init(params), params, opt_state), (hidden, keys))
+
+    fixed, swept = jax.jit(lambda: run(0.5))(), jax.jit(run)(jnp.float32(0.5))
+    jax.tree.map(np.testing.assert_array_equal, swept, fixed)
+    per_step = np.diff(np.asarray(fixed[1]), axis=0, prepend=0)  # (steps, layers)
+    assert per_step.max() >= 2 and per_step.sum() >= 20  # steps of several chunks happened
+
+
+def test_a_step_draws_fresh_weights_for_the_replaced_units_only():
+    """No random draw in the routine's program is larger than a chunk of fresh columns (fan_in x chunk): the
+    fresh network of the first implementation (fan_in x width per layer) is gone."""
+    from tests.learners.test_reinit import random_draw_sizes
+    width, fan_in = 300, 40
+    model = MLP(width=width, depth=2, num_outputs=OUT)
+    init_params = lambda k: model.init(k, jnp.zeros((1, fan_in)))['params']
+    params = init_params(jax.random.PRNGKey(0))
+    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('sgd')))
+    after = continual_backprop_after_update(optimizer, init_params, **learners.LEARNERS['cbp'].defaults)
+    inputs = AfterUpdateInputs(params, optimizer.init(params), forward_with([jnp.ones((1, width))] * 2),
+                               jax.random.split(jax.random.PRNGKey(1), 4))  # 4 runs
+    jaxpr = jax.make_jaxpr(jax.vmap(after.update, in_axes=(None, AfterUpdateInputs(None, None, None, 0))))(
+        after.init(params), inputs)
+    sizes = random_draw_sizes(jaxpr.jaxpr)
+    assert sizes and max(sizes) <= 4 * width  # chunk 1 at rate 1e-4: a column of at most `width` entries per run
+    full = jax.make_jaxpr(init_params)(jax.random.PRNGKey(0))
+    assert max(random_draw_sizes(full.jaxpr)) >= fan_in * width  # what a fresh network draws
+
+
+def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
+    """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone."""
+    def config(**fields):
+        config = load_config('slowly_changing_regression.py', 'cbp')
+        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 1})
+        config.problem.examples_per_task = 200
+        config.metrics.probe_size = 64
+        config.learner.update({'maturity_threshold': 10, **fields})
+        return config
+
+    swept = config()
+    swept.sweep.learner = {'replacement_rate': (0.01, 0.3)}
+    engine.run(swept, str(tmp_path / 'sweep'), progress=False)
+    run = load_run(str(tmp_path / 'sweep'))
+    for point, rate in enumerate((0.01, 0.3)):
+        alone = engine.run(config(replacement_rate=rate), str(tmp_path / f'alone{point}'), progress=False)
+        for name in alone:
+            np.testing.assert_array_equal(run.metrics[name][point], alone[name], err_msg=f'{name} at {rate}')
+    assert not np.array_equal(run.metrics['online_mse'][0], run.metrics['online_mse'][1])

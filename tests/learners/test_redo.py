@@ -58,9 +58,11 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
                                        ([0.01, 1.0, 1.0, 1.0, 1.0], [True, False, False, False, False], 200)):
         recycled = np.array(recycled)
         state, new_params, new_opt_state, key = window(state, params, opt_state, means, first_key)
-        fresh = init_params(key)
-        np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, recycled],
-                                   fresh['hidden_0']['kernel'][:, recycled], rtol=1e-6)
+        # The recycled units, in index order, take the fresh columns of places 0, 1, ...
+        (fresh,) = reinit.fresh_incoming_weights(init_params, params, [reinit.units_of_mask(jnp.asarray(recycled))],
+                                                 key)
+        np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, recycled], fresh[:, :recycled.sum()],
+                                   rtol=1e-6)
         np.testing.assert_array_equal(new_params['hidden_0']['bias'],
                                       np.where(recycled, 0.0, params['hidden_0']['bias']))
         np.testing.assert_array_equal(new_params['output']['kernel'][recycled], 0.0)

@@ -1,6 +1,8 @@
 """The shared unit-replacement mechanism and the Adam with per-element step counts."""
 
+import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from plasticity_jax.learners import adam_counts, reinit
 from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.models import MLP
+from plasticity_jax.models.mlp import KAIMING_GAIN
 
 IN, WIDTH, OUT = 3, 4, 2
 
@@ -224,6 +227,184 @@ def test_reinitialize_units_under_jit_and_vmap_over_runs():
     new_params, new_state = batched
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[1], new_params),
                  jax.tree.map(lambda a: a[1], params))  # run 1 replaced nothing
-    fresh = init_params(reinit_keys[2])
-    np.testing.assert_allclose(new_params['hidden_0']['kernel'][2], fresh['hidden_0']['kernel'], rtol=1e-6)
+    # Run 2 replaced all of layer 0: its incoming weights are the fresh columns of places 0 to 3.
+    run2 = jax.tree.map(lambda a: a[2], params)
+    fresh = reinit.fresh_incoming_weights(init_params, run2, [jnp.arange(4), jnp.full(1, 4)], reinit_keys[2])
+    np.testing.assert_allclose(new_params['hidden_0']['kernel'][2], fresh[0], rtol=1e-6)
     assert np.all(np.asarray(new_state.inner_state[0].count['hidden_0']['kernel'][2]) == 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The sparse replacement the learners run: unit lists, fresh blocks from the layers' initialisers, `any_run`, the loop.
+
+def test_any_run_is_the_or_over_the_vmapped_runs_and_keeps_control_flow_real():
+    assert bool(reinit.any_run(jnp.asarray(True))) and not bool(reinit.any_run(jnp.asarray(False)))
+    preds = jnp.array([[False, False, False], [False, True, False]])
+    np.testing.assert_array_equal(jax.vmap(reinit.any_run)(preds[1]), [True] * 3)
+    np.testing.assert_array_equal(jax.vmap(reinit.any_run)(preds[0]), [False] * 3)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(jax.vmap(reinit.any_run)))(preds), [[True] * 3] * 2)  # nested
+
+    def branch(x):  # a cond on any_run: under vmap still a cond, with an unbatched predicate
+        return jax.lax.cond(reinit.any_run(x > 0), lambda: x + 1.0, lambda: x - 1.0)
+
+    jaxpr = jax.make_jaxpr(jax.vmap(jax.vmap(branch)))(jnp.zeros((2, 3)))
+    assert [e.primitive.name for e in jaxpr.eqns].count('cond') == 1
+    assert 'select_n' not in str(jaxpr)
+    np.testing.assert_array_equal(jax.vmap(branch)(jnp.array([-1.0, 2.0])), [0.0, 3.0])  # one run's pred: both add
+    np.testing.assert_array_equal(jax.vmap(branch)(jnp.array([-1.0, -2.0])), [-2.0, -3.0])
+
+
+def test_kernel_initializers_are_found_for_the_layers_that_declare_fan_in_scaling():
+    for distribution in ('normal', 'uniform'):
+        model = MLP(width=WIDTH, depth=2, num_outputs=OUT, init_distribution=distribution)
+        inits = reinit.kernel_initializers(lambda k: model.init(k, jnp.zeros((1, IN)))['params'],
+                                           jax.random.PRNGKey(0))
+        assert sorted(inits) == ['hidden_0', 'hidden_1', 'output']
+    # Xavier (fan_avg) depends on the number of columns: not used; nor is an undeclared initialiser, even one that
+    # would qualify, nor anything that is not flax.
+    for init in (nn.initializers.xavier_normal(), nn.initializers.lecun_normal()):
+        dense = nn.Dense(4, kernel_init=init)
+        assert reinit.kernel_initializers(lambda k: {'d': dense.init(k, jnp.zeros((1, 3)))['params']},
+                                          jax.random.PRNGKey(0)) == {}
+    assert reinit.kernel_initializers(lambda k: {'w': jax.random.normal(k, (3, 4))}, jax.random.PRNGKey(0)) == {}
+
+
+def ks_statistic(a, b):
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    grid = np.concatenate([a, b])
+    return np.max(np.abs(np.searchsorted(a, grid, 'right') / a.size - np.searchsorted(b, grid, 'right') / b.size))
+
+
+@pytest.mark.parametrize('distribution,activation', [('normal', 'relu'), ('uniform', 'tanh')])
+def test_fresh_columns_have_the_distribution_of_the_full_kernels_columns(distribution, activation):
+    """k fresh columns drawn as a (fan_in, k) block by the layer's initialiser vs. columns of full fresh networks:
+    the same distribution (two-sample Kolmogorov-Smirnov at 1e-3, std within 2%, same range for uniform)."""
+    model = MLP(width=64, depth=2, num_outputs=OUT, activation=activation, init_distribution=distribution)
+    init_params = lambda k: model.init(k, jnp.zeros((1, 30)))['params']
+    params = init_params(jax.random.PRNGKey(0))
+    units = [jnp.array([3, 64, 10]), jnp.array([0, 1, 2])]  # 64: no unit (its column is drawn all the same)
+    keys = jax.random.split(jax.random.PRNGKey(1), 400)
+    blocks = jax.jit(jax.vmap(lambda k: reinit.fresh_incoming_weights(init_params, params, units, k)))(keys)
+    full = jax.jit(jax.vmap(init_params))(keys[:100])
+    for layer, (name, fan_in) in enumerate((('hidden_0', 30), ('hidden_1', 64))):
+        fresh, reference = np.asarray(blocks[layer]), np.asarray(full[name]['kernel'])
+        assert fresh.shape == (400, fan_in, 3)
+        n, m = fresh.size, reference.size
+        assert ks_statistic(fresh, reference) < 1.95 * np.sqrt((n + m) / (n * m))
+        np.testing.assert_allclose(fresh.std(), reference.std(), rtol=0.02)
+        np.testing.assert_allclose(fresh.std(), KAIMING_GAIN[activation] / np.sqrt(fan_in), rtol=0.02)
+        if distribution == 'uniform':
+            assert np.abs(fresh).max() <= np.sqrt(3) * KAIMING_GAIN[activation] / np.sqrt(fan_in) * (1 + 1e-6)
+    assert not np.allclose(blocks[0][0], blocks[0][1])  # different keys, different draws
+
+
+def test_fresh_columns_fall_back_to_a_full_draw_for_an_unknown_initialiser():
+    def init_params(key):  # not a flax model
+        k0, k1 = jax.random.split(key)
+        return {'hidden_0': {'kernel': jax.random.normal(k0, (IN, WIDTH)), 'bias': jnp.zeros(WIDTH)},
+                'output': {'kernel': jax.random.normal(k1, (WIDTH, OUT)), 'bias': jnp.zeros(OUT)}}
+
+    key = jax.random.PRNGKey(3)
+    params = init_params(jax.random.PRNGKey(0))
+    (fresh,) = reinit.fresh_incoming_weights(init_params, params, [jnp.array([2, WIDTH, 0])], key)
+    full = init_params(key)['hidden_0']['kernel']
+    np.testing.assert_array_equal(fresh[:, 0], full[:, 2])
+    np.testing.assert_array_equal(fresh[:, 2], full[:, 0])
+    np.testing.assert_array_equal(fresh[:, 1], 0.0)
+
+
+def with_columns(like, columns, units):
+    """A tree shaped like the params whose hidden kernels hold `columns[l][:, j]` at column `units[l][j]`."""
+    tree = jax.tree.map(jnp.zeros_like, like)
+    for (incoming, _), cols, idx in zip(reinit.mlp_unit_layers(like), columns, units):
+        tree = reinit.with_param(tree, incoming, 'kernel', tree[incoming]['kernel'].at[:, idx].set(cols, mode='drop'))
+    return tree
+
+
+@pytest.mark.parametrize('make', [lambda: make_optimizer(optimizer_config('sgd')),
+                                  lambda: reinit.make_unit_reset_optimizer(optimizer_config('adam'))],
+                         ids=['sgd_momentum', 'adam_counts'])
+def test_the_sparse_rewrite_equals_the_dense_definition(make):
+    """`replace_units_at` / `reset_optimizer_state_at` on unit lists (with 'no unit' fillers) give exactly what
+    `replace_units` / `reset_optimizer_state(replaced_entries)` give for the same units as masks."""
+    optimizer = optax.with_extra_args_support(make())
+    _, init_params, _ = tiny_network(depth=2)
+    params = jax.tree.map(lambda p: p + 0.5, init_params(jax.random.PRNGKey(0)))
+    state = optimizer.init(params)
+    for step in range(2):
+        state = optimizer.update(random_tree(jax.random.PRNGKey(step), params), state, params)[1]
+    units = [jnp.array([3, WIDTH, 0]), jnp.array([WIDTH, 1, WIDTH])]  # MASKS as lists
+    columns = [jax.random.normal(jax.random.PRNGKey(5), (IN, 3)), jax.random.normal(jax.random.PRNGKey(6), (WIDTH, 3))]
+    masks = [jnp.asarray(m) for m in MASKS]
+    sparse = jax.jit(reinit.replace_units_at)(params, columns, units)
+    dense = reinit.replace_units(params, with_columns(params, columns, units), masks)
+    jax.tree.map(np.testing.assert_array_equal, sparse, dense)
+    sparse_state = jax.jit(lambda s, u: reinit.reset_optimizer_state_at(optimizer, s, params, u))(state, units)
+    dense_state = reinit.reset_optimizer_state(optimizer, state, reinit.replaced_entries(params, masks))
+    jax.tree.map(np.testing.assert_array_equal, sparse_state, dense_state)
+    nothing = [jnp.full(3, WIDTH), jnp.full(3, WIDTH)]  # only fillers: nothing changes
+    jax.tree.map(np.testing.assert_array_equal, reinit.replace_units_at(params, columns, nothing), params)
+
+
+@pytest.mark.parametrize('chunk_sizes', [(1, 1), (2, 3)])
+def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
+    """`reinitialize_units_in_order` replaces `orders[l][:counts[l]]`, however many chunks it takes: the result is
+    `replace_units` of all those units with some fresh columns, including where a unit of layer 0 meets a unit of
+    layer 1 replaced in an earlier chunk (the later layer's fresh weight wins), and equals the result in one chunk;
+    3 runs vmapped, each as alone."""
+    width, depth = 6, 2
+    _, init_params, _ = tiny_network(depth=depth, width=width)
+    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
+    params = jax.vmap(init_params)(jax.random.split(jax.random.PRNGKey(0), 3))
+    params = jax.tree.map(lambda p: p + 0.5, params)
+    state = jax.vmap(optimizer.init)(params)
+    state = jax.vmap(lambda p, s: optimizer.update(jax.tree.map(jnp.ones_like, p), s, p)[1])(params, state)
+    # Run 0: layer 0 units 5, 1, 3 (1 is also replaced in layer 1, in its first chunk); run 1: nothing; run 2: 1 unit.
+    orders = (jnp.array([[5, 1, 3, 0, 2, 4], [0, 1, 2, 3, 4, 5], [2, 6, 6, 6, 6, 6]], jnp.int32),
+              jnp.array([[1, 4, 0, 2, 3, 5], [0, 1, 2, 3, 4, 5], [6, 6, 6, 6, 6, 6]], jnp.int32))
+    counts = (jnp.array([3, 0, 1]), jnp.array([2, 0, 0]))
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+
+    def one(params, state, orders, counts, key):
+        return reinit.reinitialize_units_in_order(params, state, optimizer, orders, counts, key, init_params,
+                                                  chunk_sizes=chunk_sizes)
+
+    batched = jax.jit(jax.vmap(one))(params, state, orders, counts, keys)
+    for run in range(3):
+        alone = jax.jit(one)(*jax.tree.map(lambda a: a[run], (params, state, orders, counts, keys)))
+        jax.tree.map(lambda b, a: np.testing.assert_allclose(b[run], a, rtol=1e-6), batched, alone)
+    # The chunks do not matter: one chunk of the layer's width gives the same result, fresh weights included.
+    unchunked = reinit.reinitialize_units_in_order(*jax.tree.map(lambda a: a[0], (params, state)), optimizer,
+                                                   *jax.tree.map(lambda a: a[0], (orders, counts, keys)), init_params)
+    jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[0], a), batched, unchunked)
+    new_params, new_state, masks = jax.tree.map(lambda a: a[0], batched)
+    old_params, old_state = jax.tree.map(lambda a: a[0], (params, state))
+    expected_masks = [np.isin(np.arange(width), [5, 1, 3]), np.isin(np.arange(width), [1, 4])]
+    jax.tree.map(np.testing.assert_array_equal, masks, tuple(expected_masks))
+    dense = reinit.replace_units(old_params, new_params, [jnp.asarray(m) for m in expected_masks])
+    jax.tree.map(np.testing.assert_array_equal, new_params, dense)
+    assert np.all(np.asarray(new_params['hidden_1']['kernel'])[np.ix_(expected_masks[0], expected_masks[1])] != 0)
+    for layer, mask in zip(('hidden_0', 'hidden_1'), expected_masks):  # fresh columns: new, and all different
+        columns = np.asarray(new_params[layer]['kernel'])[:, mask]
+        assert not np.any(columns == np.asarray(old_params[layer]['kernel'])[:, mask])
+        assert len(np.unique(columns[0])) == mask.sum()
+    entries = reinit.replaced_entries(old_params, [jnp.asarray(m) for m in expected_masks])
+    jax.tree.map(np.testing.assert_array_equal, new_state,
+                 reinit.reset_optimizer_state(optimizer, old_state, entries))
+    # Run 1 replaced nothing.
+    jax.tree.map(lambda b, p: np.testing.assert_array_equal(b[1], p[1]), batched[:2], (params, state))
+
+
+def random_draw_sizes(jaxpr) -> list[int]:
+    """The sizes of the random bits drawn anywhere in a (closed) jaxpr, sub-jaxprs (cond, while, pjit) included."""
+    sizes = []
+    for eqn in jaxpr.eqns:
+        if 'threefry' in eqn.primitive.name or 'random_bits' in eqn.primitive.name:
+            sizes += [int(np.prod(v.aval.shape)) for v in eqn.outvars]
+        for value in eqn.params.values():
+            for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    sizes += random_draw_sizes(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    sizes += random_draw_sizes(sub)
+    return sizes
