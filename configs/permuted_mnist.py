@@ -21,7 +21,7 @@ Variants (comma-separated after a colon, e.g. `configs/permuted_mnist.py:lr0.01`
   layernorm                  layer normalization before each hidden activation (not in the dissertation's Sec. 4.3;
                              Lyle et al. 2024 find it helps plasticity)
   online_norm                Online Normalization (Chiley et al., 2019) before each hidden activation (Sec. 4.3),
-                             forward decay alpha_f = 0.999; forward pass only (plasticity_jax/models/normalization.py)
+                             decays alpha_f = 0.999, alpha_b = 0.99 (plasticity_jax/models/normalization.py)
 
 Data: MNIST from TensorFlow Datasets, or offline from the four IDX files with `--config.data_dir=DIR` (or
 $PLASTICITY_JAX_DATA_DIR); see `plasticity_jax/data/mnist.py`.

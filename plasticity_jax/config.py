@@ -76,9 +76,10 @@ def model_config(*, width: int, depth: int, activation: str = 'relu',
     model.init_distribution = init_distribution
     model.dropout_rate = 0.0  # p: probability of zeroing each hidden unit in training (0 = no dropout).
     model.normalization = 'none'  # 'none', 'layernorm' or 'online_norm', between each hidden dense and activation.
-    # Online Normalization's forward decay alpha_f (Chiley et al., 2019); its backward decay alpha_b is not a field:
-    # the control process it drives is not implemented (see plasticity_jax/models/normalization.py).
+    # Online Normalization's forward and backward decays (Chiley et al., 2019; plasticity_jax/models/normalization.py;
+    # alpha_b = 1 switches its backward control process off).
     model.online_norm_alpha_f = ONLINE_NORM_ALPHA_F
+    model.online_norm_alpha_b = ONLINE_NORM_ALPHA_B
     return model
 
 
@@ -110,9 +111,10 @@ def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
 # method performs"; p = 0.01 was best there, almost identical to backprop, and larger p lost plasticity faster).
 DROPOUT_RATE = 0.1
 # The dissertation names Online Normalization's two decay hyperparameters but the values it used are only in the
-# legend of its Fig. 4.10 (not in the text); alpha_f = 0.999 is the default of Chiley et al.'s reference code (with
-# alpha_b = 0.99, unused here).
+# legend of its Fig. 4.10 (not in the text); alpha_f = 0.999 and alpha_b = 0.99 are the defaults of Chiley et al.'s
+# reference code.
 ONLINE_NORM_ALPHA_F = 0.999
+ONLINE_NORM_ALPHA_B = 0.99
 
 
 def model_variants(dropout_rate: float = DROPOUT_RATE,

@@ -18,6 +18,7 @@ One step of a task (everything inside `lax.scan`, no host round-trip):
 
     x, y = problem.batch(...)                                   # drawn on the device
     loss, grads = value_and_grad(learner.objective(loss_fn))    # forward pass also yields the hidden activations
+                                                                # (and the change of backward-pass state, if any)
     updates, opt_state = optimizer.update(grads, opt_state, params, key=..., grad_fn=...)
     params = optax.apply_updates(params, updates)
     learner_state, params, opt_state = after_update(...)        # e.g. continual backprop's unit replacement
@@ -119,6 +120,11 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         """Evaluation mode: no dropout randomness, no update of the model's statistics."""
         return model.apply({'params': params, **model_state}, x)
 
+    if (config.model.get('normalization') == 'online_norm' and config.model.get('online_norm_alpha_b', 1.0) < 1.0
+            and config.learner.name == 'gnp' and config.learner.get('gnp_mode', 'exact') == 'exact'):
+        raise ValueError('the exact gradient norm penalty differentiates the gradient in forward mode, which Online '
+                         "Normalization's backward control process (a custom VJP) does not support: set "
+                         "learner.gnp_mode='finite_difference' or model.online_norm_alpha_b=1.0 (no control)")
     reset = config.get('reset_at_task_start', 'none')
     if reset not in RESETS:
         raise ValueError(f'unknown reset_at_task_start {reset!r}; valid: {list(RESETS)}')
@@ -152,16 +158,27 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         batch_key, model_key, optimizer_key, after_key = jax.random.split(key, 4)
         x, y = problem.batch(data, problem_state, step, batch_key)
 
-        def loss_fn(params):
+        # Collections the backward pass updates (`models.GRADIENT_STATE_COLLECTIONS`: Online Normalization's control
+        # accumulators) are a second differentiated argument; their cotangent is their change in this step.
+        gradient_state = {name: model_state[name] for name in models.GRADIENT_STATE_COLLECTIONS if name in model_state}
+        forward_state = {name: value for name, value in model_state.items() if name not in gradient_state}
+
+        def loss_fn(params, gradient_state=gradient_state):
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
-            (outputs, hidden), new_model_state = model.apply(
-                {'params': params, **model_state}, x, rngs={'dropout': model_key}, mutable=list(model_state))
+            (outputs, hidden), new_forward_state = model.apply(
+                {'params': params, **forward_state, **gradient_state}, x, rngs={'dropout': model_key},
+                mutable=list(forward_state))
             outputs = problem.task_outputs(problem_state, outputs)
             loss = problem.loss(outputs, y)
-            return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss, model_state=new_model_state)
+            return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss,
+                                     model_state={**new_forward_state, **gradient_state})
 
         objective = learner.objective(loss_fn)
-        (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        (_, forward), (grads, gradient_state_change) = jax.value_and_grad(
+            lambda p, g: learner.objective(lambda q: loss_fn(q, g))(p), argnums=(0, 1), has_aux=True)(
+                params, gradient_state)
+        forward = forward._replace(model_state={
+            **forward.model_state, **jax.tree.map(jnp.add, gradient_state, gradient_state_change)})
         updates, opt_state = learner.optimizer.update(
             grads, opt_state, params, key=optimizer_key,
             grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=step / active_steps)

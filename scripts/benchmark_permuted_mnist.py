@@ -33,6 +33,7 @@ benchmark stays within about 10 minutes on a 2-core CPU. `--examples_per_task=N`
     pip install -e .[bench]          # torch, for the baseline
     python scripts/benchmark_permuted_mnist.py --data_dir=../shared/data
     python scripts/benchmark_permuted_mnist.py --widths=100 --seeds=1,8 --no-torch --out=/tmp/bench.json
+    python scripts/benchmark_permuted_mnist.py --learner=cbp --no-torch      # another learner's cost
 
 Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else TensorFlow Datasets). Figures from a
 machine shared with other work are noisy: run it more than once.
@@ -92,6 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='torch.set_num_threads values to try (default: 1 and the usable cores)')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
                         '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+    parser.add_argument('--learner', default='backprop',
+                        help='learner of the JAX program (a `configs/permuted_mnist.py` learner variant, with its '
+                        'defaults: cbp, redo, shrink_perturb, ...; default backprop). The PyTorch loop is backprop.')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 
@@ -113,8 +117,8 @@ def load_config_module():
 
 
 def make_config(width: int, seeds: int, steps: int, args: argparse.Namespace):
-    """configs/permuted_mnist.py (backprop, SGD 0.003, batch 1, depth 3, ReLU, Kaiming normal) at one point."""
-    config = load_config_module().get_config()
+    """configs/permuted_mnist.py (`--learner`, SGD 0.003, batch 1, depth 3, ReLU, Kaiming normal) at one point."""
+    config = load_config_module().get_config(args.learner)
     config.model.width = width
     config.model.depth = DEPTH
     config.learner.optimizer = 'sgd'
@@ -323,7 +327,7 @@ def main(argv=None) -> dict:
     print('Machine:')
     for key, value in info.items():
         print(f'  {key}: {value}')
-    print(f'Settings: depth {DEPTH}, SGD {STEP_SIZE}, batch 1, probe_size {args.probe_size}, '
+    print(f'Settings: learner {args.learner}, depth {DEPTH}, SGD {STEP_SIZE}, batch 1, probe_size {args.probe_size}, '
           f'test_images {args.test_images}, repeats {args.repeats}', flush=True)
     results = {'date': datetime.date.today().isoformat(), 'machine': info, 'args': vars(args), 'torch': [],
                'jax': []}

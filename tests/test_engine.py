@@ -323,3 +323,32 @@ def test_network_reset_makes_a_task_independent_of_the_past(monkeypatch):
 def test_unknown_reset_is_refused():
     with pytest.raises(ValueError, match="unknown reset_at_task_start 'all'.*'network'"):
         engine.make_train(small_scr(reset_at_task_start='all'))
+
+
+def test_online_norm_control_state_advances_with_the_backward_pass():
+    """Online Normalization's control accumulator e^(1) (`u`) is the sum of the gradients the backward pass sent
+    below the norm (Eq. 12b). With plain SGD the dense layer's bias under the norm moves by -step size times that
+    same sum, so after a task bias_end - bias_start = -lr u_end exactly (u starts at 0): the engine advanced the
+    state with each step's backward pass, once per step."""
+    config = small_scr(num_tasks=1, **{'model.normalization': 'online_norm', 'model.online_norm_alpha_b': 0.5,
+                                       'problem.examples_per_task': 200})
+    assert config.learner.optimizer == 'sgd' and config.learner.name == 'backprop'
+    train = engine.make_train(config)
+    initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    final, _ = engine.make_vmapped(train)(initial, 1)
+    control = final.model_state['online_norm_control']['norm_0']
+    assert np.count_nonzero(control['u']) > control['u'].size // 2 and np.count_nonzero(control['v']) > 0
+    moved = np.asarray(final.params['hidden_0']['bias'] - initial.params['hidden_0']['bias'])
+    np.testing.assert_allclose(moved, -config.learner.step_size * np.asarray(control['u']), rtol=1e-4, atol=1e-7)
+    # alpha_b = 1 (no control process): no accumulators, and other params than with the control.
+    config.model.online_norm_alpha_b = 1.0
+    plain = engine.make_train(config)
+    plain_final, _ = engine.make_vmapped(plain)(jax.jit(jax.vmap(plain.init))(engine.seed_keys(config)), 1)
+    assert 'online_norm_control' not in plain_final.model_state
+    assert not np.allclose(plain_final.params['hidden_0']['kernel'], final.params['hidden_0']['kernel'])
+
+
+def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
+    config = small_scr(**{'model.normalization': 'online_norm', 'learner.name': 'gnp'})
+    with pytest.raises(ValueError, match="gnp_mode='finite_difference' or model.online_norm_alpha_b=1.0"):
+        engine.make_train(config)

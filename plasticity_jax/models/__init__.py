@@ -3,7 +3,7 @@
 from plasticity_jax.models.convnet import ConvNet
 from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
-from plasticity_jax.models.normalization import OnlineNorm, online_norm_forward
+from plasticity_jax.models.normalization import GRADIENT_STATE_COLLECTIONS, OnlineNorm, online_norm_forward
 from plasticity_jax.models.resnet import ResNet18
 
 import flax.linen as nn
@@ -25,11 +25,11 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
         return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width))
     if config.name != 'mlp':
         raise ValueError(f'unknown model.name {config.name!r}; valid: {list(MODEL_NAMES)}')
-    optional = {field: config[field] for field in ('dropout_rate', 'normalization', 'online_norm_alpha_f')
-                if field in config}
+    optional = {field: config[field] for field in ('dropout_rate', 'normalization', 'online_norm_alpha_f',
+                                                   'online_norm_alpha_b') if field in config}
     return MLP(width=config.width, depth=config.depth, num_outputs=num_outputs, activation=config.activation,
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'FanInScaling', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
+__all__ = ['ACTIVATIONS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
            'kaiming_init', 'make_model', 'online_norm_forward']

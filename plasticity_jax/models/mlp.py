@@ -14,8 +14,9 @@ Optional pieces, off by default (Dohare's dissertation, Secs. 2.2 and 4.3, evalu
 normalization on Online Permuted MNIST; layer normalization is not among its methods):
 
 * `normalization`: 'layernorm' (Ba et al., 2016; flax `nn.LayerNorm`, eps 1e-5 as PyTorch, learnable scale and
-  bias) or 'online_norm' (Chiley et al., 2019; `normalization.OnlineNorm`, running statistics in the collection
-  'online_norm'), placed in every hidden layer between the dense layer and the activation:
+  bias) or 'online_norm' (Chiley et al., 2019; `normalization.OnlineNorm` with decays `online_norm_alpha_f` and
+  `online_norm_alpha_b`, running statistics in the collection 'online_norm', the backward pass's control
+  accumulators in 'online_norm_control'), placed in every hidden layer between the dense layer and the activation:
   dense -> norm -> activation, as batch normalisation is placed by Ioffe & Szegedy (2015) and as Chiley et al.'s
   fully connected experiments place Online Normalization (the dissertation notes there is no consensus). The
   output layer is not normalised. The dense layers keep their bias, so every learner sees the same
@@ -43,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.models.initializers import kaiming_init
-from plasticity_jax.models.normalization import DEFAULT_ALPHA_F, OnlineNorm
+from plasticity_jax.models.normalization import DEFAULT_ALPHA_B, DEFAULT_ALPHA_F, OnlineNorm
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
@@ -93,6 +94,7 @@ class MLP(nn.Module):
     dropout_rate: float = 0.0
     normalization: str = 'none'
     online_norm_alpha_f: float = DEFAULT_ALPHA_F
+    online_norm_alpha_b: float = DEFAULT_ALPHA_B
 
     def _check(self) -> None:
         check_activation(self.activation)
@@ -105,7 +107,8 @@ class MLP(nn.Module):
         if self.normalization == 'layernorm':
             return nn.LayerNorm(epsilon=NORM_EPSILON, name=f'norm_{layer}')(x)
         if self.normalization == 'online_norm':
-            return OnlineNorm(alpha_f=self.online_norm_alpha_f, epsilon=NORM_EPSILON, name=f'norm_{layer}')(x)
+            return OnlineNorm(alpha_f=self.online_norm_alpha_f, alpha_b=self.online_norm_alpha_b, epsilon=NORM_EPSILON,
+                              name=f'norm_{layer}')(x)
         return x
 
     @nn.compact

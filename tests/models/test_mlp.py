@@ -179,7 +179,8 @@ def test_model_fields_of_the_configs_and_their_variants():
         assert (model.dropout_rate, model.normalization) == (0.1, 'none')  # dissertation Sec. 4.3, Fig. 4.8
         assert make_model(load_config(name, 'layernorm').model, num_outputs=1).normalization == 'layernorm'
         model = make_model(load_config(name, 'online_norm,dropout').model, num_outputs=1)
-        assert (model.normalization, model.online_norm_alpha_f, model.dropout_rate) == ('online_norm', 0.999, 0.1)
+        assert (model.normalization, model.online_norm_alpha_f, model.online_norm_alpha_b, model.dropout_rate) == (
+            'online_norm', 0.999, 0.99, 0.1)
     # A model section written before these fields existed still builds, with both off.
     old = ml_collections.ConfigDict({'name': 'mlp', 'width': 3, 'depth': 1, 'activation': 'relu',
                                      'init_distribution': 'normal'})
