@@ -53,6 +53,8 @@ METRICS_FILE = 'metrics.npz'
 CHECKPOINT_DIR = 'checkpoints'
 # In the parent workdir of a structural sweep (`run_programs`): its whole config; each program has its own workdir.
 SWEEP_CONFIG_FILE = 'sweep_config.json'
+# fold_in index of a step's key for the learner's auxiliary batch (apart from the step's four split keys).
+AUXILIARY_BATCH_STREAM = 4
 
 
 class RunState(NamedTuple):
@@ -163,15 +165,23 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
         gradient_state = {name: model_state[name] for name in models.GRADIENT_STATE_COLLECTIONS if name in model_state}
         forward_state = {name: value for name, value in model_state.items() if name not in gradient_state}
 
+        auxiliary_x = None
+        if learner.auxiliary_batch_size:
+            auxiliary_x = problem.sample_inputs(data, problem_state, jax.random.fold_in(key, AUXILIARY_BATCH_STREAM),
+                                                learner.auxiliary_batch_size)
+
         def loss_fn(params, gradient_state=gradient_state):
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
+            variables = {'params': params, **forward_state, **gradient_state}
             (outputs, hidden), new_forward_state = model.apply(
-                {'params': params, **forward_state, **gradient_state}, x, rngs={'dropout': model_key},
-                mutable=list(forward_state))
+                variables, x, rngs={'dropout': model_key}, mutable=list(forward_state))
             outputs = problem.task_outputs(problem_state, outputs)
             loss = problem.loss(outputs, y)
+            # The auxiliary batch in evaluation mode: it leaves the model's statistics alone.
+            auxiliary_hidden = None if auxiliary_x is None else model.apply(variables, auxiliary_x)[1]
             return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss,
-                                     model_state={**new_forward_state, **gradient_state})
+                                     model_state={**new_forward_state, **gradient_state},
+                                     auxiliary_hidden=auxiliary_hidden)
 
         objective = learner.objective(loss_fn)
         (_, forward), (grads, gradient_state_change) = jax.value_and_grad(

@@ -14,6 +14,10 @@ A learner is three pure pieces, each written for ONE run (the engine vmaps them 
    `loss_fn(params) -> (loss, ForwardPass)`; the default objective returns it unchanged.
 3. `after_update`: a routine run after the optimizer's update that may rewrite params and optimizer state given the
    step's hidden activations (continual backprop, ReDo), with its own state in the run state.
+
+A learner may also ask for an auxiliary batch (`auxiliary_batch_size`): examples of the current task drawn at every
+step besides the training batch, whose hidden activations the loss function computes too (L2-ER computes its rank
+term on such a batch, as its authors' code does in batch-size-1 streams).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class ForwardPass(NamedTuple):
     hidden: tuple[jax.Array, ...]  # one (batch, width) array per hidden layer, after the activation
     loss: jax.Array  # the problem's loss, before any learner term
     model_state: Any  # the model's non-parameter collections after this pass (e.g. normalisation statistics)
+    # The hidden activations on the step's auxiliary batch (`Learner.auxiliary_batch_size` examples of the current
+    # task, evaluation mode, differentiable w.r.t. the params); None when the learner asks for none.
+    auxiliary_hidden: tuple[jax.Array, ...] | None = None
 
 
 LossFn = Callable[[Params], tuple[jax.Array, ForwardPass]]
@@ -68,6 +75,9 @@ class Learner(NamedTuple):
     optimizer: optax.GradientTransformationExtraArgs
     objective: Callable[[LossFn], LossFn] = identity_objective
     after_update: AfterUpdate = identity_after_update()
+    # > 0: at every step the engine also draws this many inputs of the current task (`Problem.sample_inputs`) and
+    # gives their hidden activations to the objective (`ForwardPass.auxiliary_hidden`; L2-ER's rank batch).
+    auxiliary_batch_size: int = 0
 
 
 def make_learner_with(optimizer: optax.GradientTransformation, **hooks) -> Learner:

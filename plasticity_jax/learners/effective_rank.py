@@ -21,12 +21,15 @@ eigenvalues are computed from the smaller of C (width x width) and the Gram matr
 eigenvalues), and differentiated with the symmetric-eigenvalue rule dlambda_i = v_i^T dC v_i (no eigenvector
 derivative, so repeated or zero eigenvalues give finite gradients).
 
-BATCH SIZE 1. The covariance of one example, a a^T, has rank 1: its erank is exactly 1 whatever theta is, so R has
-zero gradient and L2-ER reduces to L2 in batch-size-1 streams (both problems' default). We use the step's batch
-(choice): the erank term acts only with `problem.batch_size > 1`; a warning is logged when the objective is traced
-with batch size 1. A running covariance estimate (EMA of a a^T across steps, differentiated through the current
-batch only) would need the learner's state inside the objective hook, which the engine's interface does not give
-(`objective(loss_fn)` sees only the parameters); see the report of the issue "Learner zoo".
+THE RANK BATCH. The features A_l come from a batch of `rank_batch_size` examples of the current task drawn
+uniformly at random at every step, apart from the training batch (the engine's auxiliary batch,
+`Learner.auxiliary_batch_size`; the network in evaluation mode on it, differentiated w.r.t. the params). The
+authors' Online Permuted MNIST configs train with batch size 1 and set `er_batch: 100` for the rank step: the
+covariance of one example, a a^T, has rank 1 and erank exactly 1 whatever theta is, so a rank term on the training
+batch alone would have zero gradient there. Which 100 examples their loop takes is not in their released code
+(choice: a fresh uniform sample of the current task's training examples at every step). `rank_batch_size = 0`
+computes the term on the training batch instead (then it acts only with `problem.batch_size > 1`, and a warning is
+logged when the objective is traced with batch size 1).
 
 `l2_er_mode`: 'objective' (default): the poster's joint objective above, one gradient step on it per step.
 'alternating': the authors' code (github.com/KevinGuo27/ReAI-loss-of-plasticity, lop/algos/er.py: a task-loss SGD
@@ -37,11 +40,12 @@ streams share its moments). The engine's objective hook cannot see the step, so 
 gradients itself: the learner's objective hook and its optimizer share a trace-time switch (`TermSwitch`) that
 selects which terms the objective includes while the optimizer calls `grad_fn`; both gradients are computed every
 step and the step parity (a counter in the optimizer state) picks one. The authors compute their rank step on a
-separate batch of er_batch = 100 examples; here it uses the step's batch (see BATCH SIZE 1 above).
+separate batch of er_batch = 100 examples, as here (THE RANK BATCH above).
 
 Defaults (config variant `l2_er`), the authors' Online Permuted MNIST configs (lop/permuted_mnist/cfg/task800/erowd/
-std_net.json: SGD, step size 0.01, weight_decay 1e-3, er_coeff 0.01): weight_decay = 1e-3 and erank_coef = 0.01
-(we read er_coeff as the coefficient of the rank term; the config does not say). erank_layers = 'sum'.
+std_net.json: SGD, step size 0.01, weight_decay 1e-3, er_coeff 0.01, er_batch 100): weight_decay = 1e-3,
+erank_coef = 0.01 (we read er_coeff as the coefficient of the rank term; the config does not say) and
+rank_batch_size = 100. erank_layers = 'sum'.
 
 `weight_decay` is an `optax.inject_hyperparams` array in the optimizer state; `erank_coef` is a closed-over Python
 float (the objective hook has no state), so sweeping it needs one compilation per value.
@@ -61,7 +65,8 @@ from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.learners.base import Learner, LossFn, make_learner_with
 from plasticity_jax.learners.weight_decay import add_l2, field
 
-DEFAULTS = {'weight_decay': 1e-3, 'erank_coef': 0.01, 'erank_layers': 'sum', 'l2_er_mode': 'objective'}
+DEFAULTS = {'weight_decay': 1e-3, 'erank_coef': 0.01, 'erank_layers': 'sum', 'l2_er_mode': 'objective',
+            'rank_batch_size': 100}
 ERANK_LAYERS = ('sum', 'per_layer')
 L2_ER_MODES = ('objective', 'alternating')
 LOG_EPS = 1e-8  # The authors' code: entropy = -sum p log(p + 1e-8).
@@ -137,7 +142,8 @@ class TermSwitch:
 
 
 def erank_objective(coef: float, layers: str = 'sum', switch: TermSwitch | None = None):
-    """The objective hook: loss_fn -> (loss - coef * R(features), forward) (terms selected by `switch`)."""
+    """The objective hook: loss_fn -> (loss - coef * R(features), forward) (terms selected by `switch`); the features
+    are those of the auxiliary batch when the loss function has one, else the training batch's."""
 
     def objective(loss_fn: LossFn) -> LossFn:
         def penalised(params):
@@ -145,10 +151,11 @@ def erank_objective(coef: float, layers: str = 'sum', switch: TermSwitch | None 
             terms = switch.terms if switch is not None else 'both'
             if not forward.hidden or terms == 'task':
                 return loss, forward
-            if forward.hidden[0].shape[0] == 1:
-                logging.warning('L2-ER: batch size 1, so the rank term erank(a a^T) = 1 has zero gradient; only the '
-                                'L2 part acts (use problem.batch_size > 1).')
-            rank_term = -coef * feature_erank(forward.hidden, layers)
+            features = forward.hidden if forward.auxiliary_hidden is None else forward.auxiliary_hidden
+            if features[0].shape[0] == 1:
+                logging.warning('L2-ER: a rank batch of 1 example, so the rank term erank(a a^T) = 1 has zero '
+                                'gradient; only the L2 part acts (set learner.rank_batch_size > 1).')
+            rank_term = -coef * feature_erank(features, layers)
             return (rank_term if terms == 'rank' else loss + rank_term), forward
         return penalised
 
@@ -187,9 +194,13 @@ def make_l2_er(config: ml_collections.ConfigDict, init_params) -> Learner:
     if layers not in ERANK_LAYERS:
         raise ValueError(f'unknown erank_layers {layers!r}; valid: {list(ERANK_LAYERS)}')
     coef = float(field(config, 'erank_coef', DEFAULTS))
+    rank_batch_size = int(field(config, 'rank_batch_size', DEFAULTS))
+    if rank_batch_size < 0:
+        raise ValueError(f'rank_batch_size must be >= 0 (0: the training batch), got {rank_batch_size}')
     decay = optax.inject_hyperparams(add_l2)(weight_decay=field(config, 'weight_decay', DEFAULTS))
     if mode == 'objective':
-        return make_learner_with(optax.chain(decay, make_optimizer(config)), objective=erank_objective(coef, layers))
+        return make_learner_with(optax.chain(decay, make_optimizer(config)), objective=erank_objective(coef, layers),
+                                 auxiliary_batch_size=rank_batch_size)
     switch = TermSwitch()
     return make_learner_with(optax.chain(alternate_task_and_rank(switch), decay, make_optimizer(config)),
-                             objective=erank_objective(coef, layers, switch))
+                             objective=erank_objective(coef, layers, switch), auxiliary_batch_size=rank_batch_size)

@@ -79,6 +79,11 @@ class Problem:
     def probe(self, data: Any, state: Any, key: jax.Array) -> jax.Array:
         raise NotImplementedError
 
+    def sample_inputs(self, data: Any, state: Any, key: jax.Array, size: int) -> jax.Array:
+        """`size` inputs of the current task drawn uniformly at random (with replacement) with `key`: the extra
+        batch a learner may ask for at every step (`learners.Learner.auxiliary_batch_size`)."""
+        raise NotImplementedError
+
     def evaluate(self, data: Any, state: Any, predict: Predict) -> dict[str, jax.Array]:
         return {}
 

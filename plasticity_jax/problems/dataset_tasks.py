@@ -230,6 +230,10 @@ class DatasetTasks(Problem):
         ranks = shuffle.permute(jax.random.fold_in(state['epoch_key'], 0), num_examples, positions)
         return self._inputs(data['train_x'][self._lookup(data, state, 'train', ranks)[0]])
 
+    def sample_inputs(self, data, state, key, size):
+        ranks = jax.random.randint(key, (size,), 0, self._num_examples(data, state, 'train'))
+        return self._inputs(data['train_x'][self._lookup(data, state, 'train', ranks)[0]])
+
     def task_outputs(self, state, outputs):
         return jnp.where(state['output_mask'], outputs, HIDDEN_LOGIT)
 

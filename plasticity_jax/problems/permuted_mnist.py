@@ -71,6 +71,10 @@ class PermutedMNIST(Problem):
         index = state['example_order'][:self.probe_size]
         return self._inputs(data['train_x'][index], state)
 
+    def sample_inputs(self, data, state, key, size):
+        index = jax.random.randint(key, (size,), 0, data['train_x'].shape[0])
+        return self._inputs(data['train_x'][index], state)
+
     def evaluate(self, data, state, predict: Predict):
         num_test = data['test_x'].shape[0]
         chunks = -(-num_test // EVAL_CHUNK)

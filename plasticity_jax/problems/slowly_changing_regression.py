@@ -97,5 +97,8 @@ class SlowlyChangingRegression(Problem):
         return x, self.target(state, x)
 
     def probe(self, data, state, key):
+        return self.sample_inputs(data, state, key, self.probe_size)
+
+    def sample_inputs(self, data, state, key, size):
         del data
-        return self._inputs(state, key, self.probe_size)
+        return self._inputs(state, key, size)

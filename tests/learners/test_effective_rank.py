@@ -1,6 +1,7 @@
 """L2-ER: the feature effective rank term (values, gradients, batch size 1), the objective and alternating modes."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -74,7 +75,7 @@ def test_batch_size_one_has_erank_one_and_zero_gradient(caplog):
     learner = learners.make_learner(learner_config(), None)
     with caplog.at_level('WARNING'):
         learner.objective(loss_fn_for(X[:1], Y[:1]))(PARAMS)
-    assert 'batch size 1' in caplog.text
+    assert 'a rank batch of 1 example' in caplog.text
 
 
 def learner_config(**fields):
@@ -150,3 +151,42 @@ def test_config_variant_runs_through_the_engine_with_minibatches(tmp_path):
     config.problem.examples_per_task, config.problem.batch_size, config.metrics.probe_size = 200, 4, 32
     metrics = engine.run(config, str(tmp_path), progress=False)
     assert np.all(np.isfinite(metrics['online_mse'])) and np.all(metrics['nonfinite_steps'] == 0)
+
+
+def test_rank_term_uses_the_auxiliary_batch_when_the_loss_function_has_one():
+    aux_x = jax.random.normal(jax.random.PRNGKey(7), (5, 3))
+
+    def with_auxiliary(params):
+        loss, forward = LOSS_FN(params)
+        return loss, forward._replace(auxiliary_hidden=loss_fn_for(aux_x, Y[:5])(params)[1].hidden)
+
+    config = ml_collections.ConfigDict({'name': 'l2_er', 'optimizer': 'sgd', 'step_size': 0.1, 'momentum': 0.0})
+    learner = learners.make_learner(config, None)
+    assert learner.auxiliary_batch_size == 100  # the authors' er_batch
+    penalised, _ = learner.objective(with_auxiliary)(PARAMS)
+    aux_hidden = loss_fn_for(aux_x, Y[:5])(PARAMS)[1].hidden
+    want = float(LOSS_FN(PARAMS)[0]) - 0.01 * float(feature_erank(aux_hidden))
+    assert float(penalised) == pytest.approx(want, rel=1e-5)
+    config.rank_batch_size = 0
+    assert learners.make_learner(config, None).auxiliary_batch_size == 0
+    config.rank_batch_size = -1
+    with pytest.raises(ValueError, match='rank_batch_size'):
+        learners.make_learner(config, None)
+
+
+def test_with_a_rank_batch_l2_er_differs_from_l2_in_a_batch_size_one_stream():
+    """Slowly-Changing Regression trains with batch size 1: without a rank batch L2-ER is exactly L2 (the rank of
+    one example's a a^T is 1), with the default rank batch of 100 examples its rank term moves the params."""
+    def final_params(**learner_fields):
+        config = load_config('slowly_changing_regression.py', 'l2_er')
+        config.num_seeds, config.num_tasks, config.problem.examples_per_task = 1, 1, 50
+        config.learner.update(learner_fields)
+        train = engine.make_train(config)
+        state, _ = engine.make_vmapped(train)(jax.vmap(train.init)(engine.seed_keys(config)), 1)
+        return jax.flatten_util.ravel_pytree(state.params)[0]
+
+    with_rank_batch = final_params()
+    on_the_training_batch = final_params(rank_batch_size=0)
+    plain_l2 = final_params(rank_batch_size=0, erank_coef=0.0)
+    np.testing.assert_allclose(on_the_training_batch, plain_l2, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(with_rank_batch, plain_l2, rtol=1e-4, atol=1e-6)

@@ -51,6 +51,14 @@ def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the
     assert orders[0] != orders[1]
 
 
+def test_sample_inputs_draw_the_task_examples_only_and_cover_them():
+    problem, data = make('all_pairs')
+    state = start(problem, data, 1)
+    task_classes = np.asarray(state['classes'])
+    drawn = indices(problem.sample_inputs(data, state, jax.random.key(3), 200))
+    np.testing.assert_array_equal(np.unique(drawn), np.nonzero(np.isin(TRAIN_LABELS, task_classes))[0])
+
+
 def test_each_epoch_presents_every_example_of_the_task_once_in_a_new_order():
     problem, data = make('all_pairs', epochs=3, batch_size=4)
     state = start(problem, data, 0)

@@ -185,6 +185,18 @@ def test_probe_is_probe_size_permuted_images_of_the_task(data, raw, task):
     assert not np.allclose(probe, raw['train_x'][order[:32]] / 255.0)
 
 
+def test_sample_inputs_are_random_permuted_images_of_the_task(data, raw, task):
+    problem = _problem()
+    state, perm, _ = task
+    task_images = {image.tobytes() for image in raw['train_x'][:, perm].astype(np.uint8)}
+    samples = [np.asarray(problem.sample_inputs(data, state, jax.random.key(k), 50)) for k in (0, 1)]
+    for sample in samples:
+        assert sample.shape == (50, NUM_PIXELS) and sample.min() >= 0 and sample.max() <= 1
+        # every row is one of the task's permuted training images
+        assert all(np.rint(row * 255).astype(np.uint8).tobytes() in task_images for row in sample)
+    assert not np.array_equal(samples[0], samples[1])
+
+
 # ----------------------------------------------------------------- evaluate (on small fake datasets)
 
 
