@@ -17,6 +17,7 @@ activation, learner, ...; see `sweeps`) as one such program per combination of t
 One step of a task (everything inside `lax.scan`, no host round-trip):
 
     x, y = problem.batch(...)                                   # drawn on the device
+    x_aux = problem.sample_inputs(...)                          # only if the learner asks (L2-ER's rank batch)
     loss, grads = value_and_grad(learner.objective(loss_fn))    # forward pass also yields the hidden activations
                                                                 # (and the change of backward-pass state, if any)
     updates, opt_state = optimizer.update(grads, opt_state, params, key=..., grad_fn=...)
