@@ -18,8 +18,8 @@ test accuracy of the first and last bins of tasks, the change per task (mean +- 
     python scripts/reproduce_sharpness.py --problems=pairwise_mnist --num_seeds=10 ...   # the paper's seeds
 
 Defaults are what a 2-core CPU runs in about 80 minutes (measured under load, below): 5 seeds, step sizes 0.01 and
-0.1, rho 0.05, lambda 0.04 (the configs' defaults), the 45 pairwise tasks and the first 10 Permuted MNIST tasks (3 epochs each). The measured
-outcome is recorded in README.md ("More problems, measured on a CPU").
+0.1, rho 0.05, lambda 0.04 (the configs' defaults), the 45 pairwise tasks and the first 10 Permuted MNIST tasks (3
+epochs each). The measured outcome is recorded in README.md ("More problems, measured on a CPU").
 
 Measured (2-core CPU shared with other jobs, 2026-11-21, the default command), pairwise MNIST, change per task
 (mean +- s.e. over 5 seeds) at step size 0.01 / 0.1:
