@@ -13,8 +13,8 @@ Variants (comma-separated after a colon, e.g. `configs/slowly_changing_regressio
   adam                       Adam with step size 0.001 (variants apply left to right: `adam,lr0.01` is Adam at 0.01)
   redraw_all                 redraw all 15 flipping bits at each switch, as the papers' code does by default
   dropout, layernorm, online_norm   Dropout (p = 0.1), layer normalization, Online Normalization (decays 0.999
-                             and 0.99) in the hidden layer: the Permuted MNIST settings of the dissertation's Sec. 4.3; the
-                             papers do not run them on this problem
+                             and 0.99) in the hidden layer: the Permuted MNIST settings of the dissertation's
+                             Sec. 4.3; the papers do not run them on this problem
 
 Expected: 7-15 s on a 2-core CPU for 4 seeds, about 25 s for 30 (measured 2026-11-20, see BENCHMARKS.md). With SGD 0.01 and ReLU, the
 per-task MSE first falls, then rises again over the 100 tasks as units die and plasticity is lost (the papers'

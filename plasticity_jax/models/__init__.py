@@ -31,5 +31,5 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18',
-           'kaiming_init', 'make_model', 'online_norm_forward']
+__all__ = ['ACTIVATIONS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES',
+           'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18', 'kaiming_init', 'make_model', 'online_norm_forward']

@@ -77,7 +77,8 @@ def online_norm_statistics(x: jax.Array, mean: jax.Array, var: jax.Array, alpha_
     def step(stats, row):
         m, v = stats
         delta = row - m
-        return (m + (1.0 - alpha_f) * delta, alpha_f * v + alpha_f * (1.0 - alpha_f) * delta**2), (m, jnp.sqrt(v + epsilon))
+        new_stats = (m + (1.0 - alpha_f) * delta, alpha_f * v + alpha_f * (1.0 - alpha_f) * delta**2)
+        return new_stats, (m, jnp.sqrt(v + epsilon))
 
     x, mean, var = jax.lax.stop_gradient((x, mean, var))
     (mean, var), (centers, scales) = jax.lax.scan(step, (mean, var), x)
