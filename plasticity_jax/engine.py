@@ -171,7 +171,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
             auxiliary_x = problem.sample_inputs(data, problem_state, jax.random.fold_in(key, AUXILIARY_BATCH_STREAM),
                                                 learner.auxiliary_batch_size)
 
-        def loss_fn(params, gradient_state=gradient_state):
+        def loss_fn(params, gradient_state):
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
             variables = {'params': params, **forward_state, **gradient_state}
             (outputs, hidden), new_forward_state = model.apply(
@@ -184,15 +184,17 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
                                      model_state={**new_forward_state, **gradient_state},
                                      auxiliary_hidden=auxiliary_hidden)
 
-        objective = learner.objective(loss_fn)
+        def objective(params, gradient_state):
+            return learner.objective(lambda p: loss_fn(p, gradient_state))(params)
+
         (_, forward), (grads, gradient_state_change) = jax.value_and_grad(
-            lambda p, g: learner.objective(lambda q: loss_fn(q, g))(p), argnums=(0, 1), has_aux=True)(
-                params, gradient_state)
+            objective, argnums=(0, 1), has_aux=True)(params, gradient_state)
         forward = forward._replace(model_state={
             **forward.model_state, **jax.tree.map(jnp.add, gradient_state, gradient_state_change)})
         updates, opt_state = learner.optimizer.update(
             grads, opt_state, params, key=optimizer_key,
-            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=step / active_steps)
+            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p, gradient_state)[0],
+            task_progress=step / active_steps)
         params = optax.apply_updates(params, updates)
         learner_state, params, opt_state = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))

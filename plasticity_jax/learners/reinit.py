@@ -13,9 +13,9 @@ every such learner:
 - `make_unit_reset_optimizer`: backprop's optimizer, except that Adam keeps a step count per element
   (`learners.adam_counts`), so that the bias correction of a fresh unit's weights starts again at step 1.
 
-`replace_units`, `replaced_entries` and `reset_optimizer_state` state this rewrite densely, for one (width,) bool
-mask per hidden layer and a full fresh network `fresh_params` whose columns are copied: the definition (and the
-reference of the tests). What the learners run costs what the replaced units need instead of a network per step:
+The rewrite is stated densely (one (width,) bool mask per hidden layer, the columns copied from a full fresh
+network) in the tests' reference, tests/learners/dense_reinit.py. What the learners run costs what the replaced units
+need instead of a network per step:
 
 - Unit lists. `units[l]` is a fixed-size (k,) int32 array of unit indices of hidden layer l; an index equal to the
   layer's width means "no unit". `replace_units_at` and `reset_optimizer_state_at` write exactly those columns,
@@ -25,7 +25,7 @@ reference of the tests). What the learners run costs what the replaced units nee
   `init_params` abstractly (`jax.eval_shape`, nothing computed) under `flax.linen.intercept_methods`, and keeps
   those that declare themselves `models.FanInScaling` (the MLP's Kaiming initialiser): i.i.d. entries with a
   scale that depends on fan_in only, so a column drawn as a (fan_in, 1) kernel has exactly the distribution of a
-  column of the full (fan_in, width) kernel that `replace_units` would copy. Each
+  column of a full fresh (fan_in, width) kernel. Each
   column has its own key, from the step's key, the layer and the unit's place in the step's replacement order,
   so the result does not depend on how the units are chunked (below). For any other initialiser, or an
   `init_params` that is not a flax model, the full `init_params(key)` is drawn and its columns gathered: the same
@@ -46,8 +46,8 @@ reference of the tests). What the learners run costs what the replaced units nee
 
 Everything works on fixed shapes: masks are (width,) booleans and unit lists have a fixed length, so the number of
 replaced units may depend on the data while no shape does; all functions are jittable and vmappable.
-`lowest_scores_mask` / `lowest_scores_order` pick the k lowest scores among eligible units with a traced k, by a
-sort.
+`lowest_scores_order` orders the eligible units by score (a sort), so that its first k, for a traced k, are the k
+lowest (`first_units_mask`).
 
 Layers: `mlp_unit_layers(params)` lists, for the MLP's naming (`hidden_0 ... hidden_{d-1}`, `output`), each hidden
 layer's (incoming layer, outgoing layer) names; a unit of hidden layer l is column l of `hidden_l/kernel` (+ its
@@ -99,41 +99,6 @@ def resolve_layers(params: Params, layers: UnitLayers | None) -> UnitLayers:
 def with_param(params: Params, layer: str, field: str, value: jax.Array) -> Params:
     """A copy of the (nested dict) params with `params[layer][field] = value`."""
     return {**params, layer: {**params[layer], field: value}}
-
-
-def replace_units(params: Params, fresh_params: Params, masks: Sequence[jax.Array],
-                  layers: UnitLayers | None = None) -> Params:
-    """Re-initialises the units where `masks[l]` (one (width,) bool per hidden layer) is true: incoming kernel
-    columns from `fresh_params`, incoming bias 0, outgoing kernel rows 0. Every other parameter is kept."""
-    layers = resolve_layers(params, layers)
-    if len(masks) != len(layers):
-        raise ValueError(f'got {len(masks)} masks for {len(layers)} hidden layers')
-    for (incoming, outgoing), mask in zip(layers, masks):
-        params = with_param(params, incoming, 'kernel',
-                      jnp.where(mask[None, :], fresh_params[incoming]['kernel'], params[incoming]['kernel']))
-        params = with_param(params, incoming, 'bias', jnp.where(mask, 0.0, params[incoming]['bias']))
-        params = with_param(params, outgoing, 'kernel', jnp.where(mask[:, None], 0.0, params[outgoing]['kernel']))
-    return params
-
-
-def replaced_entries(params: Params, masks: Sequence[jax.Array], layers: UnitLayers | None = None) -> Params:
-    """A bool tree shaped like `params`: true at every entry `replace_units` rewrites for these masks."""
-    layers = resolve_layers(params, layers)
-    entries = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), bool), params)
-    for (incoming, outgoing), mask in zip(layers, masks):
-        entries = with_param(entries, incoming, 'kernel', entries[incoming]['kernel'] | mask[None, :])
-        entries = with_param(entries, incoming, 'bias', entries[incoming]['bias'] | mask)
-        entries = with_param(entries, outgoing, 'kernel', entries[outgoing]['kernel'] | mask[:, None])
-    return entries
-
-
-def reset_optimizer_state(optimizer: optax.GradientTransformation | Callable, opt_state: Any,
-                          entries: Params) -> Any:
-    """Zeroes, in every params-shaped leaf of `opt_state` (momentum, moments, per-element counts), the entries
-    where `entries` is true. `optimizer` (or its `init`) is what `optax.tree_utils.tree_map_params` needs to find
-    those leaves."""
-    return optax.tree_utils.tree_map_params(
-        optimizer, lambda leaf, reset: jnp.where(reset, jnp.zeros_like(leaf), leaf), opt_state, entries)
 
 
 @jax.custom_batching.custom_vmap
@@ -216,7 +181,7 @@ def set_slices(array: jax.Array, axis: int, units: jax.Array, values: jax.Array 
 def replace_units_at(params: Params, fresh_columns: Sequence[jax.Array], units: Sequence[jax.Array],
                      layers: UnitLayers | None = None,
                      keep: Sequence[jax.Array | None] | None = None) -> Params:
-    """`replace_units` for the listed units (indices >= width: no unit), by scatters: incoming kernel columns
+    """Replaces the listed units (indices >= width: no unit), by scatters: incoming kernel columns
     `units[l]` set to `fresh_columns[l]`, their incoming biases and outgoing kernel rows to 0, layer after layer.
 
     `keep[l]` (optional, a bool per column of layer l's outgoing kernel): columns whose entries in the zeroed rows
@@ -243,7 +208,9 @@ def _zero_at(leaf: jax.Array, cuts: tuple[tuple[int, jax.Array], ...]) -> jax.Ar
 
 def reset_optimizer_state_at(optimizer: optax.GradientTransformation | Callable, opt_state: Any, params: Params,
                              units: Sequence[jax.Array], layers: UnitLayers | None = None) -> Any:
-    """`reset_optimizer_state` of the entries `replace_units_at` rewrites for these units, by scatters."""
+    """Zeroes, in every params-shaped leaf of `opt_state` (momentum, moments, per-element counts; found by
+    `optax.tree_utils.tree_map_params`, for which `optimizer` or its `init` is needed), the entries
+    `replace_units_at` rewrites for these units, by scatters; everything else is untouched."""
     layers = resolve_layers(params, layers)
     cuts = jax.tree.map(lambda _: (), params)  # per params leaf: the (axis, indices) to zero
     for (incoming, outgoing), idx in zip(layers, units):
@@ -281,8 +248,8 @@ def reinitialize_units_in_order(params: Params, opt_state: Any, optimizer, order
     The chunks run in a `lax.while_loop` whose condition, some layer of some run has units left (`any_run`), is
     not batched under `vmap`: no iteration at the steps where no run replaces a unit, ceil(max count / chunk) of
     them otherwise, and every listed unit of every run is replaced. Params and optimizer state are carried by the
-    loop and updated in place (a `lax.cond` returning them would copy them). The result equals one `replace_units`
-    of all the units at once with fresh columns (the later layer's fresh weight wins where replaced units of
+    loop and updated in place (a `lax.cond` returning them would copy them). The result equals replacing all the units
+    at once with fresh columns (the later layer's fresh weight wins where replaced units of
     consecutive layers meet, whichever chunks they are in)."""
     layers = resolve_layers(params, layers)
     if not len(orders) == len(counts) == len(layers):
@@ -334,19 +301,9 @@ def reinitialize_units(params: Params, opt_state: Any, optimizer, masks: Sequenc
     return params, opt_state
 
 
-def lowest_scores_mask(scores: jax.Array, eligible: jax.Array, k: jax.Array) -> jax.Array:
-    """A (width,) bool mask of the `k` eligible units with the lowest scores (ties: lower index first).
-
-    `k` may be traced; at most the number of eligible units are selected."""
-    ordered = jnp.argsort(jnp.where(eligible, scores, jnp.inf), stable=True)
-    ranks = jnp.zeros(scores.shape, jnp.int32).at[ordered].set(jnp.arange(scores.shape[0], dtype=jnp.int32))
-    return eligible & (ranks < k)
-
-
 def lowest_scores_order(scores: jax.Array, eligible: jax.Array) -> jax.Array:
     """The eligible units by increasing score (ties: lower index first), as a (width,) int32 array whose other
-    entries are the width (no unit): its first k entries are the units `lowest_scores_mask(scores, eligible, k)`
-    selects."""
+    entries are the width (no unit): its first k entries are the k lowest-scoring eligible units."""
     width = scores.shape[0]
     ordered = jnp.argsort(jnp.where(eligible, scores, jnp.inf), stable=True).astype(jnp.int32)
     return jnp.where(eligible[ordered], ordered, width)

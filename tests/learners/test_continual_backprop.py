@@ -13,6 +13,7 @@ from plasticity_jax.learners.continual_backprop import UnitStats, continual_back
 from plasticity_jax.models import MLP
 from plasticity_jax.results import load_run
 from tests.conftest import load_config
+from tests.learners import dense_reinit
 from tests.learners.test_reinit import IN, OUT, optimizer_config, random_tree, tiny_network
 
 
@@ -132,7 +133,7 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
     assert not np.allclose(new_params['hidden_0']['kernel'][:, 1], params['hidden_0']['kernel'][:, 1])
     np.testing.assert_array_equal(new_params['hidden_0']['bias'], [0.25, 0.0, 0.25, 0.25, 0.25])
     np.testing.assert_array_equal(new_params['output']['kernel'][1], 0.0)
-    entries = reinit.replaced_entries(params, [jnp.asarray(replaced)])
+    entries = dense_reinit.replaced_entries(params, [jnp.asarray(replaced)])
     for name in params:  # everything else is exactly as it was
         for field in params[name]:
             keep = ~np.asarray(entries[name][field])
@@ -186,7 +187,7 @@ def test_replacing_units_does_not_change_the_output():
     probe = jax.random.normal(jax.random.PRNGKey(3), (64, IN))
     np.testing.assert_allclose(apply(new_params, probe)[0], apply(params, probe)[0], atol=1e-5)
     assert not np.allclose(new_params['output']['bias'], params['output']['bias'])  # the transfer happened
-    without_transfer = reinit.replace_units(params, init_params(keys[maturity]),
+    without_transfer = dense_reinit.replace_units(params, init_params(keys[maturity]),
                                             [state[0].age == 0, state[1].age == 0])
     assert np.max(np.abs(apply(without_transfer, probe)[0] - apply(params, probe)[0])) > 1e-2
 

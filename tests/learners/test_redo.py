@@ -11,6 +11,7 @@ from plasticity_jax.learners.redo import dormancy_scores
 from tests.conftest import load_config
 from tests.learners.test_continual_backprop import forward_with
 from tests.learners.test_reinit import optimizer_config, random_tree, tiny_network
+from tests.learners import dense_reinit
 
 
 def test_registered_with_the_published_defaults():
@@ -66,7 +67,7 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
         np.testing.assert_array_equal(new_params['hidden_0']['bias'],
                                       np.where(recycled, 0.0, params['hidden_0']['bias']))
         np.testing.assert_array_equal(new_params['output']['kernel'][recycled], 0.0)
-        entries = reinit.replaced_entries(params, [jnp.asarray(recycled)])
+        entries = dense_reinit.replaced_entries(params, [jnp.asarray(recycled)])
         for name in params:
             for field in params[name]:
                 keep = ~np.asarray(entries[name][field])

@@ -13,6 +13,7 @@ from plasticity_jax.learners import adam_counts, reinit
 from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.models import MLP
 from plasticity_jax.models.mlp import KAIMING_GAIN
+from tests.learners import dense_reinit
 
 IN, WIDTH, OUT = 3, 4, 2
 
@@ -57,7 +58,7 @@ def test_replace_units_rewrites_exactly_the_replaced_units_weights():
     _, init_params, _ = tiny_network()
     params, fresh = init_params(jax.random.PRNGKey(0)), init_params(jax.random.PRNGKey(1))
     params = jax.tree.map(lambda p: p + 0.5, params)  # nonzero biases, so that zeroing them shows
-    new = reinit.replace_units(params, fresh, [jnp.asarray(m) for m in MASKS])
+    new = dense_reinit.replace_units(params, fresh, [jnp.asarray(m) for m in MASKS])
 
     expected = jax.tree.map(np.array, params)
     for (incoming, outgoing), mask in zip(reinit.mlp_unit_layers(params), MASKS):
@@ -78,7 +79,7 @@ def test_new_units_do_not_change_the_output():
     params = init_params(jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (16, IN))
     mask = jnp.array([False, True, False, False])
-    outputs = [apply(reinit.replace_units(params, init_params(jax.random.PRNGKey(k)), [mask]), x)[0]
+    outputs = [apply(dense_reinit.replace_units(params, init_params(jax.random.PRNGKey(k)), [mask]), x)[0]
                for k in (2, 3)]
     ablated = reinit.with_param(params, 'output', 'kernel', params['output']['kernel'].at[1].set(0.0))
     np.testing.assert_allclose(outputs[0], apply(ablated, x)[0], rtol=1e-6)
@@ -86,7 +87,7 @@ def test_new_units_do_not_change_the_output():
 
     dead = reinit.with_param(params, 'hidden_0', 'bias', params['hidden_0']['bias'].at[1].set(-100.0))
     assert np.all(apply(dead, x)[1][0][:, 1] == 0)
-    replaced = reinit.replace_units(dead, init_params(jax.random.PRNGKey(4)), [mask])
+    replaced = dense_reinit.replace_units(dead, init_params(jax.random.PRNGKey(4)), [mask])
     np.testing.assert_allclose(apply(replaced, x)[0], apply(dead, x)[0], rtol=1e-6)
 
 
@@ -104,10 +105,10 @@ def test_reset_optimizer_state_zeroes_exactly_the_replaced_entries(make, num_tre
     update = jax.jit(lambda key, state: optimizer.update(random_tree(key, params), state, params)[1])
     for step in range(3):
         state = update(jax.random.PRNGKey(10 + step), state)
-    entries = reinit.replaced_entries(params, [jnp.asarray(m) for m in MASKS])
+    entries = dense_reinit.replaced_entries(params, [jnp.asarray(m) for m in MASKS])
     # hidden_0: 2 columns of 3, 2 biases; hidden_1: 2 rows + 1 column of 4x4 (2 shared), 1 bias; output: 1 row of 2.
     assert int(sum(jnp.sum(e) for e in jax.tree.leaves(entries))) == 2 * 3 + 2 + (2 * 4 + 4 - 2) + 1 + 2
-    new_state = jax.jit(lambda s, e: reinit.reset_optimizer_state(optimizer, s, e))(state, entries)
+    new_state = jax.jit(lambda s, e: dense_reinit.reset_optimizer_state(optimizer, s, e))(state, entries)
 
     params_like = jax.tree.structure(params)
     is_params_tree = lambda node: not isinstance(node, jax.Array) and jax.tree.structure(node) == params_like
@@ -177,8 +178,8 @@ def test_a_reset_element_is_bias_corrected_from_step_one(steps_before):
         ours_state = (ours_state[0]._replace(count={'w': jnp.full(2, steps_before, jnp.int32)}), ours_state[1])
         single_state = (single_state[0]._replace(count=jnp.asarray(steps_before, jnp.int32)), single_state[1])
     entries = {'w': jnp.array([True, False])}
-    ours_state = reinit.reset_optimizer_state(ours, ours_state, entries)
-    single_state = reinit.reset_optimizer_state(single, single_state, entries)
+    ours_state = dense_reinit.reset_optimizer_state(ours, ours_state, entries)
+    single_state = dense_reinit.reset_optimizer_state(single, single_state, entries)
     np.testing.assert_array_equal(ours_state[0].count['w'], [0, steps_before])
     new_grads = {'w': jnp.array([3.0, -2.0])}
     ours_updates, _ = ours.update(new_grads, ours_state)
@@ -191,10 +192,10 @@ def test_a_reset_element_is_bias_corrected_from_step_one(steps_before):
     np.testing.assert_allclose(ours_updates['w'][1], single_updates['w'][1], rtol=1e-5)  # untouched element
 
 
-def test_lowest_scores_mask_takes_the_k_lowest_eligible_units():
+def test_the_first_k_of_lowest_scores_order_are_the_k_lowest_eligible_units():
     scores = jnp.array([0.5, 0.1, 0.3, 0.05, 0.2, 0.3])
     eligible = jnp.array([True, True, True, False, True, True])
-    select = jax.jit(reinit.lowest_scores_mask)
+    select = jax.jit(lambda s, e, k: reinit.first_units_mask(reinit.lowest_scores_order(s, e), k))
     np.testing.assert_array_equal(select(scores, eligible, 0), [False] * 6)
     np.testing.assert_array_equal(select(scores, eligible, 1), [False, True, False, False, False, False])
     np.testing.assert_array_equal(select(scores, eligible, 3), [False, True, True, False, True, False])  # tie: lower
@@ -337,10 +338,10 @@ def test_the_sparse_rewrite_equals_the_dense_definition(make):
     columns = [jax.random.normal(jax.random.PRNGKey(5), (IN, 3)), jax.random.normal(jax.random.PRNGKey(6), (WIDTH, 3))]
     masks = [jnp.asarray(m) for m in MASKS]
     sparse = jax.jit(reinit.replace_units_at)(params, columns, units)
-    dense = reinit.replace_units(params, with_columns(params, columns, units), masks)
+    dense = dense_reinit.replace_units(params, with_columns(params, columns, units), masks)
     jax.tree.map(np.testing.assert_array_equal, sparse, dense)
     sparse_state = jax.jit(lambda s, u: reinit.reset_optimizer_state_at(optimizer, s, params, u))(state, units)
-    dense_state = reinit.reset_optimizer_state(optimizer, state, reinit.replaced_entries(params, masks))
+    dense_state = dense_reinit.reset_optimizer_state(optimizer, state, dense_reinit.replaced_entries(params, masks))
     jax.tree.map(np.testing.assert_array_equal, sparse_state, dense_state)
     nothing = [jnp.full(3, WIDTH), jnp.full(3, WIDTH)]  # only fillers: nothing changes
     jax.tree.map(np.testing.assert_array_equal, reinit.replace_units_at(params, columns, nothing), params)
@@ -381,16 +382,16 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
     old_params, old_state = jax.tree.map(lambda a: a[0], (params, state))
     expected_masks = [np.isin(np.arange(width), [5, 1, 3]), np.isin(np.arange(width), [1, 4])]
     jax.tree.map(np.testing.assert_array_equal, masks, tuple(expected_masks))
-    dense = reinit.replace_units(old_params, new_params, [jnp.asarray(m) for m in expected_masks])
+    dense = dense_reinit.replace_units(old_params, new_params, [jnp.asarray(m) for m in expected_masks])
     jax.tree.map(np.testing.assert_array_equal, new_params, dense)
     assert np.all(np.asarray(new_params['hidden_1']['kernel'])[np.ix_(expected_masks[0], expected_masks[1])] != 0)
     for layer, mask in zip(('hidden_0', 'hidden_1'), expected_masks):  # fresh columns: new, and all different
         columns = np.asarray(new_params[layer]['kernel'])[:, mask]
         assert not np.any(columns == np.asarray(old_params[layer]['kernel'])[:, mask])
         assert len(np.unique(columns[0])) == mask.sum()
-    entries = reinit.replaced_entries(old_params, [jnp.asarray(m) for m in expected_masks])
+    entries = dense_reinit.replaced_entries(old_params, [jnp.asarray(m) for m in expected_masks])
     jax.tree.map(np.testing.assert_array_equal, new_state,
-                 reinit.reset_optimizer_state(optimizer, old_state, entries))
+                 dense_reinit.reset_optimizer_state(optimizer, old_state, entries))
     # Run 1 replaced nothing.
     jax.tree.map(lambda b, p: np.testing.assert_array_equal(b[1], p[1]), batched[:2], (params, state))
 

@@ -1,0 +1,49 @@
+"""The dense statement of unit replacement: the tests' reference for `plasticity_jax.learners.reinit`.
+
+One (width,) bool mask per hidden layer and a full fresh network whose columns are copied. The package runs the same
+rewrite by scatters of the replaced units only (`reinit.replace_units_at`, `reinit.reset_optimizer_state_at`); the
+tests check these definitions by hand and the package against them.
+"""
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from plasticity_jax.learners.reinit import Params, UnitLayers, resolve_layers, with_param
+
+
+def replace_units(params: Params, fresh_params: Params, masks: Sequence[jax.Array],
+                  layers: UnitLayers | None = None) -> Params:
+    """Re-initialises the units where `masks[l]` (one (width,) bool per hidden layer) is true: incoming kernel
+    columns from `fresh_params`, incoming bias 0, outgoing kernel rows 0. Every other parameter is kept."""
+    layers = resolve_layers(params, layers)
+    if len(masks) != len(layers):
+        raise ValueError(f'got {len(masks)} masks for {len(layers)} hidden layers')
+    for (incoming, outgoing), mask in zip(layers, masks):
+        params = with_param(params, incoming, 'kernel',
+                            jnp.where(mask[None, :], fresh_params[incoming]['kernel'], params[incoming]['kernel']))
+        params = with_param(params, incoming, 'bias', jnp.where(mask, 0.0, params[incoming]['bias']))
+        params = with_param(params, outgoing, 'kernel', jnp.where(mask[:, None], 0.0, params[outgoing]['kernel']))
+    return params
+
+
+def replaced_entries(params: Params, masks: Sequence[jax.Array], layers: UnitLayers | None = None) -> Params:
+    """A bool tree shaped like `params`: true at every entry `replace_units` rewrites for these masks."""
+    layers = resolve_layers(params, layers)
+    entries = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), bool), params)
+    for (incoming, outgoing), mask in zip(layers, masks):
+        entries = with_param(entries, incoming, 'kernel', entries[incoming]['kernel'] | mask[None, :])
+        entries = with_param(entries, incoming, 'bias', entries[incoming]['bias'] | mask)
+        entries = with_param(entries, outgoing, 'kernel', entries[outgoing]['kernel'] | mask[:, None])
+    return entries
+
+
+def reset_optimizer_state(optimizer: optax.GradientTransformation | Callable, opt_state: Any,
+                          entries: Params) -> Any:
+    """Zeroes, in every params-shaped leaf of `opt_state` (momentum, moments, per-element counts), the entries
+    where `entries` is true. `optimizer` (or its `init`) is what `optax.tree_utils.tree_map_params` needs to find
+    those leaves."""
+    return optax.tree_utils.tree_map_params(
+        optimizer, lambda leaf, reset: jnp.where(reset, jnp.zeros_like(leaf), leaf), opt_state, entries)
