@@ -108,6 +108,9 @@ RESETS = ('none', 'head', 'network')
 
 
 def make_train(config: ml_collections.ConfigDict) -> Train:
+    if 'env' in config:  # Reinforcement learning: the same host loop runs PPO's program (`rl.ppo`).
+        from plasticity_jax.rl import ppo
+        return ppo.make_train(config)
     problem, data = problems.make_problem(config)
     model = models.make_model(config.model, problem.num_outputs)
     example_input = jnp.zeros((1, *problem.input_shape), jnp.float32)
