@@ -111,8 +111,7 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
     eta = decay_rate
 
     def init(params):
-        widths = [reinit.layer_params(params, incoming)['kernel'].shape[-1]
-                  for incoming, _ in reinit.resolve_layers(params, layers)]
+        widths = [params[incoming]['kernel'].shape[-1] for incoming, _ in reinit.resolve_layers(params, layers)]
         return tuple(UnitStats(utility=jnp.zeros(w, jnp.float32), mean_activation=jnp.zeros(w, jnp.float32),
                                age=jnp.zeros(w, jnp.int32), to_replace=jnp.zeros((), jnp.float32),
                                num_replaced=jnp.zeros((), jnp.int32)) for w in widths)
@@ -126,14 +125,14 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
             correction = 1.0 - eta ** age.astype(jnp.float32)
             mean_activation = eta * stats.mean_activation + (1 - eta) * jnp.mean(h, axis=0)
             mean_hat = mean_activation / correction
-            w_out = reinit.layer_params(params, outgoing)['kernel']  # (width, next width)
+            w_out = params[outgoing]['kernel']  # (width, next width)
             out_magnitude = jnp.mean(jnp.abs(w_out), axis=1)
             if utility == 'contribution':
                 instant = out_magnitude * jnp.mean(jnp.abs(h), axis=0)
             else:
                 instant = out_magnitude * jnp.mean(jnp.abs(h - mean_hat), axis=0)
                 if utility == 'adaptable_contribution':
-                    instant = instant / jnp.mean(jnp.abs(reinit.layer_params(params, incoming)['kernel']), axis=0)
+                    instant = instant / jnp.mean(jnp.abs(params[incoming]['kernel']), axis=0)
             util = eta * stats.utility + (1 - eta) * instant
             util_hat = util / correction
 
@@ -156,8 +155,7 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
                     # A vector-matrix product (the sum over the replaced units), in full float32 precision on every
                     # backend.
                     weights = jnp.where(reinit.first_units_mask(order, s['num_now']), s['mean_hat'], 0.0)
-                    shifts.append(jnp.dot(weights, reinit.layer_params(params, outgoing)['kernel'],
-                                          precision=jax.lax.Precision.HIGHEST))
+                    shifts.append(jnp.dot(weights, params[outgoing]['kernel'], precision=jax.lax.Precision.HIGHEST))
             return tuple(orders), tuple(shifts)
 
         def nothing(_):  # no unit, no shift
@@ -169,7 +167,7 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
         due = reinit.any_run(jnp.any(jnp.stack([s['num_now'] > 0 for s in layer_stats])))
         orders, shifts = jax.lax.cond(due, select, nothing, None)
         for (_, outgoing), shift in zip(unit_layers, shifts):  # before the replacement zeroes new units' own bias
-            params = reinit.with_param(params, outgoing, 'bias', reinit.layer_params(params, outgoing)['bias'] + shift)
+            params = reinit.with_param(params, outgoing, 'bias', params[outgoing]['bias'] + shift)
         chunk_sizes = [default_chunk_size(replacement_rate, s['eligible'].shape[0]) for s in layer_stats]
         params, opt_state, masks = reinit.reinitialize_units_in_order(
             params, inputs.opt_state, optimizer, orders, [s['num_now'] for s in layer_stats], inputs.key,
@@ -187,13 +185,10 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
 
 
 def make_continual_backprop(config: ml_collections.ConfigDict, init_params) -> Learner:
-    """Continual backprop with the optimizer of `config` (SGD, or Adam with per-element step counts), coupled L2
-    when `config.weight_decay` > 0 and no reset of the replaced weights' optimizer state when
-    `config.reset_optimizer_state` is False (`reinit.make_unit_reset_optimizer`)."""
+    """Continual backprop with the optimizer of `config` (SGD, or Adam with per-element step counts)."""
     optimizer = reinit.make_unit_reset_optimizer(config)
     learner = make_learner_with(optimizer)
-    resetting = learner.optimizer if reinit.resets_optimizer_state(config) else None  # None: state kept
     after_update = continual_backprop_after_update(
-        resetting, init_params, replacement_rate=config.replacement_rate, decay_rate=config.decay_rate,
+        learner.optimizer, init_params, replacement_rate=config.replacement_rate, decay_rate=config.decay_rate,
         maturity_threshold=config.maturity_threshold, utility=config.utility)
     return learner._replace(after_update=after_update)

@@ -56,8 +56,7 @@ def redo_after_update(optimizer, init_params, *, recycle_period: int, dormancy_t
         raise ValueError(f'recycle_period must be at least 1, got {recycle_period}')
 
     def init(params):
-        widths = [reinit.layer_params(params, incoming)['kernel'].shape[-1]
-                  for incoming, _ in reinit.resolve_layers(params, layers)]
+        widths = [params[incoming]['kernel'].shape[-1] for incoming, _ in reinit.resolve_layers(params, layers)]
         return ReDoState(activity=tuple(jnp.zeros(w, jnp.float32) for w in widths),
                          steps=jnp.zeros((), jnp.int32),
                          num_recycled=tuple(jnp.zeros((), jnp.int32) for _ in widths))
@@ -82,7 +81,6 @@ def redo_after_update(optimizer, init_params, *, recycle_period: int, dormancy_t
 def make_redo(config: ml_collections.ConfigDict, init_params) -> Learner:
     """ReDo with the optimizer of `config` (SGD, or Adam with per-element step counts)."""
     learner = make_learner_with(reinit.make_unit_reset_optimizer(config))
-    resetting = learner.optimizer if reinit.resets_optimizer_state(config) else None  # None: state kept
-    after_update = redo_after_update(resetting, init_params, recycle_period=config.recycle_period,
+    after_update = redo_after_update(learner.optimizer, init_params, recycle_period=config.recycle_period,
                                      dormancy_threshold=config.dormancy_threshold)
     return learner._replace(after_update=after_update)

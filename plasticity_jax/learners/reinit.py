@@ -49,17 +49,14 @@ replaced units may depend on the data while no shape does; all functions are jit
 `lowest_scores_order` orders the eligible units by score (a sort), so that its first k, for a traced k, are the k
 lowest (`first_units_mask`).
 
-Layers: `unit_layers(params)` lists, for the MLP's naming (`hidden_0 ... hidden_{d-1}`, `output`), each hidden
+Layers: `mlp_unit_layers(params)` lists, for the MLP's naming (`hidden_0 ... hidden_{d-1}`, `output`), each hidden
 layer's (incoming layer, outgoing layer) names; a unit of hidden layer l is column l of `hidden_l/kernel` (+ its
-bias entry) and row l of the next layer's kernel. A layer is named by a key of the params or by a path of keys into
-nested params: params made of several MLPs side by side (the actor-critic's `{'policy': MLP, 'value': MLP,
-'log_std': ...}`) list every network's layers, ('policy', 'hidden_0'), ..., in the order of the networks' keys, and
-the model's hidden activations come in that order too. Layers are processed in order, so where a replaced unit of
-layer l meets a replaced unit of layer l + 1 (entry (i, j) of `hidden_{l+1}/kernel`) the fresh incoming weight of
-the later unit wins, as in the papers' code; either way the output cannot see it, since the later unit's outgoing
-weights are zero. Other parameters (e.g. the `norm_{l}` scale and bias of an MLP with a normalization) are left as
-they are, and so are the model's other collections (online normalisation statistics); with LayerNorm, which mixes
-the units of a layer, a replacement can change the output.
+bias entry) and row l of the next layer's kernel. Layers are processed in order, so where a replaced unit of layer l
+meets a replaced unit of layer l + 1 (entry (i, j) of `hidden_{l+1}/kernel`) the fresh incoming weight of the later
+unit wins, as in the papers' code; either way the output cannot see it, since the later unit's outgoing weights are
+zero. Other parameters (e.g. the `norm_{l}` scale and bias of an MLP with a normalization) are left as they are, and
+so are the model's other collections (online normalisation statistics); with LayerNorm, which mixes the units of a
+layer, a replacement can change the output.
 """
 
 from __future__ import annotations
@@ -75,41 +72,10 @@ import optax
 
 from plasticity_jax.learners.adam_counts import adam_counts
 from plasticity_jax.learners.backprop import make_optimizer
-from plasticity_jax.learners.weight_decay import add_l2
 from plasticity_jax.models.initializers import FanInScaling
 
 Params = Any
-Layer = str | tuple[str, ...]  # a key of the params, or a path of keys into nested params
-UnitLayers = Sequence[tuple[Layer, Layer]]  # (incoming layer, outgoing layer) per hidden layer, in order
-
-
-def _path(layer: Layer) -> tuple[str, ...]:
-    return (layer,) if isinstance(layer, str) else tuple(layer)
-
-
-def _name(path: Sequence[str]) -> Layer:
-    """A layer's canonical name: its key at the top level, its path (a tuple) below."""
-    return path[0] if len(path) == 1 else tuple(path)
-
-
-def layer_params(params: Params, layer: Layer) -> Any:
-    """The params of one layer (`{'kernel', 'bias'}`), by key or path."""
-    for key in _path(layer):
-        params = params[key]
-    return params
-
-
-def unit_layers(params: Params) -> tuple[tuple[Layer, Layer], ...]:
-    """The MLP's (`mlp_unit_layers`), or, for params whose dict entries are MLPs (the actor-critic), every
-    network's layers as paths (network, layer), network after network; array entries (e.g. a log-std) own no
-    units."""
-    if 'output' in params:
-        return mlp_unit_layers(params)
-    networks = [name for name, value in params.items() if isinstance(value, dict)]
-    if not networks:
-        raise ValueError(f'expected MLP params (hidden_0 ... output), got {sorted(params)}')
-    return tuple(((name, incoming), (name, outgoing)) for name in networks
-                 for incoming, outgoing in mlp_unit_layers(params[name]))
+UnitLayers = Sequence[tuple[str, str]]  # (incoming layer, outgoing layer) per hidden layer, in order
 
 
 def mlp_unit_layers(params: Params) -> tuple[tuple[str, str], ...]:
@@ -126,17 +92,13 @@ def mlp_unit_layers(params: Params) -> tuple[tuple[str, str], ...]:
 
 
 def resolve_layers(params: Params, layers: UnitLayers | None) -> UnitLayers:
-    """`layers` if given, else the params' own (`unit_layers`)."""
-    return unit_layers(params) if layers is None else layers
+    """`layers` if given, else the MLP's (`mlp_unit_layers`)."""
+    return mlp_unit_layers(params) if layers is None else layers
 
 
-def with_param(params: Params, layer: Layer, field: str, value: jax.Array) -> Params:
-    """A copy of the (nested dict) params with `layer_params(params, layer)[field] = value`."""
-    def replace(tree, path):
-        if not path:
-            return {**tree, field: value}
-        return {**tree, path[0]: replace(tree[path[0]], path[1:])}
-    return replace(params, _path(layer))
+def with_param(params: Params, layer: str, field: str, value: jax.Array) -> Params:
+    """A copy of the (nested dict) params with `params[layer][field] = value`."""
+    return {**params, layer: {**params[layer], field: value}}
 
 
 @jax.custom_batching.custom_vmap
@@ -165,16 +127,16 @@ def first_units_mask(order: jax.Array, count: jax.Array) -> jax.Array:
     return jnp.zeros(width, bool).at[units].set(True, mode='drop')
 
 
-def kernel_initializers(init_params: Callable[[jax.Array], Params], key: jax.Array) -> dict[Layer, Callable]:
-    """{layer name (its key; its path below the top level): kernel_init} of the `nn.Dense` modules `init_params`
-    builds whose initialiser draws column blocks exactly (`models.FanInScaling`); found by running `init_params` abstractly under
+def kernel_initializers(init_params: Callable[[jax.Array], Params], key: jax.Array) -> dict[str, Callable]:
+    """{layer name: kernel_init} of the top-level `nn.Dense` modules `init_params` builds whose initialiser draws
+    column blocks exactly (`models.FanInScaling`); found by running `init_params` abstractly under
     `nn.intercept_methods` (nothing is computed). Empty for an `init_params` that is not a flax model."""
     found = {}
 
     def record(next_fun, args, kwargs, context):
         module = context.module
-        if isinstance(module, nn.Dense):
-            found[_name(module.path)] = module.kernel_init
+        if isinstance(module, nn.Dense) and len(module.path) == 1:
+            found[module.path[0]] = module.kernel_init
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
@@ -197,14 +159,14 @@ def fresh_incoming_weights(init_params: Callable[[jax.Array], Params], params: P
     full = None
     columns = []
     for l, ((incoming, _), idx, places) in enumerate(zip(layers, units, positions)):
-        kernel = layer_params(params, incoming)['kernel']
-        if _name(_path(incoming)) in inits:
-            init, fan_in = inits[_name(_path(incoming))], kernel.shape[0]
+        kernel = params[incoming]['kernel']
+        if incoming in inits:
+            init, fan_in = inits[incoming], kernel.shape[0]
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.fold_in(key, l), places)
             block = jax.vmap(lambda k: init(k, (fan_in, 1), kernel.dtype)[:, 0], out_axes=1)(keys)
         else:
             full = init_params(key) if full is None else full
-            block = layer_params(full, incoming)['kernel'].at[:, idx].get(mode='fill', fill_value=0)
+            block = full[incoming]['kernel'].at[:, idx].get(mode='fill', fill_value=0)
         columns.append(block.astype(kernel.dtype))
     return columns
 
@@ -230,10 +192,9 @@ def replace_units_at(params: Params, fresh_columns: Sequence[jax.Array], units: 
         raise ValueError(f'got {len(units)} unit lists for {len(layers)} hidden layers')
     keep = [None] * len(layers) if keep is None else keep
     for (incoming, outgoing), idx, fresh, kept in zip(layers, units, fresh_columns, keep):
-        w_in = layer_params(params, incoming)
-        params = with_param(params, incoming, 'kernel', set_slices(w_in['kernel'], 1, idx, fresh))
-        params = with_param(params, incoming, 'bias', set_slices(w_in['bias'], 0, idx, 0.0))
-        w_out = layer_params(params, outgoing)['kernel']
+        params = with_param(params, incoming, 'kernel', set_slices(params[incoming]['kernel'], 1, idx, fresh))
+        params = with_param(params, incoming, 'bias', set_slices(params[incoming]['bias'], 0, idx, 0.0))
+        w_out = params[outgoing]['kernel']
         rows = 0.0 if kept is None else jnp.where(kept, w_out.at[idx].get(mode='fill', fill_value=0), 0.0)
         params = with_param(params, outgoing, 'kernel', set_slices(w_out, 0, idx, rows))
     return params
@@ -253,9 +214,9 @@ def reset_optimizer_state_at(optimizer: optax.GradientTransformation | Callable,
     layers = resolve_layers(params, layers)
     cuts = jax.tree.map(lambda _: (), params)  # per params leaf: the (axis, indices) to zero
     for (incoming, outgoing), idx in zip(layers, units):
-        cuts = with_param(cuts, incoming, 'kernel', layer_params(cuts, incoming)['kernel'] + ((1, idx),))
-        cuts = with_param(cuts, incoming, 'bias', layer_params(cuts, incoming)['bias'] + ((0, idx),))
-        cuts = with_param(cuts, outgoing, 'kernel', layer_params(cuts, outgoing)['kernel'] + ((0, idx),))
+        cuts = with_param(cuts, incoming, 'kernel', cuts[incoming]['kernel'] + ((1, idx),))
+        cuts = with_param(cuts, incoming, 'bias', cuts[incoming]['bias'] + ((0, idx),))
+        cuts = with_param(cuts, outgoing, 'kernel', cuts[outgoing]['kernel'] + ((0, idx),))
     return optax.tree_utils.tree_map_params(optimizer, _zero_at, opt_state, cuts)
 
 
@@ -265,13 +226,11 @@ def reinitialize_units_at(params: Params, opt_state: Any, optimizer, units: Sequ
                           positions: Sequence[jax.Array] | None = None) -> tuple[Params, Any]:
     """Replaces the listed units (`units[l]`: (k_l,) int32 indices of hidden layer l, >= width for no unit): fresh
     incoming weights (`fresh_incoming_weights`, with `positions`), zero incoming bias and outgoing weights
-    (`replace_units_at`, with `keep`), and the optimizer state of those weights reset (kept as it is when
-    `optimizer` is None: the papers' PPO code). Costs O(k_l x fan) per layer, not O(weights)."""
+    (`replace_units_at`, with `keep`), and the optimizer state of those weights reset. Costs O(k_l x fan) per layer,
+    not O(weights)."""
     layers = resolve_layers(params, layers)
     fresh = fresh_incoming_weights(init_params, params, units, key, layers, positions)
     new_params = replace_units_at(params, fresh, units, layers, keep)
-    if optimizer is None:
-        return new_params, opt_state
     return new_params, reset_optimizer_state_at(optimizer, opt_state, params, units, layers)
 
 
@@ -295,7 +254,7 @@ def reinitialize_units_in_order(params: Params, opt_state: Any, optimizer, order
     layers = resolve_layers(params, layers)
     if not len(orders) == len(counts) == len(layers):
         raise ValueError(f'got {len(orders)} orders and {len(counts)} counts for {len(layers)} hidden layers')
-    widths = [layer_params(params, incoming)['kernel'].shape[-1] for incoming, _ in layers]
+    widths = [params[incoming]['kernel'].shape[-1] for incoming, _ in layers]
     sizes = widths if chunk_sizes is None else [min(size, width) for size, width in zip(chunk_sizes, widths)]
     if min(sizes) < 1:
         raise ValueError(f'chunk sizes must be at least 1, got {chunk_sizes}')
@@ -350,22 +309,10 @@ def lowest_scores_order(scores: jax.Array, eligible: jax.Array) -> jax.Array:
     return jnp.where(eligible[ordered], ordered, width)
 
 
-def resets_optimizer_state(config: ml_collections.ConfigDict) -> bool:
-    """`config.reset_optimizer_state` (default True): whether replacing a unit resets its weights' optimizer state.
-    The papers' supervised code resets Adam's state (AdamGnT); their PPO code does not (the RL configs' default)."""
-    return config.get('reset_optimizer_state', True)
-
-
 def make_unit_reset_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Backprop's optimizer (`learners.backprop.make_optimizer`) for learners that reset units; Adam is replaced by
-    `adam_counts` (per-element step counts, reset with the moments), with the same injected hyperparameters, unless
-    the optimizer state is not reset (`resets_optimizer_state`). With `config.weight_decay` > 0, coupled L2
-    (`weight_decay.add_l2`, torch Adam's `weight_decay`) comes first: continual backprop + L2 of the papers' PPO."""
-    if config.optimizer == 'adam' and resets_optimizer_state(config):
-        optimizer = optax.inject_hyperparams(adam_counts)(learning_rate=config.step_size, b1=config.beta1,
-                                                          b2=config.beta2, eps=config.eps)
-    else:
-        optimizer = make_optimizer(config)
-    if config.get('weight_decay', 0.0):
-        optimizer = optax.chain(optax.inject_hyperparams(add_l2)(weight_decay=config.weight_decay), optimizer)
-    return optimizer
+    `adam_counts` (per-element step counts, reset with the moments), with the same injected hyperparameters."""
+    if config.optimizer == 'adam':
+        return optax.inject_hyperparams(adam_counts)(learning_rate=config.step_size, b1=config.beta1,
+                                                     b2=config.beta2, eps=config.eps)
+    return make_optimizer(config)
