@@ -5,6 +5,7 @@ from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
 from plasticity_jax.models.normalization import GRADIENT_STATE_COLLECTIONS, OnlineNorm, online_norm_forward
 from plasticity_jax.models.resnet import ResNet18
+from plasticity_jax.models.units import Path, UnitLayer, sequential_unit_layers
 
 import flax.linen as nn
 import ml_collections
@@ -32,4 +33,5 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
 
 
 __all__ = ['ACTIVATIONS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES',
-           'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'ResNet18', 'kaiming_init', 'make_model', 'online_norm_forward']
+           'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'ResNet18', 'UnitLayer', 'kaiming_init', 'make_model',
+           'online_norm_forward', 'sequential_unit_layers']

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.models.initializers import FanInScaling
+from plasticity_jax.models.units import UnitLayer, sequential_unit_layers
 
 # (filters, kernel size) of the three convolutional layers, and the width of the two dense hidden layers.
 CONV_LAYERS = ((32, 5), (64, 3), (128, 3))
@@ -55,6 +56,13 @@ class ConvNet(nn.Module):
     """
 
     num_outputs: int
+
+    def unit_layers(self) -> tuple[UnitLayer, ...]:
+        """The channels of `conv_0..2` and the units of `hidden_0..1`, each read by the next layer (`hidden_0`
+        reads `conv_2`'s channels at the 2 x 2 pooled positions); activations `hidden[0..4]`, the convolutions'
+        before pooling."""
+        names = [f'conv_{l}' for l in range(len(CONV_LAYERS))] + [f'hidden_{l}' for l in range(DENSE_DEPTH)]
+        return sequential_unit_layers([(name,) for name in names] + [('output',)])
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:

@@ -51,8 +51,8 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
             h = jnp.asarray(means, jnp.float32)[None, :] * wiggle
             new = after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key))
             if t < 3:  # not yet: params and optimizer state untouched
-                jax.tree.map(np.testing.assert_array_equal, new[1:], (params, opt_state))
-            state, new_params, new_opt_state = new
+                jax.tree.map(np.testing.assert_array_equal, new[1:3], (params, opt_state))
+            state, new_params, new_opt_state, _ = new
         return state, new_params, new_opt_state, key
 
     for means, recycled, first_key in (([1.0, 2.0, 0.05, 1.5, 0.0], [False, False, True, False, True], 100),
