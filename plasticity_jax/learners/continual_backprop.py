@@ -192,6 +192,7 @@ def make_continual_backprop(config: ml_collections.ConfigDict, init_params, unit
     optimizer = reinit.make_unit_reset_optimizer(config)
     learner = make_learner_with(optimizer)
     after_update = continual_backprop_after_update(
-        learner.optimizer, init_params, replacement_rate=config.replacement_rate, decay_rate=config.decay_rate,
+        reinit.resetting_optimizer(learner.optimizer, config), init_params,
+        replacement_rate=config.replacement_rate, decay_rate=config.decay_rate,
         maturity_threshold=config.maturity_threshold, utility=config.utility, layers=unit_layers)
     return learner._replace(after_update=after_update)

@@ -84,6 +84,7 @@ def make_redo(config: ml_collections.ConfigDict, init_params, unit_layers=None) 
     """ReDo with the optimizer of `config` (SGD, or Adam with per-element step counts; plus coupled weight decay
     when `config.weight_decay` is set) on the model's `unit_layers` (`models.UnitLayer`)."""
     learner = make_learner_with(reinit.make_unit_reset_optimizer(config))
-    after_update = redo_after_update(learner.optimizer, init_params, recycle_period=config.recycle_period,
+    after_update = redo_after_update(reinit.resetting_optimizer(learner.optimizer, config), init_params,
+                                     recycle_period=config.recycle_period,
                                      dormancy_threshold=config.dormancy_threshold, layers=unit_layers)
     return learner._replace(after_update=after_update)

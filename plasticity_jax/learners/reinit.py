@@ -361,7 +361,9 @@ def reinitialize_units_at(params: Params, opt_state: Any, optimizer, units: Sequ
     layers = resolve_layers(params, layers)
     fresh = fresh_incoming_weights(init_params, params, units, key, layers, positions)
     new_params = replace_units_at(params, fresh, units, layers, keep)
-    return (new_params, reset_optimizer_state_at(optimizer, opt_state, params, units, layers),
+    if optimizer is not None:  # None: the optimizer state is kept (`resets_optimizer_state`)
+        opt_state = reset_optimizer_state_at(optimizer, opt_state, params, units, layers)
+    return (new_params, opt_state,
             reset_model_state_at(model_state, units, layers))
 
 
@@ -441,12 +443,24 @@ def lowest_scores_order(scores: jax.Array, eligible: jax.Array) -> jax.Array:
     return jnp.where(eligible[ordered], ordered, width)
 
 
+def resets_optimizer_state(config: ml_collections.ConfigDict) -> bool:
+    """`config.reset_optimizer_state` (default True): whether a replacement resets the optimizer state of the
+    replaced weights. The papers' supervised code resets Adam's (AdamGnT); their PPO code does not (`lop/algos/rl`,
+    the RL configs' default, `rl.config`), and then Adam needs no per-element step counts."""
+    return config.get('reset_optimizer_state', True)
+
+
+def resetting_optimizer(learner_optimizer, config: ml_collections.ConfigDict):
+    """What the replacement routines take as `optimizer`: the learner's, or None to keep the optimizer state."""
+    return learner_optimizer if resets_optimizer_state(config) else None
+
+
 def make_unit_reset_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Backprop's optimizer (`learners.backprop.make_optimizer`) for learners that reset units; Adam is replaced by
     `adam_counts` (per-element step counts, reset with the moments), with the same injected hyperparameters. With a
     `weight_decay` field (class-incremental CIFAR-100's continual backprop: SGD with weight decay 5e-4), the decay
     is coupled into the gradient first (`weight_decay.add_l2`, PyTorch's SGD `weight_decay`)."""
-    if config.optimizer == 'adam':
+    if config.optimizer == 'adam' and resets_optimizer_state(config):
         optimizer = optax.inject_hyperparams(adam_counts)(learning_rate=config.step_size, b1=config.beta1,
                                                           b2=config.beta2, eps=config.eps)
     else:

@@ -1,5 +1,6 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
+from plasticity_jax.models.actor_critic import ActorCritic
 from plasticity_jax.models.convnet import ConvNet
 from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
@@ -32,6 +33,6 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP', 'MODEL_NAMES',
-           'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'ResNet18', 'UnitLayer', 'kaiming_init', 'make_model',
-           'online_norm_forward', 'sequential_unit_layers']
+__all__ = ['ACTIVATIONS', 'ActorCritic', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP',
+           'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'ResNet18', 'UnitLayer', 'kaiming_init',
+           'make_model', 'online_norm_forward', 'sequential_unit_layers']

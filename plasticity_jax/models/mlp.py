@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.models.initializers import kaiming_init
+from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.normalization import DEFAULT_ALPHA_B, DEFAULT_ALPHA_F, OnlineNorm
 from plasticity_jax.models.units import UnitLayer, sequential_unit_layers
 
@@ -96,6 +96,9 @@ class MLP(nn.Module):
     normalization: str = 'none'
     online_norm_alpha_f: float = DEFAULT_ALPHA_F
     online_norm_alpha_b: float = DEFAULT_ALPHA_B
+    # Variance scale of the hidden layers' kernels, variance init_scale / fan_in; None: Kaiming's gain**2 of the
+    # activation. 1.0 is LeCun's initialisation (the actor-critic networks of the papers' PPO).
+    init_scale: float | None = None
 
     def _check(self) -> None:
         check_activation(self.activation)
@@ -122,10 +125,10 @@ class MLP(nn.Module):
         act = ACTIVATIONS[self.activation]
         train_dropout = self.dropout_rate > 0 and self.has_rng('dropout')
         x = x.reshape(x.shape[0], -1)
+        scale = KAIMING_GAIN[self.activation] ** 2 if self.init_scale is None else self.init_scale
         hidden = []
         for layer in range(self.depth):
-            x = nn.Dense(self.width, kernel_init=kaiming_init(KAIMING_GAIN[self.activation], self.init_distribution),
-                         name=f'hidden_{layer}')(x)
+            x = nn.Dense(self.width, kernel_init=FanInScaling(scale, self.init_distribution), name=f'hidden_{layer}')(x)
             x = act(self._normalize(x, layer))
             hidden.append(x)
             if self.dropout_rate > 0:

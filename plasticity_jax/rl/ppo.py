@@ -182,7 +182,8 @@ def make_train(config: ml_collections.ConfigDict):
         return model.init(key, jnp.zeros((1, env.observation_size), jnp.float32))['params']
 
     def learner_for(hyperparams) -> learners.Learner:
-        learner = learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params)
+        learner = learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params,
+                                        model.unit_layers())
         if learner.auxiliary_batch_size:
             raise ValueError(f'learner {config.learner.name!r} asks for an auxiliary batch, which RL runs do not draw')
         return learner
@@ -266,7 +267,7 @@ def make_train(config: ml_collections.ConfigDict):
             grads, opt_state, params, key=optimizer_key,
             grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=progress)
         params = optax.apply_updates(params, updates)
-        learner_state, params, opt_state = learner.after_update.update(
+        learner_state, params, opt_state, _ = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
         terms = forward.outputs['terms']
         return (params, opt_state, learner_state), {**terms._asdict(), 'nonfinite': ~jnp.isfinite(forward.loss)}
