@@ -115,6 +115,16 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, episode_e
     return advantages, advantages + values
 
 
+def following_values(values: jax.Array, last_value: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                     final_values: jax.Array | None = None) -> jax.Array:
+    """The value of what follows each step of a (T, ...) rollout, for `gae`: 0 after a terminal state; after a
+    time-limit end, 0 (`final_values` None: the limit treated as terminal) or the value of the observation reached
+    (`final_values`, bootstrapping); else the next step's value (`last_value` after the rollout's last step)."""
+    following = jnp.concatenate([values[1:], last_value[None]])
+    following = jnp.where(truncated, 0.0 if final_values is None else final_values, following)
+    return jnp.where(terminated, 0.0, following)
+
+
 def normalize_advantages(advantages: jax.Array) -> jax.Array:
     """Mean 0 and unbiased standard deviation 1 over the whole batch; only centred if the std is 0 (the code)."""
     centred = advantages - jnp.mean(advantages)
@@ -237,13 +247,12 @@ def make_train(config: ml_collections.ConfigDict):
 
     def advantages_and_targets(params, transitions: Transition, last_observation):
         last_value = apply(params, last_observation)[0]['value']
-        following = jnp.concatenate([transitions.value[1:], last_value[None]])
+        final_values = None
         if rl.time_limit == 'bootstrap':
-            final_values = apply(params, transitions.final_observation.reshape(-1, env.observation_size))[0]['value']
-            following = jnp.where(transitions.truncated, final_values.reshape(following.shape), following)
-        else:
-            following = jnp.where(transitions.truncated, 0.0, following)
-        following = jnp.where(transitions.terminated, 0.0, following)
+            final = transitions.final_observation.reshape(-1, env.observation_size)
+            final_values = apply(params, final)[0]['value'].reshape(transitions.value.shape)
+        following = following_values(transitions.value, last_value, transitions.terminated, transitions.truncated,
+                                     final_values)
         ends = transitions.terminated | transitions.truncated
         advantages, targets = gae(transitions.reward, transitions.value, following, ends, rl.gamma, rl.gae_lambda)
         return normalize_advantages(advantages), targets

@@ -1,0 +1,110 @@
+"""The zoo's learners on PPO's two networks: continual backprop (the RL variant `cbp`) replaces the expected number
+of units of both networks, never an immature one, and leaves Adam's state alone by default."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from plasticity_jax import learners
+from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
+from plasticity_jax.models import ActorCritic
+from tests.conftest import load_config
+
+WIDTH, OBS, ACTIONS, MATURITY, STEPS = 8, 5, 2, 3, 12
+RATE = 1.0 / WIDTH  # one unit due per step of a fully mature layer
+
+
+def cbp_learner(**fields):
+    config = load_config('pendulum.py', 'cbp').learner
+    config.maturity_threshold = MATURITY
+    config.replacement_rate = RATE
+    for name, value in fields.items():
+        config[name] = value
+    model = ActorCritic(action_size=ACTIONS, width=WIDTH)
+    init_params = lambda key: model.init(key, jnp.zeros((1, OBS)))['params']
+    return learners.make_learner(config, init_params, model.unit_layers()), init_params
+
+
+def expected_counts(steps):
+    """The fractional-carry rule in plain Python: units older than the maturity threshold are eligible, rate *
+    eligible accumulates, its integer part is replaced (those units' age restarts at 0)."""
+    ages, carry, total = [0] * WIDTH, 0.0, 0
+    for _ in range(steps):
+        ages = [a + 1 for a in ages]
+        eligible = [i for i, a in enumerate(ages) if a > MATURITY]
+        carry += RATE * len(eligible)
+        now = min(int(np.floor(carry)), len(eligible))
+        carry -= now
+        for i in eligible[:now]:
+            ages[i] = 0
+        total += now
+    return total
+
+
+@pytest.fixture(scope='module')
+def replay():
+    """STEPS after-update calls of continual backprop on the actor-critic, with random activations."""
+    def run(reset_optimizer_state):
+        learner, init_params = cbp_learner(reset_optimizer_state=reset_optimizer_state)
+        params = init_params(jax.random.PRNGKey(0))
+        # An optimizer state with nonzero moments everywhere, as after some training.
+        grads = jax.tree.map(lambda p: jnp.ones_like(p), params)
+        opt_state = learner.optimizer.init(params)
+        _, opt_state = learner.optimizer.update(grads, opt_state, params)
+        state = learner.after_update.init(params)
+        update = jax.jit(learner.after_update.update)
+        history = []
+        for step in range(STEPS):
+            hidden = tuple(jax.nn.relu(jax.random.normal(jax.random.PRNGKey(100 * step + l), (16, WIDTH)))
+                           for l in range(4))
+            forward = ForwardPass(outputs=None, hidden=hidden, loss=jnp.zeros(()), model_state={})
+            new_state, new_params, new_opt_state, _ = update(
+                state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward,
+                                         key=jax.random.PRNGKey(step)))
+            history.append((state, new_state, params, new_params, opt_state, new_opt_state))
+            state, params, opt_state = new_state, new_params, new_opt_state
+        return history
+
+    return {reset: run(reset) for reset in (False, True)}
+
+
+def test_continual_backprop_replaces_the_expected_number_on_both_networks(replay):
+    final_state = replay[False][-1][1]
+    assert len(final_state) == 4  # policy hidden_0, hidden_1, value hidden_0, hidden_1
+    for layer in final_state:
+        assert int(layer.num_replaced) == expected_counts(STEPS) > 0
+
+
+def test_continual_backprop_never_replaces_an_immature_unit(replay):
+    for before, after, *_ in replay[False]:
+        for old, new in zip(before, after):
+            replaced = np.asarray(new.age) == 0
+            assert np.all(np.asarray(old.age)[replaced] + 1 > MATURITY)
+
+
+def test_replaced_units_are_fresh_in_both_networks(replay):
+    before, after, params, new_params, *_ = replay[False][-1]
+    replaced_any = False
+    for l, (network, layer) in enumerate([('policy', 0), ('policy', 1), ('value', 0), ('value', 1)]):
+        replaced = np.asarray(after[l].age) == 0
+        following = f'hidden_{layer + 1}' if layer == 0 else 'output'
+        rows = np.asarray(new_params[network][following]['kernel'])[replaced]
+        if layer == 0:  # where the next layer's unit was replaced too, its fresh incoming weight wins
+            rows = rows[:, np.asarray(after[l + 1].age) != 0]
+        np.testing.assert_array_equal(rows, 0.0)
+        np.testing.assert_array_equal(np.asarray(new_params[network][f'hidden_{layer}']['bias'])[replaced], 0.0)
+        replaced_any |= replaced.any()
+    assert replaced_any
+
+
+def test_adam_state_is_left_alone_by_default_and_reset_on_request(replay):
+    for *_, opt_state, new_opt_state in replay[False]:
+        jax.tree.map(np.testing.assert_array_equal, opt_state, new_opt_state)
+    # With the reset, the moments of a replaced unit's incoming weights are zeroed.
+    _, after, _, _, _, new_opt_state = next(step for step in replay[True] if int(step[1][0].num_replaced) > 0)
+    replaced = np.asarray(after[0].age) == 0
+    moments = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(new_opt_state)
+               if "'policy'" in jax.tree_util.keystr(path) and "'hidden_0'" in jax.tree_util.keystr(path)
+               and leaf.shape == (OBS, WIDTH)]
+    assert moments and all(np.all(np.asarray(m)[:, replaced] == 0) for m in moments)
