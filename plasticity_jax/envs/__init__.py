@@ -1,27 +1,64 @@
-"""Environments of the reinforcement-learning problems (`envs.base`): `make_env(env_config)` builds the one named by
-`env_config.name`; the config's other fields are that environment's options."""
+"""Reinforcement-learning environments: pure `reset` / `step` functions of one environment (see `envs.base`).
+
+`make_env(env_config)` dispatches on `env_config.name`; the remaining fields are that environment's options:
+
+- 'ant': `max_episode_steps` (1000), `pad_contact_forces` (True: Ant-v3's 111-entry observation).
+- 'slippery_ant': as 'ant', plus `friction_change_interval` (2_000_000 environment steps) and `friction_range`
+  ((0.02, 2.0), log-uniform).
+- 'hopper', 'walker2d': `max_episode_steps` (1000).
+- 'pendulum' (Gymnasium's Pendulum-v1), 'point_mass' (the tests' problem): `max_episode_steps` (200, 50); pure JAX.
+
+The MuJoCo environments need the `rl` extra (`mujoco`, `mujoco-mjx`), imported only when one is built.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ml_collections
 
-from plasticity_jax.envs.base import Environment, EnvStep
+from plasticity_jax.envs.base import EnvStep, Environment
 from plasticity_jax.envs.pendulum import make_pendulum
 from plasticity_jax.envs.point_mass import make_point_mass
 
-# name -> constructor taking the env config's other fields as keyword arguments.
-ENVIRONMENTS = {
-    'pendulum': make_pendulum,  # Gymnasium's Pendulum-v1 (pure JAX)
-    'point_mass': make_point_mass,  # reach the origin of the plane: the tests' environment
+
+def _ant(c: ml_collections.ConfigDict) -> Environment:
+    from plasticity_jax.envs.ant import make_ant
+    return make_ant(c.get('max_episode_steps', 1000), c.get('pad_contact_forces', True))
+
+
+def _slippery_ant(c: ml_collections.ConfigDict) -> Environment:
+    from plasticity_jax.envs.ant import make_slippery_ant
+    return make_slippery_ant(c.get('max_episode_steps', 1000), c.get('pad_contact_forces', True),
+                             c.get('friction_change_interval', 2_000_000), tuple(c.get('friction_range', (0.02, 2.0))))
+
+
+def _hopper(c: ml_collections.ConfigDict) -> Environment:
+    from plasticity_jax.envs.planar_walkers import make_hopper
+    return make_hopper(c.get('max_episode_steps', 1000))
+
+
+def _walker2d(c: ml_collections.ConfigDict) -> Environment:
+    from plasticity_jax.envs.planar_walkers import make_walker2d
+    return make_walker2d(c.get('max_episode_steps', 1000))
+
+
+ENVIRONMENTS: dict[str, Callable[[ml_collections.ConfigDict], Environment]] = {
+    'ant': _ant,
+    'slippery_ant': _slippery_ant,
+    'hopper': _hopper,
+    'walker2d': _walker2d,
+    'pendulum': lambda c: make_pendulum(c.get('max_episode_steps', 200)),
+    'point_mass': lambda c: make_point_mass(c.get('max_episode_steps', 50)),
 }
 
 
 def make_env(env_config: ml_collections.ConfigDict) -> Environment:
-    fields = dict(env_config)
-    name = fields.pop('name')
+    """The environment named by `env_config.name`, built with the rest of `env_config` as its options."""
+    name = env_config.name
     if name not in ENVIRONMENTS:
         raise ValueError(f'unknown env.name {name!r}; valid: {sorted(ENVIRONMENTS)}')
-    return ENVIRONMENTS[name](**fields)
+    return ENVIRONMENTS[name](env_config)
 
 
-__all__ = ['ENVIRONMENTS', 'Environment', 'EnvStep', 'make_env']
+__all__ = ['EnvStep', 'Environment', 'ENVIRONMENTS', 'make_env']
