@@ -59,6 +59,23 @@ def rl_config(env: dict, *, num_tasks: int, updates_per_task: int, num_seeds: in
     return config
 
 
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """`smoke`: about a minute on a CPU (most of it compiling), combinable with every variant: 2 seeds, 3 intervals
+    of 2 updates of 256 steps (2 epochs x 4 minibatches of 64), 64 units, 50-step episodes and, for Slippery Ant, a
+    friction change at the first episode end after 200 steps (at least one change per seed)."""
+    config.num_seeds = 2
+    config.num_tasks = 3
+    config.rl.updates_per_task = 2
+    config.rl.steps_per_update = 256
+    config.rl.minibatch_size = 64
+    config.rl.epochs = 2
+    config.rl.num_envs = 1
+    config.model.width = 64
+    config.env.max_episode_steps = 50
+    if 'friction_change_interval' in config.env:
+        config.env.friction_change_interval = 200
+
+
 def _learner(name: str, **fields):
     def apply(config):
         config.learner.name = name

@@ -74,10 +74,36 @@ class RLProblem:
 class RolloutState(NamedTuple):
     """The run's environments between updates (`RunState.problem_state`)."""
 
-    env_state: Any  # leading axis: the run's environments
+    env_state: tuple[jax.Array, ...]  # the non-empty leaves of the environments' state (`EnvStatePacking`)
     observation: jax.Array  # (num_envs, observation_size)
     episode_return: jax.Array  # (num_envs,) return of the running episode so far
     info: dict[str, jax.Array]  # (num_envs,) each: the environment's info of its last step
+
+
+class EnvStatePacking(NamedTuple):
+    """Orbax cannot checkpoint zero-size arrays, which MJX's state has (e.g. `act` of a model without actuator
+    activations): the run state holds the non-empty leaves only and the empty ones are rebuilt around `env.step`."""
+
+    pack: Any  # env state -> tuple of its non-empty leaves
+    unpack: Any  # that tuple -> env state (of one environment)
+
+
+def env_state_packing(env: envs.Environment) -> EnvStatePacking:
+    shapes = jax.eval_shape(lambda key: env.reset(key)[0], jax.random.PRNGKey(0))
+    leaves, treedef = jax.tree.flatten(shapes)
+    kept = [i for i, leaf in enumerate(leaves) if math.prod(leaf.shape) > 0]
+
+    def pack(state):
+        flat = jax.tree.leaves(state)
+        return tuple(flat[i] for i in kept)
+
+    def unpack(packed):
+        flat = [jnp.zeros(leaf.shape, leaf.dtype) for leaf in leaves]
+        for i, value in zip(kept, packed):
+            flat[i] = value
+        return jax.tree.unflatten(treedef, flat)
+
+    return EnvStatePacking(pack=pack, unpack=unpack)
 
 
 class Transition(NamedTuple):
@@ -198,9 +224,17 @@ def make_train(config: ml_collections.ConfigDict):
             raise ValueError(f'learner {config.learner.name!r} asks for an auxiliary batch, which RL runs do not draw')
         return learner
 
+    packing = env_state_packing(env)
+
+    def env_step(packed, action, key):
+        """`env.step` of one environment on the packed state."""
+        result = env.step(packing.unpack(packed), action, key)
+        return result._replace(state=packing.pack(result.state))
+
     def reset_envs(key):
-        env_state, observation = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-        info_shapes = jax.eval_shape(lambda s, o: env.step(s, jnp.zeros(env.action_size), key).info,
+        env_state, observation = jax.vmap(lambda k: env.reset(k))(jax.random.split(key, num_envs))
+        env_state = jax.vmap(packing.pack)(env_state)
+        info_shapes = jax.eval_shape(lambda s, o: env_step(s, jnp.zeros(env.action_size), key).info,
                                      jax.tree.map(lambda a: a[0], env_state), observation[0])
         info = {name: jnp.zeros((num_envs,), s.dtype) for name, s in info_shapes.items()}
         return RolloutState(env_state=env_state, observation=observation,
@@ -227,7 +261,7 @@ def make_train(config: ml_collections.ConfigDict):
             action_key, env_key = jax.random.split(step_key)
             mean, log_std = outputs['mean'], outputs['log_std']
             action = mean + jnp.exp(log_std) * jax.random.normal(action_key, mean.shape)
-            result = jax.vmap(env.step)(state.env_state, action, jax.random.split(env_key, num_envs))
+            result = jax.vmap(env_step)(state.env_state, action, jax.random.split(env_key, num_envs))
             episode_return = state.episode_return + result.reward
             ended = result.terminated | result.truncated
             finished_sum = finished_sum + jnp.sum(jnp.where(ended, episode_return, 0.0))
