@@ -5,7 +5,8 @@ subfolder holding config.json): `results.load_runs`. Several runs are compared o
 folder name, sweeps over continuous fields expanded into their points. Writes PNG and PDF of:
 
   performance_<metric>   online accuracy / test accuracy / online squared error vs task, mean +- 1 s.e. over seeds
-  correlates             dead units, weight magnitude, effective rank, stable rank vs task
+  correlates             dead units, weight magnitude, effective rank, stable rank vs task (RL runs:
+                         policy_correlates and value_correlates, one per network)
   sweep_<field>_<metric> performance averaged over all tasks vs each swept (or, across runs, varied) numeric field,
                          a line per value of the other one when two vary (e.g. width x step size)
   hessian_spectra        Hessian eigenvalue density at chosen tasks on a log axis (runs with curvature metrics)
@@ -89,6 +90,10 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
         save(plots.plot_metric(runs, metric, bins, layer=layer).figure, f'performance_{metric}')
     if any(m in common for m in tables.CORRELATES):
         save(plots.plot_correlates(runs, bins, layer=layer), 'correlates')
+    for network in ('policy', 'value'):  # RL runs: the correlates of each network (`rl.ppo`)
+        network_correlates = [f'{network}_{m}' for m in tables.CORRELATES]
+        if all(m in common for m in network_correlates):
+            save(plots.plot_correlates(runs, bins, metrics=network_correlates, layer=layer), f'{network}_correlates')
     fields = [f for f in varied_fields(runs) if all(_has_field(run, f) for run in runs.values())]
     for field in fields:
         others = [f for f in fields if f != field]

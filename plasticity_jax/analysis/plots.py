@@ -27,6 +27,7 @@ METRIC_LABELS = {
     'online_accuracy': ('Online accuracy (%)', 100.0),
     'test_accuracy': ('Test accuracy (%)', 100.0),
     'online_mse': ('Online squared error', 1.0),
+    'episode_return': ('Mean episodic return', 1.0),
     'online_loss': ('Online loss', 1.0),
     'dead_fraction': ('Dead units (%)', 100.0),
     'weight_magnitude': ('Average weight magnitude', 1.0),

@@ -21,12 +21,14 @@ import pandas as pd
 
 from plasticity_jax import results
 
-# Metrics with a hidden-layer axis: (seed, task, layer).
-LAYER_METRICS = ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank')
+# Metrics with a hidden-layer axis: (seed, task, layer); RL runs have them per network (`rl.ppo`: policy_*, value_*).
+_LAYER_METRICS = ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank')
+LAYER_METRICS = _LAYER_METRICS + tuple(f'{network}_{name}' for network in ('policy', 'value')
+                                       for name in _LAYER_METRICS)
 # The correlates of plasticity loss, in the order the dissertation shows them (Figs. 4.5-4.7) plus the stable rank.
 CORRELATES = ('dead_fraction', 'weight_magnitude', 'effective_rank', 'stable_rank')
 # Per-task performance metrics, in order of preference as "the" performance of a run.
-PERFORMANCE = ('online_accuracy', 'test_accuracy', 'online_mse')
+PERFORMANCE = ('online_accuracy', 'test_accuracy', 'online_mse', 'episode_return')
 
 RunLike = Any  # results.Run | str | os.PathLike
 Runs = Any  # RunLike | Sequence[RunLike] | Mapping[str, RunLike]

@@ -1,0 +1,106 @@
+"""Reproduction: loss of plasticity in Slippery Ant, standard PPO vs continual backprop + L2, per friction segment.
+
+Dohare et al. (Nature 2024, Fig. 4c; the spectral-collapse poster's Figure 1): on Ant whose friction is redrawn every
+2M steps, standard PPO's return falls after the first changes and does not recover, while PPO with continual
+backprop + L2 keeps adapting. This script runs `configs/slippery_ant.py` once per learner (`--runs`, each a resumable
+program in `--workdir/<run>`, every seed in one compiled program), at a reduced scale set by its flags, and prints
+per friction segment (mean over seeds): the mean episodic return, the friction, and at the segment's end the policy's
+dead-unit fraction, weight magnitude and the approximate rank of its last hidden layer.
+
+    python scripts/reproduce_slippery_ant.py --workdir=runs/repro_sa            # the reduced CPU setting below
+    python scripts/reproduce_slippery_ant.py --workdir=runs/repro_sa_full --full  # the papers' scale (accelerator)
+
+Reduced setting (defaults): 2 seeds, width 64, 512 steps per update (4 epochs x 4 minibatches of 128), friction
+change every 4,096 steps, intervals of 2 updates, 50-step episodes, `--intervals` intervals per run; the learners'
+hyperparameters are the papers' except continual backprop's maturity threshold (`--maturity`, 10,000 in the papers:
+with a few thousand minibatch steps in all, no unit would ever mature) and the step size (`--step_size`).
+The measured outcome on a 2-core shared CPU is recorded, with its command, in docs/rl.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from plasticity_jax import engine, sweeps  # noqa: E402
+from plasticity_jax.results import load_run  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Parent folder of the runs (resumable).')
+_RUNS = flags.DEFINE_list('runs', ['std', 'cbp'], 'Learner variants of configs/slippery_ant.py.')
+_FULL = flags.DEFINE_bool('full', False, "The papers' scale: the config as it is (ignores the reduction flags).")
+_SEEDS = flags.DEFINE_integer('num_seeds', 2, 'Seeds per run.')
+_INTERVALS = flags.DEFINE_integer('intervals', 12, 'Intervals (tasks) of 2 updates of 512 steps per seed.')
+_CHANGE = flags.DEFINE_integer('friction_change_interval', 4096, 'Steps between friction changes.')
+_WIDTH = flags.DEFINE_integer('width', 64, 'Hidden units per layer.')
+_MATURITY = flags.DEFINE_integer('maturity', 100, "Continual backprop's maturity threshold (papers: 10,000).")
+_STEP_SIZE = flags.DEFINE_float('step_size', 1e-4, 'Adam step size (papers: 1e-4).')
+
+
+def make_config(run: str):
+    spec = importlib.util.spec_from_file_location('slippery_ant', os.path.join(REPO_ROOT, 'configs', 'slippery_ant.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(run)
+    if _FULL.value:
+        return config
+    fields = {'num_seeds': _SEEDS.value, 'num_tasks': _INTERVALS.value, 'tasks_per_chunk': 2,
+              'rl.updates_per_task': 2, 'rl.steps_per_update': 512, 'rl.epochs': 4, 'rl.minibatch_size': 128,
+              'model.width': _WIDTH.value, 'env.max_episode_steps': 50,
+              'env.friction_change_interval': _CHANGE.value, 'learner.step_size': _STEP_SIZE.value}
+    if 'maturity_threshold' in config.learner:
+        fields['learner.maturity_threshold'] = _MATURITY.value
+    return sweeps.with_values(config, fields)
+
+
+def segments(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """Per friction segment (intervals between changes of the friction in force, counted per seed; segment k of
+    every seed), the seeds' mean of: return over the segment's intervals, friction, and the correlates at its end."""
+    friction = metrics['friction']  # (seed, task)
+    rows = {}
+    for seed in range(friction.shape[0]):
+        boundaries = np.flatnonzero(np.diff(friction[seed]) != 0) + 1
+        for k, tasks in enumerate(np.split(np.arange(friction.shape[1]), boundaries)):
+            returns = metrics['episode_return'][seed, tasks]
+            rows.setdefault(k, []).append({
+                'intervals': len(tasks), 'return': float(np.nanmean(returns)) if np.isfinite(returns).any()
+                else float('nan'), 'friction': float(friction[seed, tasks[-1]]),
+                'dead_policy_units': float(np.mean(metrics['policy_dead_fraction'][seed, tasks[-1]])),
+                'policy_weight_magnitude': float(metrics['policy_weight_magnitude'][seed, tasks[-1]]),
+                'policy_last_layer_approximate_rank': float(metrics['policy_approximate_rank'][seed, tasks[-1], -1]),
+                'policy_weight_change': float(np.mean(metrics['policy_weight_change'][seed, tasks]))})
+    complete = [k for k in sorted(rows) if len(rows[k]) == friction.shape[0]]  # segments every seed reached
+    return [{name: float(np.mean([r[name] for r in rows[k]])) for name in rows[k][0]} for k in complete]
+
+
+def main(argv):
+    del argv
+    summary = {}
+    for run in _RUNS.value:
+        workdir = os.path.join(_WORKDIR.value, run)
+        start = time.time()
+        engine.run(make_config(run), workdir)
+        elapsed = time.time() - start
+        table = segments(load_run(workdir).metrics)
+        summary[run] = {'seconds_this_call': elapsed, 'segments': table}
+        print(f'\n{run} ({elapsed:.0f} s this call): per friction segment, mean over seeds')
+        print(' seg  intervals  friction    return   dead_pol  |W|_pol  rank_last  sum|dW|')
+        for k, row in enumerate(table):
+            print(f"{k:4d} {row['intervals']:10.1f} {row['friction']:9.3f} {row['return']:9.1f} "
+                  f"{row['dead_policy_units']:10.3f} {row['policy_weight_magnitude']:8.4f} "
+                  f"{row['policy_last_layer_approximate_rank']:10.1f} {row['policy_weight_change']:8.2f}")
+    with open(os.path.join(_WORKDIR.value, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+
+
+if __name__ == '__main__':
+    flags.mark_flag_as_required('workdir')
+    app.run(main)
