@@ -212,7 +212,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
                                 lambda c: train_step(learner, data, problem_state, active_steps, c, xs),
                                 lambda c: c, carry), None
 
-        return jax.lax.scan(step_fn, carry, (steps, step_keys))[0]
+        return jax.lax.scan(step_fn, carry, (steps, step_keys), unroll=config.get('step_unroll', 1))[0]
 
     spectrum = make_spectrum(config, problem, predict)
 

@@ -384,3 +384,19 @@ def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
         for name in params:
             np.testing.assert_array_equal(np.asarray(ordered[name]).view(np.uint32),
                                           np.asarray(expected[name]).view(np.uint32))
+
+
+def test_unrolled_step_loop_gives_the_same_run():
+    """`step_unroll` leaves the parameters bit-identical; XLA may fuse the metrics' running sums across unrolled
+    steps, so those agree to float rounding."""
+    config = small_scr(**{'model.width': 6, 'num_tasks': 2})
+    rolled = engine.make_train(config)
+    unrolled = engine.make_train(small_scr(**{'model.width': 6, 'num_tasks': 2, 'step_unroll': 4}))
+    keys = engine.seed_keys(config)
+    results = [jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
+        jax.vmap(train.init)(keys), train.data, 0, 2) for train in (rolled, unrolled)]
+    np.testing.assert_array_equal(*(jax.flatten_util.ravel_pytree(state.params)[0] for state, _ in results))
+    rolled_metrics, unrolled_metrics = (jax.device_get(metrics) for _, metrics in results)
+    assert rolled_metrics.keys() == unrolled_metrics.keys()
+    for name in rolled_metrics:
+        np.testing.assert_allclose(unrolled_metrics[name], rolled_metrics[name], rtol=1e-6, err_msg=name)
