@@ -105,6 +105,8 @@ def task_keys(key: jax.Array, task_index: jax.Array) -> TaskKeys:
 # optimizer state is kept, as in the papers' code); 'network': parameters, model statistics, optimizer and learner
 # state start afresh (the "from scratch" baseline of class-incremental CIFAR-100 and of warm-starting).
 RESETS = ('none', 'head', 'network')
+# The training pass's dtype (`config.compute_dtype`; parameters, optimizer state and metrics stay float32).
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 def make_train(config: ml_collections.ConfigDict) -> Train:
@@ -118,6 +120,16 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
     def init_params(key):
         return init_variables(key)[0]
+
+    if config.get('compute_dtype', 'float32') not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute_dtype {config.compute_dtype!r}; valid: {list(COMPUTE_DTYPES)}")
+    compute_dtype = jnp.dtype(config.get('compute_dtype', 'float32'))
+
+    def to_compute_dtype(tree):
+        """Floating-point leaves in the training pass's compute dtype (`config.compute_dtype`)."""
+        if compute_dtype == jnp.float32:
+            return tree
+        return jax.tree.map(lambda a: a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
     def predict(params, model_state, x):
         """Evaluation mode: no dropout randomness, no update of the model's statistics."""
@@ -173,10 +185,12 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
         def loss_fn(params, gradient_state):
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
-            variables = {'params': params, **forward_state, **gradient_state}
+            # With `compute_dtype` bfloat16 the pass runs on bfloat16 copies of the float32 parameters (the
+            # gradient flows back through the cast to the float32 "master" parameters) and the loss in float32.
+            variables = {'params': to_compute_dtype(params), **forward_state, **gradient_state}
             (outputs, hidden), new_forward_state = model.apply(
-                variables, x, rngs={'dropout': model_key}, mutable=list(forward_state))
-            outputs = problem.task_outputs(problem_state, outputs)
+                variables, to_compute_dtype(x), rngs={'dropout': model_key}, mutable=list(forward_state))
+            outputs = problem.task_outputs(problem_state, outputs.astype(jnp.float32))
             loss = problem.loss(outputs, y)
             # The auxiliary batch in evaluation mode: it leaves the model's statistics alone.
             auxiliary_hidden = None if auxiliary_x is None else model.apply(variables, auxiliary_x)[1]

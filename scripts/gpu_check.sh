@@ -3,7 +3,7 @@
 #
 #   bash scripts/gpu_check.sh --prepare [DATA_DIR]   # here, with PyPI reachable: fill the ignored folder .gpu/ with
 #                                                    # the wheels a bare GPU machine lacks and the MNIST IDX files
-#   bash scripts/gpu_check.sh OUT_DIR                # there (the repository with .gpu/ beside it): ~8 minutes
+#   bash scripts/gpu_check.sh OUT_DIR [--parts=1,3]  # there (the repository with .gpu/ beside it): ~8 minutes
 #
 # The GPU machine this project can borrow has Python 3.12 with jax, flax, optax, chex, orbax, tqdm and pandas but no
 # ml-collections (nor mujoco for the RL part), cannot download anything, and receives only the working tree: so the
@@ -30,4 +30,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   .gpu/wheels/*.whl
 export PYTHONPATH="$PWD:/tmp/gpu_check_site" PYTHONUNBUFFERED=1 PLASTICITY_JAX_DATA_DIR="$PWD/.gpu/mnist"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-python3 scripts/gpu_check.py --out "$out"
+python3 scripts/gpu_check.py --out "$out" "${@:2}"   # e.g. --parts=1,3
