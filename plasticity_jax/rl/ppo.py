@@ -53,7 +53,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from plasticity_jax import envs, learners, metrics, models, sweeps
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
@@ -193,6 +192,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError('in-run curvature (config.curvature.every_tasks) is not available for RL runs: set it to 0')
     if config.get('reset_at_task_start', 'none') != 'none':
         raise ValueError("reset_at_task_start must be 'none' for RL runs (a task is an interval of steps)")
+    if config.get('compute_dtype', 'float32') != 'float32' or config.get('step_unroll', 1) != 1:
+        raise ValueError('RL runs support compute_dtype=float32 and step_unroll=1 only')
     if config.model.name != 'actor_critic':
         raise ValueError(f"RL runs need model.name='actor_critic', got {config.model.name!r}")
 
@@ -309,7 +310,7 @@ def make_train(config: ml_collections.ConfigDict):
         updates, opt_state = learner.optimizer.update(
             grads, opt_state, params, key=optimizer_key,
             grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=progress)
-        params = optax.apply_updates(params, updates)
+        params = engine.apply_updates_after_backward(params, updates, grads)  # optax.apply_updates, in place
         learner_state, params, opt_state, _ = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
         terms = forward.outputs['terms']
