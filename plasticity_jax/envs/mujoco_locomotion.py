@@ -114,8 +114,12 @@ def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
         return log_uniform(jax.random.fold_in(friction_key, index), friction_schedule.low, friction_schedule.high)
 
     def initial_data(friction, key):
+        """A new episode's data and first observation. The observation is of the drawn configuration, as Gym's
+        (its free-joint quaternion unnormalised); `mjx.forward` normalises quaternions in `qpos` (C MuJoCo does so
+        at the first step's integration, so the simulated state is the same)."""
         qpos, qvel = robot.reset_noise(key, qpos0, mj_model.nv)
-        return mjx.forward(physics_model(friction), template.replace(qpos=qpos, qvel=qvel))
+        drawn = template.replace(qpos=qpos, qvel=qvel)
+        return mjx.forward(physics_model(friction), drawn), robot.observe(drawn)
 
     def reset(key):
         friction_key, noise_key = jax.random.split(key)
@@ -123,9 +127,9 @@ def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
             friction = jnp.float32(model_friction)
         else:
             friction = draw_friction(friction_key, 0)
-        data = initial_data(friction, noise_key)
+        data, observation = initial_data(friction, noise_key)
         zero = jnp.zeros((), jnp.int32)
-        return LocomotionState(data, zero, friction, friction_key, zero, zero), robot.observe(data)
+        return LocomotionState(data, zero, friction, friction_key, zero, zero), observation
 
     def step(state: LocomotionState, action, key) -> EnvStep:
         action = jnp.asarray(action, jnp.float32)
@@ -145,11 +149,11 @@ def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
             friction_changes = friction_changes + change.astype(jnp.int32)
             friction = jnp.where(change, draw_friction(state.friction_key, friction_changes), friction)
             steps_since_change = jnp.where(change, 0, steps_since_change)
-        fresh = initial_data(friction, key)
+        fresh, first_observation = initial_data(friction, key)
         data = jax.tree_util.tree_map(lambda new, old: jnp.where(done, new, old), fresh, data)
         new_state = LocomotionState(data, jnp.where(done, 0, episode_step), friction, state.friction_key,
                                     friction_changes, steps_since_change)
-        observation = jnp.where(done, robot.observe(fresh), final_observation)
+        observation = jnp.where(done, first_observation, final_observation)
         info = {'friction': state.friction, **info}
         return EnvStep(new_state, observation, reward.astype(jnp.float32), terminated, truncated, final_observation,
                        {k: jnp.asarray(v, jnp.float32) for k, v in info.items()})
