@@ -108,3 +108,38 @@ def test_adam_state_is_left_alone_by_default_and_reset_on_request(replay):
                if "'policy'" in jax.tree_util.keystr(path) and "'hidden_0'" in jax.tree_util.keystr(path)
                and leaf.shape == (OBS, WIDTH)]
     assert moments and all(np.all(np.asarray(m)[:, replaced] == 0) for m in moments)
+
+
+@pytest.mark.parametrize('name', sorted(set(learners.LEARNERS) - {'l2_er'}))
+def test_every_learner_steps_on_the_two_networks(name):
+    """One learner step of each of the zoo's learners on PPO's params {'policy', 'value', 'log_std'}: finite, and
+    the params move. (L2-ER asks for an auxiliary batch, which RL runs refuse.)"""
+    config = load_config('pendulum.py', name).learner
+    model = ActorCritic(action_size=ACTIONS, width=WIDTH)
+    init_params = lambda key: model.init(key, jnp.zeros((1, OBS)))['params']
+    learner = learners.make_learner(config, init_params, model.unit_layers())
+    params = init_params(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (16, OBS))
+
+    def loss_fn(p):
+        outputs, hidden = model.apply({'params': p}, x)
+        loss = jnp.mean(outputs['mean'] ** 2) + jnp.mean((outputs['value'] - 1.0) ** 2) + jnp.sum(outputs['log_std'])
+        return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss, model_state={})
+
+    @jax.jit
+    def step(params, opt_state, learner_state):
+        objective = learner.objective(loss_fn)
+        (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = learner.optimizer.update(
+            grads, opt_state, params, key=jax.random.PRNGKey(2),
+            grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p)[0], task_progress=0.0)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+        learner_state, params, opt_state, _ = learner.after_update.update(
+            learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward,
+                                             key=jax.random.PRNGKey(3)))
+        return params, opt_state, learner_state
+
+    new_params, _, _ = step(params, learner.optimizer.init(params), learner.after_update.init(params))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(new_params))
+    assert not np.allclose(new_params['policy']['hidden_0']['kernel'], params['policy']['hidden_0']['kernel'])
+    assert not np.allclose(new_params['log_std'], params['log_std'])

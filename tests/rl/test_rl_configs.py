@@ -1,6 +1,7 @@
 """The RL configs: the papers' settings per variant, clear errors for inconsistent fields, and (slow) the Slippery
 Ant smoke run through the engine with a friction change in every seed."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -42,6 +43,9 @@ def test_inconsistent_fields_are_refused_by_name():
     config.rl.time_limit = 'sometimes'
     with pytest.raises(ValueError, match='rl.time_limit'):
         engine.make_train(config)
+    train = engine.make_train(load_config('pendulum.py', 'point_mass,l2_er'))
+    with pytest.raises(ValueError, match='auxiliary batch'):
+        jax.eval_shape(train.init, jax.random.PRNGKey(0))
 
 
 @pytest.mark.slow
