@@ -141,7 +141,9 @@ def test_a_vmapped_seed_equals_that_seed_run_alone(whole_run):
     # difference: equal up to float rounding, while another seed differs in every metric.
     np.testing.assert_array_equal(alone['episodes'], whole_run.metrics['episodes'][seed])
     for name, values in alone.items():
-        np.testing.assert_allclose(values, whole_run.metrics[name][seed], rtol=1e-2, atol=1e-4, err_msg=name)
+        # Approximate and feature ranks count singular values past a threshold: a rounding difference moves them by 1.
+        atol = 1.0 if name.endswith(('approximate_rank', 'feature_rank')) else 1e-4
+        np.testing.assert_allclose(values, whole_run.metrics[name][seed], rtol=1e-2, atol=atol, err_msg=name)
     assert not np.allclose(alone['episode_return'], whole_run.metrics['episode_return'][seed - 1], rtol=1e-2)
 
 
