@@ -5,7 +5,7 @@ Methods; Dohare, Lan & Mahmood 2023, "Overcoming policy collapse in deep reinfor
 5 seeds. `envs.ant` lists the differences from Gym's Ant-v3 (zero contact forces as in the papers' runs, MJX physics).
 
     python -m plasticity_jax.main --config=configs/ant.py:proper_adam --workdir=runs/ant_proper_adam
-    python -m plasticity_jax.main --config=configs/ant.py:std,smoke --workdir=/tmp/smoke   # ~1-2 min on a CPU
+    python -m plasticity_jax.main --config=configs/ant.py:std,smoke --workdir=/tmp/smoke   # ~2 CPU-minutes
 
 Variants (`plasticity_jax/rl/config.py`): std (default), proper_adam, l2, cbp (continual backprop + L2), redo, any
 other learner of the zoo by name, and `smoke` (combinable).

@@ -60,7 +60,7 @@ def rl_config(env: dict, *, num_tasks: int, updates_per_task: int, num_seeds: in
 
 
 def smoke(config: ml_collections.ConfigDict) -> None:
-    """`smoke`: about a minute on a CPU (most of it compiling), combinable with every variant: 2 seeds, 3 intervals
+    """`smoke`: about 2 CPU-minutes (most of it compiling MJX), combinable with every variant: 2 seeds, 3 intervals
     of 2 updates of 256 steps (2 epochs x 4 minibatches of 64), 64 units, 50-step episodes and, for Slippery Ant, a
     friction change at the first episode end after 200 steps (at least one change per seed)."""
     config.num_seeds = 2
