@@ -233,10 +233,10 @@ def make_train(config: ml_collections.ConfigDict):
         return result._replace(state=packing.pack(result.state))
 
     def reset_envs(key):
-        env_state, observation = jax.vmap(lambda k: env.reset(k))(jax.random.split(key, num_envs))
+        env_state, observation = jax.vmap(env.reset)(jax.random.split(key, num_envs))
         env_state = jax.vmap(packing.pack)(env_state)
-        info_shapes = jax.eval_shape(lambda s, o: env_step(s, jnp.zeros(env.action_size), key).info,
-                                     jax.tree.map(lambda a: a[0], env_state), observation[0])
+        info_shapes = jax.eval_shape(lambda s: env_step(s, jnp.zeros(env.action_size), key).info,
+                                     jax.tree.map(lambda a: a[0], env_state))
         info = {name: jnp.zeros((num_envs,), s.dtype) for name, s in info_shapes.items()}
         return RolloutState(env_state=env_state, observation=observation,
                             episode_return=jnp.zeros((num_envs,), jnp.float32), info=info)
