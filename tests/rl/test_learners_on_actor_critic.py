@@ -115,6 +115,8 @@ def test_every_learner_steps_on_the_two_networks(name):
     """One learner step of each of the zoo's learners on PPO's params {'policy', 'value', 'log_std'}: finite, and
     the params move. (L2-ER asks for an auxiliary batch, which RL runs refuse.)"""
     config = load_config('pendulum.py', name).learner
+    if name == 'upgd':  # UPGD is its own optimizer, on top of SGD (learners.upgd)
+        config.optimizer = 'sgd'
     model = ActorCritic(action_size=ACTIONS, width=WIDTH)
     init_params = lambda key: model.init(key, jnp.zeros((1, OBS)))['params']
     learner = learners.make_learner(config, init_params, model.unit_layers())
