@@ -78,15 +78,15 @@ def ant_robot(pad_contact_forces: bool = True) -> Robot:
                  observation_size=13 + 14 + padding, observe=observe, reward=_reward)
 
 
-def make_ant(max_episode_steps: int = 1000, pad_contact_forces: bool = True):
-    """Stationary Ant (Gym Ant-v3), friction 1 everywhere."""
-    return make_locomotion_env(ant_robot(pad_contact_forces), max_episode_steps)
+def make_ant(max_episode_steps: int = 1000, pad_contact_forces: bool = True, **solver):
+    """Stationary Ant (Gym Ant-v3), friction 1 everywhere. `solver`: see `make_locomotion_env`."""
+    return make_locomotion_env(ant_robot(pad_contact_forces), max_episode_steps, **solver)
 
 
 def make_slippery_ant(max_episode_steps: int = 1000, pad_contact_forces: bool = True,
-                      friction_change_interval: int = 2_000_000, friction_range=(0.02, 2.0)):
+                      friction_change_interval: int = 2_000_000, friction_range=(0.02, 2.0), **solver):
     """Slippery Ant: Ant whose friction is redrawn at the first episode end after `friction_change_interval`."""
     low, high = friction_range
     env = make_locomotion_env(ant_robot(pad_contact_forces), max_episode_steps,
-                              FrictionSchedule(float(low), float(high), int(friction_change_interval)))
+                              FrictionSchedule(float(low), float(high), int(friction_change_interval)), **solver)
     return env._replace(name='slippery_ant')

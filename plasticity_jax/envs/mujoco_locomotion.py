@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_jax.envs.base import EnvStep, Environment
+from plasticity_jax.envs.base import Environment, EnvStep
 
 ASSETS = os.path.join(os.path.dirname(__file__), 'assets')
 
@@ -82,8 +83,17 @@ def log_uniform(key: jax.Array, low: float, high: float) -> jax.Array:
 
 
 def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
-                        friction_schedule: FrictionSchedule | None = None) -> Environment:
-    """The `Environment` of `robot` on MJX; with `friction_schedule`, the friction of every geom follows it."""
+                        friction_schedule: FrictionSchedule | None = None, solver_iterations: int | None = None,
+                        ls_iterations: int | None = None) -> Environment:
+    """The `Environment` of `robot` on MJX; with `friction_schedule`, the friction of every geom follows it.
+
+    `solver_iterations` / `ls_iterations` (None: the model's, MuJoCo's defaults 100 and 50) cap the constraint
+    solver's iterations and line-search iterations per physics step. MJX runs the solver as a `while_loop` to the
+    model's tolerance (1e-8) and, under `vmap`, until every environment of the batch has converged, and its line
+    search as a scan whose iterations all execute under `vmap`; small caps (MuJoCo Playground's locomotion tasks use
+    a few) trade some accuracy of the contact forces for much faster batched steps. The default keeps C MuJoCo's
+    converged solution, as the papers' simulator.
+    """
     import mujoco
     from mujoco import mjx
 
@@ -96,6 +106,12 @@ def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
         if friction_schedule.change_interval < 1:
             raise ValueError(f'friction_change_interval must be >= 1, got {friction_schedule.change_interval}')
     mj_model = mujoco.MjModel.from_xml_path(os.path.join(ASSETS, robot.xml_file))
+    for field, value in (('iterations', solver_iterations), ('ls_iterations', ls_iterations)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f'{"solver_iterations" if field == "iterations" else field} must be >= 1 or None, '
+                                 f'got {value}')
+            setattr(mj_model.opt, field, int(value))
     model = mjx.put_model(mj_model)
     template = mjx.make_data(model)
     qpos0 = jnp.asarray(mj_model.qpos0, jnp.float32)

@@ -62,11 +62,11 @@ def _planar_robot(name: str, nq: int, healthy) -> Robot:
                  observation_size=2 * nq - 1, observe=_observe, reward=reward)
 
 
-def make_hopper(max_episode_steps: int = 1000):
-    """Gym's Hopper-v3 on MJX."""
-    return make_locomotion_env(_planar_robot('hopper', 6, _hopper_healthy), max_episode_steps)
+def make_hopper(max_episode_steps: int = 1000, **solver):
+    """Gym's Hopper-v3 on MJX. `solver`: see `make_locomotion_env`."""
+    return make_locomotion_env(_planar_robot('hopper', 6, _hopper_healthy), max_episode_steps, **solver)
 
 
-def make_walker2d(max_episode_steps: int = 1000):
-    """Gym's Walker2d-v3 on MJX."""
-    return make_locomotion_env(_planar_robot('walker2d', 9, _walker2d_healthy), max_episode_steps)
+def make_walker2d(max_episode_steps: int = 1000, **solver):
+    """Gym's Walker2d-v3 on MJX. `solver`: see `make_locomotion_env`."""
+    return make_locomotion_env(_planar_robot('walker2d', 9, _walker2d_healthy), max_episode_steps, **solver)

@@ -53,9 +53,9 @@ def runs(env):
     out = rollout(states, actions, keys)
     swap = jnp.asarray([1, 0, 2])
     out_swapped = rollout(pick(states, swap), actions[swap], keys[swap])
-    return dict(states=states, first_obs=first_obs[jnp.asarray([0, 0, 1])], actions=actions, keys=keys,
-                out=jax.device_get(out), out_swapped=jax.device_get(out_swapped), reset_keys=reset_keys,
-                reset=reset)
+    return {'states': states, 'first_obs': first_obs[jnp.asarray([0, 0, 1])], 'actions': actions, 'keys': keys,
+            'out': jax.device_get(out), 'out_swapped': jax.device_get(out_swapped), 'reset_keys': reset_keys,
+            'reset': reset}
 
 
 def test_shapes_and_dtypes(env, runs):
@@ -116,7 +116,8 @@ def test_friction_is_per_environment_under_vmap(runs):
     _, out = runs['out']
     _, swapped = runs['out_swapped']
     for a, b in ((0, 1), (1, 0), (2, 2)):
-        jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(x[a], y[b]), out, swapped)
+        for x, y in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(swapped)):
+            np.testing.assert_array_equal(x[a], y[b])
     obs, friction = out[0], out[5]['friction']
     np.testing.assert_allclose(friction[:2, 0], FRICTIONS)
     assert np.abs(obs[0] - obs[1]).max() > 1e-2
@@ -178,3 +179,5 @@ def test_make_env_rejects_unknown_names_and_bad_options():
         make_env(ml_collections.ConfigDict({'name': 'antt'}))
     with pytest.raises(ValueError, match='friction_range'):
         make_env(ml_collections.ConfigDict({'name': 'slippery_ant', 'friction_range': (0.0, 2.0)}))
+    with pytest.raises(ValueError, match='solver_iterations'):
+        make_env(ml_collections.ConfigDict({'name': 'ant', 'solver_iterations': 0}))

@@ -33,7 +33,7 @@ def test_shapes_by_tracing(name):
 @pytest.mark.parametrize('name', sorted(SIZES))
 def test_first_steps_match_c_mujoco(name):
     """Gym's -v3 reward and observation from MuJoCo's C simulator (float64) for the first steps."""
-    obs_size, action_size, frame_skip, nq = SIZES[name]
+    _, action_size, frame_skip, _ = SIZES[name]
     env = make_env(ml_collections.ConfigDict({'name': name}))
     state, first_obs = jax.jit(env.reset)(jax.random.key(0))
     actions = jax.random.uniform(jax.random.key(1), (5, action_size), minval=-1.0, maxval=1.0)
