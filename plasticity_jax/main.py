@@ -16,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from plasticity_jax import engine, sweeps
+from plasticity_jax import engine, sweeps, validation, workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: configs/<experiment>.py[:variants].',
                                           lock_config=True)
@@ -88,6 +88,8 @@ def main(argv: list[str]) -> None:
         config = sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value)
         programs = sweeps.programs(config)
         chosen = sweeps.select(programs, _PROGRAM.value)
+        for program in chosen:
+            validation.check_config(program.config)
     except ValueError as error:
         sys.exit(f'error: {error}')
     structural = bool(programs[0].name)
@@ -98,7 +100,10 @@ def main(argv: list[str]) -> None:
             name = f'program {program.index}: {program.name}\n' if structural else ''
             print(f'{name}{engine.make_plan(program.config).describe()}, in {program.workdir(workdir)}')
         return
-    engine.run_programs(config, workdir, only=_PROGRAM.value)
+    try:
+        engine.run_programs(config, workdir, only=_PROGRAM.value)
+    except (validation.ConfigError, workdir_lib.WorkdirError, MemoryError) as error:
+        sys.exit(f'error: {error}')
     if jax.process_index() == 0:
         if structural:
             print(f'Results are in {workdir}/<program>: one run directory per program. '
