@@ -222,8 +222,6 @@ def restore_latest(workdir: str, target: Any, *, writer: bool) -> Restored:
             message = (f'checkpoint {os.path.join(directory, str(step))} cannot be read ({reason}); moved to '
                        f'{where}, falling back to the previous checkpoint.')
             logging.warning(message)
-            if writer:
-                print(f'warning: {message}')
     return Restored(0, None, None)
 
 
@@ -252,9 +250,8 @@ def reconcile_metrics(workdir: str, step: int, history: dict[str, np.ndarray] | 
         return {name: values[:, :step] for name, values in on_disk.items()}
     if on_disk:
         if num_tasks_in(on_disk) < step:
-            if writer:
-                print(f'warning: {path} holds {num_tasks_in(on_disk)} tasks, the checkpoint {step}: '
-                      'rebuilding it from the checkpoint.')
+            logging.warning('%s holds %d tasks, the checkpoint %d: rebuilding it from the checkpoint.', path,
+                            num_tasks_in(on_disk), step)
         else:
             differs = sorted(set(on_disk) ^ set(history)) or sorted(
                 name for name in history if not same_arrays(on_disk[name][:, :step], history[name]))
@@ -263,8 +260,8 @@ def reconcile_metrics(workdir: str, step: int, history: dict[str, np.ndarray] | 
                                    'it belongs to another run. Move it aside and start the same command again to '
                                    'rebuild it from the checkpoints, or use a new --workdir.')
             return history
-    elif writer:
-        print(f'warning: {path} is missing: rebuilding it from the checkpoint after task {step}.')
+    else:
+        logging.warning('%s is missing: rebuilding it from the checkpoint after task %d.', path, step)
     if writer:
         save_metrics(workdir, history)
     return history
