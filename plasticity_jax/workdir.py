@@ -38,7 +38,7 @@ STATE_ITEM, HISTORY_ITEM, LEGACY_STATE_ITEM = 'state', 'history', 'default'
 RESUMABLE_CHANGES = ('num_tasks', 'tasks_per_chunk', 'keep_checkpoints', 'keep_checkpoints_every', 'data_dir')
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(ValueError):
     """A workdir that cannot be used as asked; the message names the file and the fix."""
 
 
