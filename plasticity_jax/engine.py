@@ -106,8 +106,9 @@ def task_keys(key: jax.Array, task_index: jax.Array) -> TaskKeys:
 RESETS = ('none', 'head', 'network')
 
 
-def make_train(config: ml_collections.ConfigDict) -> Train:
-    problem, data = problems.make_problem(config)
+def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) -> Train:
+    """`shapes_only`: the problem's data as shapes alone (`problems.make_problem`), for planning."""
+    problem, data = problems.make_problem(config, shapes_only=shapes_only)
     model = models.make_model(config.model, problem.num_outputs)
     example_input = jnp.zeros((1, *problem.input_shape), jnp.float32)
 
@@ -383,8 +384,9 @@ def host_memory_bytes() -> int | None:
 
 
 def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> Plan:
+    """From shapes alone (`make_train(shapes_only=True)`) unless `train` is given: reads no data."""
     validation.check_config(config)
-    train = train or make_train(config)
+    train = train or make_train(config, shapes_only=True)
     devices = jax.devices()
     runs = sweeps.runs(config, len(devices))
     state = jax.eval_shape(train.init, jax.random.PRNGKey(0), {k: v[0] for k, v in runs.hyperparams().items()})

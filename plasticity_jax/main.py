@@ -28,7 +28,8 @@ _SWEEP = flags.DEFINE_multi_string(
 _PROGRAM = flags.DEFINE_integer('program', None, 'Run only program i (from 0, as --dry_run lists them) of a sweep '
                                 'over structural fields: spreads the programs over jobs or hosts.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print what would run (programs, runs per device, memory per '
-                              'device) and exit without compiling or writing anything.')
+                              'device) and exit without compiling or writing anything; reads no data (plans from '
+                              'the datasets\' shapes).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Join a multi-process run (jax.distributed.initialize): detected automatically on Cloud '
     'TPU pods and under SLURM; elsewhere give --coordinator_address, --num_processes and --process_id.')
@@ -98,7 +99,12 @@ def main(argv: list[str]) -> None:
             print(f'{len(programs)} programs, run one after another (--program=i runs program i alone):')
         for program in chosen:
             name = f'program {program.index}: {program.name}\n' if structural else ''
-            print(f'{name}{engine.make_plan(program.config).describe()}, in {program.workdir(workdir)}')
+            plan = engine.make_plan(program.config)  # from shapes: needs no data
+            print(f'{name}{plan.describe()}, in {program.workdir(workdir)}')
+            try:
+                engine.check_fits(plan)
+            except MemoryError as error:
+                print(str(error).splitlines()[-1])
         return
     try:
         engine.run_programs(config, workdir, only=_PROGRAM.value)

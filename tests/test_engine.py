@@ -352,3 +352,24 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
     config = small_scr(**{'model.normalization': 'online_norm', 'learner.name': 'gnp'})
     with pytest.raises(ValueError, match="gnp_mode='finite_difference' or model.online_norm_alpha_b=1.0"):
         engine.make_train(config)
+
+
+def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_written(tmp_path):
+    config = small_scr(**{'model.width': 200_000, 'model.depth': 3})
+    plan = engine.make_plan(config)
+    assert plan.device_bytes_limit == engine.host_memory_bytes() and "(the host's memory)" in plan.describe()
+    with pytest.raises(MemoryError, match='This does not fit'):
+        engine.check_fits(plan)
+    with pytest.raises(MemoryError):
+        engine.run(config, str(tmp_path), progress=False)
+    assert not (tmp_path / workdir.CONFIG_FILE).exists()
+
+
+@pytest.mark.parametrize('name', ['permuted_mnist.py', 'pairwise_mnist.py', 'incremental_cifar100.py',
+                                  'continual_imagenet.py'])
+def test_a_plan_needs_no_data(name):
+    """--dry_run plans from the datasets' published shapes: no data directory is read."""
+    config = load_config(name)
+    config.data_dir = '/nonexistent'
+    plan = engine.make_plan(config)
+    assert plan.data_bytes > 0 and plan.state_bytes_per_run > 0 and plan.examples_per_task > 0

@@ -112,17 +112,6 @@ def test_a_failed_start_writes_no_config(tmp_path):
     assert not (tmp_path / workdir.CONFIG_FILE).exists()
 
 
-def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_written(tmp_path):
-    config = tiny(**{'model.width': 200_000, 'model.depth': 3})
-    plan = engine.make_plan(config)
-    assert plan.device_bytes_limit == engine.host_memory_bytes() and "(the host's memory)" in plan.describe()
-    with pytest.raises(MemoryError, match='This does not fit'):
-        engine.check_fits(plan)
-    with pytest.raises(MemoryError):
-        engine.run(config, str(tmp_path), progress=False)
-    assert not (tmp_path / workdir.CONFIG_FILE).exists()
-
-
 def test_a_second_process_is_locked_out_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
     with workdir.Lock(str(tmp_path)):
         with pytest.raises(workdir.WorkdirError, match=rf'{tmp_path} is in use by pid \d+ on '):

@@ -67,14 +67,14 @@ def class_index(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.nd
     return by_class, counts
 
 
-def make_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, jax.Array]:
-    """The problem's device data from host arrays (images uint8, labels in [0, num_classes))."""
+def make_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, np.ndarray]:
+    """The problem's data as host arrays (images uint8, labels in [0, num_classes)); `problems.make_problem`
+    uploads them."""
     data = {}
     for split, images, labels in (('train', train_x, train_y), ('test', test_x, test_y)):
         by_class, counts = class_index(labels, num_classes)
-        data.update({f'{split}_x': jnp.asarray(np.asarray(images, np.uint8)),
-                     f'{split}_y': jnp.asarray(labels, jnp.int32),
-                     f'{split}_by_class': jnp.asarray(by_class), f'{split}_counts': jnp.asarray(counts)})
+        data.update({f'{split}_x': np.asarray(images, np.uint8), f'{split}_y': np.asarray(labels, np.int32),
+                     f'{split}_by_class': by_class, f'{split}_counts': counts})
     return data
 
 

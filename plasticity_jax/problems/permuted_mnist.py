@@ -34,10 +34,11 @@ class PermutedMNIST(Problem):
     reshuffle_each_epoch: bool = False
 
     @staticmethod
-    def make_data(train_images, train_labels, test_images, test_labels) -> dict[str, jax.Array]:
-        flat = lambda images: jnp.asarray(np.asarray(images, np.uint8).reshape(len(images), -1))
-        return {'train_x': flat(train_images), 'train_y': jnp.asarray(train_labels, jnp.int32),
-                'test_x': flat(test_images), 'test_y': jnp.asarray(test_labels, jnp.int32)}
+    def make_data(train_images, train_labels, test_images, test_labels) -> dict[str, np.ndarray]:
+        """Host arrays; `problems.make_problem` uploads them."""
+        flat = lambda images: np.asarray(images, np.uint8).reshape(len(images), -1)
+        return {'train_x': flat(train_images), 'train_y': np.asarray(train_labels, np.int32),
+                'test_x': flat(test_images), 'test_y': np.asarray(test_labels, np.int32)}
 
     def init(self, data, key):
         num_pixels = data['train_x'].shape[1]
