@@ -362,7 +362,7 @@ def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_writt
         engine.check_fits(plan)
     with pytest.raises(MemoryError):
         engine.run(config, str(tmp_path), progress=False)
-    assert not (tmp_path / workdir.CONFIG_FILE).exists()
+    assert not (tmp_path / engine.CONFIG_FILE).exists()
 
 
 @pytest.mark.parametrize('name', ['permuted_mnist.py', 'pairwise_mnist.py', 'incremental_cifar100.py',

@@ -23,7 +23,7 @@ def _permuted_mnist(config: ml_collections.ConfigDict, shapes_only: bool = False
                             examples_per_task=config.problem.examples_per_task,
                             batch_size=config.problem.batch_size, probe_size=config.metrics.probe_size,
                             reshuffle_each_epoch=config.problem.get('reshuffle_each_epoch', False))
-    return problem, PermutedMNIST.make_data(*mnist)
+    return problem, PermutedMNIST.host_data(*mnist)
 
 
 def _slowly_changing_regression(config: ml_collections.ConfigDict, shapes_only: bool = False) -> tuple[Problem, Any]:
@@ -73,7 +73,7 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
     if p.dataset != 'imagenet32' and p.train_per_class and not shapes_only:
         train_x, train_y = _first_per_class(train_x, train_y, p.train_per_class)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    data = dataset_tasks.make_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
+    data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
     normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
                      else {})
     problem = DatasetTasks.create(data, schedule=p.schedule, epochs=p.epochs, batch_size=p.batch_size,
@@ -83,8 +83,9 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
     return problem, data
 
 
-# name -> factory(run_config[, shapes_only=True]) -> (problem, data as host arrays); asked with shapes_only=True
-# (planning only), a factory reads no data and builds from stand-ins of the datasets' shapes (`data.shapes`).
+# name -> factory(run_config[, shapes_only=True]) -> (problem, data as host or device arrays, uploaded by
+# `make_problem`); with shapes_only=True (planning), a factory reads no data and builds from stand-ins of the
+# datasets' published shapes (`data.shapes`).
 PROBLEMS: dict[str, Callable[[ml_collections.ConfigDict, bool], tuple[Problem, Any]]] = {
     'permuted_mnist': _permuted_mnist,
     'slowly_changing_regression': _slowly_changing_regression,
@@ -102,7 +103,7 @@ def make_problem(config: ml_collections.ConfigDict, *, shapes_only: bool = False
         raise ValueError(f'unknown problem.name {config.problem.name!r}; valid: {sorted(PROBLEMS)}')
     factory = PROBLEMS[config.problem.name]
     problem, data = factory(config, shapes_only=True) if shapes_only else factory(config)
-    data = (jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), data) if shapes_only
+    data = (jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), data) if shapes_only
             else jax.device_put(data))
     if problem.examples_per_task % problem.batch_size:
         raise ValueError(f'problem.examples_per_task ({problem.examples_per_task}) must be a multiple of '

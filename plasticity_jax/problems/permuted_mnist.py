@@ -34,8 +34,12 @@ class PermutedMNIST(Problem):
     reshuffle_each_epoch: bool = False
 
     @staticmethod
-    def make_data(train_images, train_labels, test_images, test_labels) -> dict[str, np.ndarray]:
-        """Host arrays; `problems.make_problem` uploads them."""
+    def make_data(train_images, train_labels, test_images, test_labels) -> dict[str, jax.Array]:
+        return jax.device_put(PermutedMNIST.host_data(train_images, train_labels, test_images, test_labels))
+
+    @staticmethod
+    def host_data(train_images, train_labels, test_images, test_labels) -> dict[str, np.ndarray]:
+        """`make_data` before the upload (what `problems.make_problem` uploads, or only measures when planning)."""
         flat = lambda images: np.asarray(images, np.uint8).reshape(len(images), -1)
         return {'train_x': flat(train_images), 'train_y': np.asarray(train_labels, np.int32),
                 'test_x': flat(test_images), 'test_y': np.asarray(test_labels, np.int32)}
