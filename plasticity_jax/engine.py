@@ -50,8 +50,8 @@ from plasticity_jax import curvature, learners, metrics, models, problems, sweep
 from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 # The workdir's files (`plasticity_jax.workdir`), under the names the rest of the package reads them by.
-from plasticity_jax.workdir import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, atomic_write,  # noqa: F401
-                                    load_npz, save_metrics)
+from plasticity_jax.workdir import (  # noqa: F401
+    CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, atomic_write, load_npz, save_metrics)
 
 # fold_in index of a step's key for the learner's auxiliary batch (apart from the step's four split keys).
 AUXILIARY_BATCH_STREAM = 4
@@ -350,7 +350,7 @@ class Plan(NamedTuple):
     state_bytes_per_run: int  # params, optimizer, learner and problem state
     data_bytes: int  # the problem's data, replicated on every device
     curvature_bytes_per_run: int  # the Lanczos basis of the in-run spectrum, when it is on
-    device_bytes_limit: int | None  # what the device reports it can hold; on CPU the host's physical memory
+    device_bytes_limit: int | None  # what the device reports it can hold; on CPU its share of the host's memory
     num_tasks: int
     examples_per_task: int
     tasks_per_chunk: int  # tasks between checkpoints
@@ -395,8 +395,8 @@ def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> 
     curvature_bytes = (config.curvature.order + 2) * num_params * 4 if config.curvature.every_tasks else 0
     device = jax.local_devices()[0]
     limit = (device.memory_stats() or {}).get('bytes_limit')
-    if limit is None and device.platform == 'cpu':
-        limit = host_memory_bytes()
+    if limit is None and device.platform == 'cpu' and host_memory_bytes():  # the host's CPU devices share it
+        limit = host_memory_bytes() // len(jax.local_devices())
     return Plan(num_points=runs.grid.num_points, num_seeds=runs.num_seeds, num_runs=runs.num_runs,
                 num_devices=len(devices), runs_per_device=runs.num_padded // len(devices),
                 state_bytes_per_run=nbytes(state), data_bytes=nbytes(train.data),
