@@ -476,22 +476,18 @@ def _check_not_shrunk(workdir: str, config: ml_collections.ConfigDict, done: int
 
 
 def _finished_metrics(workdir: str, config: ml_collections.ConfigDict) -> dict[str, np.ndarray] | None:
-    """The metrics of a finished run that agree with its newest checkpoint, read without building anything; None
-    when there is work (or a repair) to do."""
+    """The metrics of a finished run, checked against (or rebuilt from) its newest checkpoint without building
+    anything; None when there is work to do (or a damaged checkpoint to set aside)."""
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     steps = workdir_lib.checkpoint_steps(directory)
-    on_disk = load_npz(os.path.join(workdir, METRICS_FILE))
     _check_not_shrunk(workdir, config, steps[-1] if steps else 0)
-    if not steps or steps[-1] != config.num_tasks or workdir_lib.num_tasks_in(on_disk) != config.num_tasks:
+    if not steps or steps[-1] != config.num_tasks:
         return None
     try:
         history = workdir_lib.restore_history(directory, steps[-1])
     except Exception:  # a damaged checkpoint: the full path moves it aside and resumes from the previous one
         return None
-    if history is None:  # a checkpoint from before metrics were kept in checkpoints
-        return on_disk
-    same = history.keys() == on_disk.keys() and all(workdir_lib.same_arrays(history[n], on_disk[n]) for n in history)
-    return on_disk if same else None
+    return workdir_lib.reconcile_metrics(workdir, steps[-1], history, writer=jax.process_index() == 0)
 
 
 def _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, *, progress):

@@ -146,14 +146,17 @@ def _plot_cli(*args):
                           text=True, timeout=300)
 
 
-def test_plot_cli_errors_name_the_problem_in_one_line(tmp_path):
+def test_plot_errors_name_the_problem(tmp_path):
+    from plasticity_jax import results
+
+    with pytest.raises(FileNotFoundError, match='missing does not exist'):
+        results.load_runs(str(tmp_path / 'missing'))
     run = tmp_path / 'started'
     run.mkdir()
     (run / engine.CONFIG_FILE).write_text(load_config('slowly_changing_regression.py').to_json())
-    for args, message in [((f'--workdir={run}',), 'holds no metrics yet'),
-                          ((f'--workdir={tmp_path / "missing"}',), 'missing does not exist'),
-                          ((f'--workdir={run}', '--tasks=0,abc'), "['abc'] are not task indices")]:
-        result = _plot_cli(*args)
+    for flags, message in [((), 'holds no metrics yet'), (('--tasks=0,abc',), "['abc'] are not task indices")]:
+        result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={run}', *flags],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr[-2000:]
         assert message in result.stderr
     assert not (run / 'figures').exists()
