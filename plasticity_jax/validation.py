@@ -71,9 +71,13 @@ def positive_numbers() -> Rule:
                 'a non-empty tuple of numbers > 0')
 
 
-def _resets():
+def _engine():
     from plasticity_jax import engine
-    return engine.RESETS
+    return engine
+
+
+def _resets():
+    return _engine().RESETS
 
 
 def _learners():
@@ -102,6 +106,8 @@ RULES: dict[str, Rule] = {
     'num_seeds': integer(1),
     'num_tasks': integer(1),
     'tasks_per_chunk': integer(1),
+    'step_unroll': integer(1),
+    'compute_dtype': one_of(lambda: _engine().COMPUTE_DTYPES),
     'keep_checkpoints': integer(1),
     'keep_checkpoints_every': integer(0),
     'data_source': one_of(lambda: ('auto', 'idx', 'tfds')),

@@ -34,8 +34,9 @@ LOCK_FILE = '.lock'
 SWEEP_CONFIG_FILE = 'sweep_config.json'
 # Items of a checkpoint; checkpoints written before metrics were kept in them hold the state as `default`.
 STATE_ITEM, HISTORY_ITEM, LEGACY_STATE_ITEM = 'state', 'history', 'default'
-# Fields that may change when a run is resumed: they change neither the program nor its results.
-RESUMABLE_CHANGES = ('num_tasks', 'tasks_per_chunk', 'keep_checkpoints', 'keep_checkpoints_every', 'data_dir')
+# Fields that may change when a run is resumed: they change neither the program's results nor the data.
+RESUMABLE_CHANGES = ('num_tasks', 'tasks_per_chunk', 'keep_checkpoints', 'keep_checkpoints_every', 'data_dir',
+                     'step_unroll')
 
 
 class WorkdirError(ValueError):
