@@ -475,8 +475,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     writer = jax.process_index() == 0
     devices = jax.devices()
     runs = sweeps.runs(config, len(devices))
-    if writer:
-        os.makedirs(workdir, exist_ok=True)
     with workdir_lib.Lock(workdir) if writer else contextlib.nullcontext():
         workdir_lib.check_same_experiment(workdir, config)
         finished = _finished_metrics(workdir, config)

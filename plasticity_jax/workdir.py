@@ -127,13 +127,19 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, filename: str 
 class Lock:
     """An exclusive `flock` on `<workdir>/.lock` for as long as the run lasts: a second process on the same workdir
     is refused at once. The OS releases the lock when the holder ends, also on kill -9, so it never goes stale.
-    Only process 0 of a multi-host run takes it (the others write only their checkpoint shards)."""
+    Only process 0 of a multi-host run takes it (the others write only their checkpoint shards).
+
+    Creates `workdir` if needed, and removes it again if the run fails before writing anything into it."""
 
     def __init__(self, workdir: str):
+        self.workdir = workdir
         self.path = os.path.join(workdir, LOCK_FILE)
         self.file = None
+        self.created = False
 
     def __enter__(self) -> 'Lock':
+        self.created = not os.path.exists(self.workdir)
+        os.makedirs(self.workdir, exist_ok=True)
         self.file = open(self.path, 'a+')
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -150,8 +156,11 @@ class Lock:
         self.file.flush()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, error_type, *_) -> None:
         self.file.truncate(0)
+        if error_type is not None and self.created and os.listdir(self.workdir) == [LOCK_FILE]:
+            os.remove(self.path)  # a failed start leaves no trace
+            os.rmdir(self.workdir)
         self.file.close()  # releases the flock
 
 

@@ -431,8 +431,8 @@ def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_writt
     with pytest.raises(MemoryError, match='This does not fit'):
         engine.check_fits(plan)
     with pytest.raises(MemoryError):
-        engine.run(config, str(tmp_path), progress=False)
-    assert not (tmp_path / engine.CONFIG_FILE).exists()
+        engine.run(config, str(tmp_path / 'run'), progress=False)
+    assert not (tmp_path / 'run').exists()
 
 
 @pytest.mark.parametrize('name', ['permuted_mnist.py', 'pairwise_mnist.py', 'incremental_cifar100.py',

@@ -105,8 +105,8 @@ def test_a_failed_start_writes_no_config(tmp_path):
     config = tiny(**{'model.normalization': 'online_norm'})
     config.learner.update({'name': 'gnp', 'gnp_coef': 0.04, 'gnp_r': 0.05, 'gnp_mode': 'exact'})
     with pytest.raises(ValueError, match='gnp_mode'):
-        engine.run(config, str(tmp_path), progress=False)
-    assert not (tmp_path / workdir.CONFIG_FILE).exists()
+        engine.run(config, str(tmp_path / 'run'), progress=False)
+    assert not (tmp_path / 'run').exists()  # a failed start leaves no trace
 
 
 def test_a_second_process_is_locked_out_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
