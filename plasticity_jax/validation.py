@@ -184,6 +184,9 @@ AGREEMENTS: tuple[Agreement, ...] = (
 )
 
 
+_MISSING = object()
+
+
 def _lookup(config, name: str):
     node = config
     for field in name.split('.'):
@@ -192,8 +195,6 @@ def _lookup(config, name: str):
         node = node[field]
     return node
 
-
-_MISSING = object()
 
 
 def violations(config: ml_collections.ConfigDict) -> list[str]:
