@@ -7,7 +7,7 @@ by commas: `configs/slowly_changing_regression.py:tanh,adam`.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -156,6 +156,17 @@ def learner_variants() -> dict[str, Variant]:
             config.learner[field] = value
 
     return {name: (lambda c, n=name: select(c, n)) for name in LEARNERS}
+
+
+def learner_with(name: str, fields: Mapping[str, Any]) -> Variant:
+    """The variant of learner `name` (`learner_variants`) with some of its fields set to an experiment's values."""
+    select = learner_variants()[name]
+
+    def variant(config):
+        select(config)
+        config.learner.update(fields)
+
+    return variant
 
 
 def apply_variants(config: ml_collections.ConfigDict, arg: str | None,
