@@ -103,8 +103,9 @@ def dataset_tasks_problem(*, dataset: str, schedule: str, epochs: int, batch_siz
 
 def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
     """The `model` section of a convolutional model ('convnet' or 'resnet18'); ReLU networks (`activation` is what
-    the dead-unit metric uses)."""
-    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', **fields})
+    the dead-unit metric uses); `conv_lowering` 'auto': convolutions as patches x kernel on a CPU, XLA's elsewhere
+    (`models.conv`)."""
+    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', 'conv_lowering': 'auto', **fields})
 
 
 # Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the
