@@ -360,7 +360,7 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
 def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
     no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
-    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run)."""
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run), and nothing calls back to the host."""
     from plasticity_jax import hlo
 
     width = 512
@@ -375,6 +375,7 @@ def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     text = program.lower(state, train.data, 0, 1).compile().as_text()
     assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
     assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
+    assert 'callback' not in text.lower(), 'a host callback in the program forces a host round-trip'
 
 
 def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
