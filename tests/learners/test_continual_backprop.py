@@ -393,6 +393,7 @@ def _final_state(config, workdir):
         return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
 
 
+@pytest.mark.slow  # compiles the whole engine program of a ResNet-18: minutes of CPU
 def test_resnet_cbp_through_the_engine_under_a_sweep(tmp_path, shared_data_dir):
     """Two tasks through the engine (jit(vmap) over 2 sweep points): channels are replaced, more at the higher
     rate, never more than rate x width x mature steps; the points differ."""
