@@ -22,7 +22,7 @@ One step of a task (everything inside `lax.scan`, no host round-trip):
                                                                 # (and the change of backward-pass state, if any)
     updates, opt_state = optimizer.update(grads, opt_state, params, key=..., grad_fn=...)
     params = apply_updates_after_backward(params, updates, grads)   # optax.apply_updates, with no weight copies
-    learner_state, params, opt_state = after_update(...)        # e.g. continual backprop's unit replacement
+    learner_state, params, opt_state, model_state = after_update(...)   # e.g. continual backprop's unit replacement
 
 At the start of each task the plasticity correlates are measured on a probe set of the new task; at its end the
 problem may evaluate the network (test accuracy). Seeds never interact: a non-finite loss in one seed is counted in
@@ -155,7 +155,8 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
 
     def learner_for(hyperparams) -> learners.Learner:
         """The learner of one run: swept fields take this run's (traced) values."""
-        return learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params)
+        return learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params,
+                                     model.unit_layers())
 
     def init(key: jax.Array, hyperparams: dict[str, jax.Array] | None = None) -> RunState:
         hyperparams = hyperparams or {}
@@ -210,12 +211,12 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
             grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p, gradient_state)[0],
             task_progress=step / active_steps)
         params = apply_updates_after_backward(params, updates, grads)
-        learner_state, params, opt_state = learner.after_update.update(
+        learner_state, params, opt_state, model_state = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
         totals = {'online_metric': totals['online_metric'] + problem.online_metric(forward.outputs, y),
                   'online_loss': totals['online_loss'] + forward.loss,
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
-        return params, forward.model_state, opt_state, learner_state, totals
+        return params, model_state, opt_state, learner_state, totals
 
     def train_steps(learner, data, problem_state, active_steps, carry, steps, step_keys):
         """The task's steps; those from `active_steps` on leave `carry` unchanged (`Problem.active_steps`)."""

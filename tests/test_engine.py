@@ -166,7 +166,8 @@ def _hooked_learner(config, init_params):
 
     def after_update(state, inputs):
         output = {**inputs.params['output'], 'bias': jnp.zeros_like(inputs.params['output']['bias'])}
-        return state + inputs.forward.hidden[0].shape[0], {**inputs.params, 'output': output}, inputs.opt_state
+        return (state + inputs.forward.hidden[0].shape[0], {**inputs.params, 'output': output}, inputs.opt_state,
+                inputs.forward.model_state)
 
     return learners.Learner(
         optimizer=optax.GradientTransformationExtraArgs(lambda params: jnp.zeros(()), update),
@@ -262,7 +263,8 @@ def _counting_learner(config, init_params):
     """Plain SGD whose after-update routine counts the steps it ran."""
     learner = learners.make_learner(ml_collections.ConfigDict({**config, 'name': 'backprop'}), init_params)
     count = AfterUpdate(init=lambda params: jnp.zeros((), jnp.int32),
-                        update=lambda state, inputs: (state + 1, inputs.params, inputs.opt_state))
+                        update=lambda state, inputs: (state + 1, inputs.params, inputs.opt_state,
+                                                      inputs.forward.model_state))
     return learner._replace(after_update=count)
 
 

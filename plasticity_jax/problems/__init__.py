@@ -76,6 +76,8 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
     data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
     normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
                      else {})
+    if p.get('raw_pixels', False):  # pixel values 0..255 as the papers' Continual ImageNet code feeds them
+        normalization = {'mean': (0.0,), 'std': (1.0 / 255.0,)}
     problem = DatasetTasks.create(data, schedule=p.schedule, epochs=p.epochs, batch_size=p.batch_size,
                                   probe_size=config.metrics.probe_size,
                                   classes_per_increment=p.classes_per_increment, augment=p.augment,
