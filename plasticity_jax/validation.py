@@ -95,6 +95,11 @@ def _models():
     return MODEL_NAMES
 
 
+def _conv_lowerings():
+    from plasticity_jax.models import CONV_LOWERINGS
+    return CONV_LOWERINGS
+
+
 def _activations():
     from plasticity_jax.models import ACTIVATIONS
     return ACTIVATIONS
@@ -153,6 +158,7 @@ RULES: dict[str, Rule] = {
     'model.normalization': one_of(lambda: ('none', 'layernorm', 'online_norm')),
     'model.online_norm_alpha_f': number(0, 1, open_low=True),
     'model.online_norm_alpha_b': number(0, 1, open_low=True),
+    'model.conv_lowering': one_of(_conv_lowerings),
     'problem.name': one_of(_problems),
     'problem.examples_per_task': integer(1),
     'problem.batch_size': integer(1),
@@ -167,6 +173,7 @@ RULES: dict[str, Rule] = {
     'problem.train_per_class': integer(0),
     'problem.test_per_class': integer(0),
     'problem.num_classes': integer(0),
+    'problem.raw_pixels': Rule(lambda v: isinstance(v, bool), 'True or False'),
 }
 
 
