@@ -7,7 +7,7 @@ by commas: `configs/slowly_changing_regression.py:tanh,adam`.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -111,8 +111,9 @@ def dataset_tasks_problem(*, dataset: str, schedule: str, epochs: int, batch_siz
 
 def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
     """The `model` section of a convolutional model ('convnet' or 'resnet18'); ReLU networks (`activation` is what
-    the dead-unit metric uses)."""
-    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', **fields})
+    the dead-unit metric uses); `conv_lowering` 'auto': convolutions as patches x kernel on a CPU, XLA's elsewhere
+    (`models.conv`)."""
+    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', 'conv_lowering': 'auto', **fields})
 
 
 # Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the
@@ -164,6 +165,17 @@ def learner_variants() -> dict[str, Variant]:
             config.learner[field] = value
 
     return {name: (lambda c, n=name: select(c, n)) for name in LEARNERS}
+
+
+def learner_with(name: str, fields: Mapping[str, Any]) -> Variant:
+    """The variant of learner `name` (`learner_variants`) with some of its fields set to an experiment's values."""
+    select = learner_variants()[name]
+
+    def variant(config):
+        select(config)
+        config.learner.update(fields)
+
+    return variant
 
 
 def apply_variants(config: ml_collections.ConfigDict, arg: str | None,

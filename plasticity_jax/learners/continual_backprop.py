@@ -1,8 +1,12 @@
 """Continual backprop (Dohare et al., Nature 2024, Methods and Algorithm 1; Dohare, Sutton & Mahmood 2021): backprop
 plus, after every update, the replacement of a small fraction of mature, low-utility hidden units by fresh ones.
 
-Each step, for every hidden layer l with activations h (batch, width) of this step's forward pass and the weights
-after the optimizer's update (the papers' code does the same), in the order of the papers' `lop/algos/gnt.py`:
+Each step, for every unit layer l the model declares (`models.UnitLayer`: hidden units of dense layers, output
+channels of convolutions, `learners.reinit`) with activations h (batch, width) of this step's forward pass (a
+convolution's (batch, ..., channels) map: every mean over the batch below is also over the positions, as the papers'
+`convGnT.py` and `res_gnt.py`; "incoming weights" then include the receptive field, "outgoing weights" every
+position of every module that reads the channel) and the weights after the optimizer's update (the papers' code does
+the same), in the order of the papers' `lop/algos/gnt.py`:
 
 1. age += 1 for every unit.
 2. Running mean of the activation, f = eta f + (1 - eta) mean_batch(h), bias-corrected f_hat = f / (1 - eta^age).

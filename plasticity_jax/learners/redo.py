@@ -10,7 +10,11 @@ baseline (`lop/algos/gntRedo.py`) likewise scores the |activations| accumulated 
 are all silent (mean a = 0) has every score 0 (a 1e-9 guard in the denominator, as the ReDo code), so all of its
 units are recycled.
 
-Recycling goes through `reinit.reinitialize_units`, as continual backprop: incoming weights from the model's
+Units are those the model declares (`models.UnitLayer`): hidden units of dense layers and output channels of
+convolutions, whose |activation| is averaged over the batch and the positions of the map.
+
+Recycling goes through `reinit.reinitialize_units`, as continual backprop (a replaced channel's batch norm, if any,
+is reset to its initial scale, bias and running statistics): incoming weights from the model's
 initialisation distribution (the ReDo code draws Xavier uniform instead), incoming bias 0, outgoing weights 0, and
 the optimizer state of those weights reset (momentum; Adam's moments and, with `learners.adam_counts`, which this
 learner uses for Adam, the per-element step counts; the ReDo code resets Adam's moments only). Any number of units

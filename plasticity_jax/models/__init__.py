@@ -1,6 +1,7 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
 from plasticity_jax.models.actor_critic import ActorCritic
+from plasticity_jax.models.conv import CONV_LOWERINGS, PatchConv
 from plasticity_jax.models.convnet import ConvNet
 from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
@@ -19,12 +20,15 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
 
     'mlp' reads width, depth, activation and init_distribution; its dropout and normalization fields default to
     off when a config lacks them (configs written before they existed). 'convnet' (Continual ImageNet's network)
-    reads nothing else. 'resnet18' reads `base_width` if present (default 64).
+    reads `conv_lowering` if present (default 'auto', `models.conv`). 'resnet18' reads `base_width` (default 64)
+    and `conv_lowering` if present.
     """
+    lowering = config.get('conv_lowering', 'auto')
     if config.name == 'convnet':
-        return ConvNet(num_outputs=num_outputs)
+        return ConvNet(num_outputs=num_outputs, conv_lowering=lowering)
     if config.name == 'resnet18':
-        return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width))
+        return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width),
+                        conv_lowering=lowering)
     if config.name != 'mlp':
         raise ValueError(f'unknown model.name {config.name!r}; valid: {list(MODEL_NAMES)}')
     optional = {field: config[field] for field in ('dropout_rate', 'normalization', 'online_norm_alpha_f',
@@ -33,6 +37,6 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'ActorCritic', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN', 'MLP',
-           'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'ResNet18', 'UnitLayer', 'kaiming_init',
-           'make_model', 'online_norm_forward', 'sequential_unit_layers']
+__all__ = ['ACTIVATIONS', 'ActorCritic', 'CONV_LOWERINGS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN',
+           'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'PatchConv', 'ResNet18', 'UnitLayer',
+           'kaiming_init', 'make_model', 'online_norm_forward', 'sequential_unit_layers']

@@ -44,6 +44,7 @@ import math
 import flax.linen as nn
 import jax
 
+from plasticity_jax.models.conv import conv_module
 from plasticity_jax.models.initializers import kaiming_init
 from plasticity_jax.models.units import UnitLayer
 
@@ -52,9 +53,9 @@ BATCH_NORM_MOMENTUM = 0.9  # flax convention: torch.nn.BatchNorm2d's momentum 0.
 BATCH_NORM_EPSILON = 1e-5
 
 
-def _conv(channels: int, size: int, stride: int, name: str) -> nn.Conv:
-    return nn.Conv(channels, (size, size), strides=stride, padding=size // 2,
-                   kernel_init=kaiming_init(math.sqrt(2.0), 'normal'), name=name)
+def _conv(channels: int, size: int, stride: int, name: str, lowering: str) -> nn.Conv:
+    return conv_module(lowering)(channels, (size, size), strides=stride, padding=size // 2,
+                                 kernel_init=kaiming_init(math.sqrt(2.0), 'normal'), name=name)
 
 
 def _batch_norm(module: nn.Module, name: str) -> nn.BatchNorm:
@@ -69,15 +70,17 @@ class BasicBlock(nn.Module):
 
     channels: int
     stride: int = 1
+    conv_lowering: str = 'auto'
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(the block's output, its inner activation relu(norm_0(conv_0(x))))."""
-        inner = nn.relu(_batch_norm(self, 'norm_0')(_conv(self.channels, 3, self.stride, 'conv_0')(x)))
-        residual = _batch_norm(self, 'norm_1')(_conv(self.channels, 3, 1, 'conv_1')(inner))
+        inner = nn.relu(_batch_norm(self, 'norm_0')(_conv(self.channels, 3, self.stride, 'conv_0', self.conv_lowering)(x)))
+        residual = _batch_norm(self, 'norm_1')(_conv(self.channels, 3, 1, 'conv_1', self.conv_lowering)(inner))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.channels:
-            shortcut = _batch_norm(self, 'shortcut_norm')(_conv(self.channels, 1, self.stride, 'shortcut_conv')(x))
+            shortcut = _batch_norm(self, 'shortcut_norm')(_conv(self.channels, 1, self.stride, 'shortcut_conv',
+                                                                  self.conv_lowering)(x))
         return nn.relu(residual + shortcut), inner
 
 
@@ -87,6 +90,7 @@ class ResNet18(nn.Module):
 
     num_outputs: int
     base_width: int = 64
+    conv_lowering: str = 'auto'  # how the convolutions are computed (`models.conv`)
 
     def unit_layers(self) -> tuple[UnitLayer, ...]:
         """Every block's `conv_0` channels with their `norm_0`, read by the block's `conv_1` (module docstring);
@@ -97,12 +101,14 @@ class ResNet18(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        x = nn.relu(_batch_norm(self, 'stem_norm')(_conv(self.base_width, 3, 1, 'stem_conv')(x)))
+        if x.ndim == 3:  # (batch, height, width) grayscale images (MNIST): one channel
+            x = x[..., None]
+        x = nn.relu(_batch_norm(self, 'stem_norm')(_conv(self.base_width, 3, 1, 'stem_conv', self.conv_lowering)(x)))
         stages, inner = [], []
         for stage in range(NUM_STAGES):
             for block in range(BLOCKS_PER_STAGE):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x, block_inner = BasicBlock(self.base_width * 2**stage, stride,
+                x, block_inner = BasicBlock(self.base_width * 2**stage, stride, self.conv_lowering,
                                             name=f'stage_{stage}_block_{block}')(x)
                 inner.append(block_inner)
             stages.append(x)

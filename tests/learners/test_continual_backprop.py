@@ -367,29 +367,19 @@ def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
         assert expected.min() >= 1, layer
 
 
-@pytest.fixture(scope='module')
-def resnet_cbp_runs(tmp_path_factory, shared_data_dir):
-    """A small ResNet-18 with continual backprop (momentum, weight decay) through the engine on class-pair MNIST:
-    2 sweep points of the replacement rate in one program; run whole, and run 1 task then resumed to 2."""
+def resnet_cbp_config(shared_data_dir, num_tasks):
+    """A small ResNet-18 with continual backprop (momentum, weight decay) on class-pair MNIST, 2 sweep points of the
+    replacement rate in one program."""
     from plasticity_jax import config as config_lib
-
-    def config(num_tasks):
-        config = load_config('pairwise_mnist.py', 'cbp')
-        config.update({'num_seeds': 1, 'num_tasks': num_tasks, 'tasks_per_chunk': 1, 'data_dir': shared_data_dir})
-        config.model = config_lib.image_model_config('resnet18', base_width=2)
-        config.problem.update({'train_per_class': 20, 'batch_size': 8, 'epochs': 1})
-        config.metrics.probe_size = 16
-        config.learner.update({'momentum': 0.9, 'step_size': 0.01, 'maturity_threshold': 2,
-                               'utility': 'contribution'})
-        config.learner.weight_decay = 5e-4
-        config.sweep.learner = {'replacement_rate': (0.05, 0.2)}
-        return config
-
-    tmp = tmp_path_factory.mktemp('resnet_cbp')
-    whole = engine.run(config(2), str(tmp / 'whole'), progress=False)
-    engine.run(config(1), str(tmp / 'resumed'), progress=False)
-    resumed = engine.run(config(2), str(tmp / 'resumed'), progress=False)
-    return config(2), tmp, whole, resumed
+    config = load_config('pairwise_mnist.py', 'cbp')
+    config.update({'num_seeds': 1, 'num_tasks': num_tasks, 'tasks_per_chunk': 1, 'data_dir': shared_data_dir})
+    config.model = config_lib.image_model_config('resnet18', base_width=2)
+    config.problem.update({'train_per_class': 20, 'batch_size': 8, 'epochs': 1})
+    config.metrics.probe_size = 16
+    config.learner.update({'momentum': 0.9, 'step_size': 0.01, 'maturity_threshold': 2, 'utility': 'contribution'})
+    config.learner.weight_decay = 5e-4
+    config.sweep.learner = {'replacement_rate': (0.05, 0.2)}
+    return config
 
 
 def _final_state(config, workdir):
@@ -403,17 +393,32 @@ def _final_state(config, workdir):
         return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
 
 
-def test_resnet_cbp_through_the_engine_replaces_channels_and_resumes_bit_identically(resnet_cbp_runs):
-    config, tmp, whole, resumed = resnet_cbp_runs
-    for name in whole:
-        np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
-    state, resumed_state = _final_state(config, tmp / 'whole'), _final_state(config, tmp / 'resumed')
-    jax.tree.map(np.testing.assert_array_equal, state, resumed_state)
+@pytest.mark.slow  # compiles the whole engine program of a ResNet-18: minutes of CPU
+def test_resnet_cbp_through_the_engine_under_a_sweep(tmp_path, shared_data_dir):
+    """Two tasks through the engine (jit(vmap) over 2 sweep points): channels are replaced, more at the higher
+    rate, never more than rate x width x mature steps; the points differ."""
+    config = resnet_cbp_config(shared_data_dir, 2)
+    metrics = engine.run(config, str(tmp_path), progress=False)
+    state = _final_state(config, tmp_path)
     counts = np.stack([np.asarray(s.num_replaced) for s in state.learner_state], axis=1)  # (points, layers)
     steps = 2 * 40 // 8  # two tasks of 40 images in batches of 8
     widths = np.array([2, 2, 4, 4, 8, 8, 16, 16])
-    # At most rate x width x (steps - maturity) per layer; the higher rate replaces more.
     assert np.all(counts <= np.array([[0.05], [0.2]]) * widths * (steps - 2) + 1e-6)
     assert counts[0].sum() < counts[1].sum() and counts[1].sum() > 0
-    assert np.all(np.isfinite(whole['online_loss']))
-    assert not np.array_equal(whole['online_loss'][0], whole['online_loss'][1])
+    assert np.all(np.isfinite(metrics['online_loss']))
+    assert not np.array_equal(metrics['online_loss'][0], metrics['online_loss'][1])
+
+
+@pytest.mark.slow
+def test_resnet_cbp_resumes_bit_identically(tmp_path, shared_data_dir):
+    """Run 1 task, then resume to 2 (batch norm statistics, learner state and momentum through a checkpoint): the
+    metrics and the final state equal a run of 2 tasks at once. (A kill -9 resumes from the same checkpoint:
+    tests/test_engine.py kills a run.)"""
+    whole = engine.run(resnet_cbp_config(shared_data_dir, 2), str(tmp_path / 'whole'), progress=False)
+    engine.run(resnet_cbp_config(shared_data_dir, 1), str(tmp_path / 'resumed'), progress=False)
+    resumed = engine.run(resnet_cbp_config(shared_data_dir, 2), str(tmp_path / 'resumed'), progress=False)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
+    config = resnet_cbp_config(shared_data_dir, 2)
+    jax.tree.map(np.testing.assert_array_equal, _final_state(config, tmp_path / 'whole'),
+                 _final_state(config, tmp_path / 'resumed'))

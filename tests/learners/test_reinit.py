@@ -451,18 +451,25 @@ def replaced_image_network(request):
     unit layer replaced at once (jit), with SGD momentum everywhere nonzero."""
     model, shape = IMAGE_NETWORKS[request.param]
     init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
-    params = jax.tree.map(lambda p, r: p + 0.1 * r, variables['params'],
-                          random_tree(jax.random.PRNGKey(1), variables['params']))
-    model_state = {name: jax.tree.map(lambda s, r: s + 0.1 * jnp.abs(r), value,
-                                      random_tree(jax.random.PRNGKey(2), value))
-                   for name, value in variables.items() if name != 'params'}
+
+    @jax.jit
+    def perturbed(key):  # one compiled program instead of an eager op per leaf
+        variables = model.init(key, jnp.zeros(shape))
+        params = jax.tree.map(lambda p, r: p + 0.1 * r, variables['params'],
+                              random_tree(jax.random.fold_in(key, 1), variables['params']))
+        model_state = {name: jax.tree.map(lambda s, r: s + 0.1 * jnp.abs(r), value,
+                                          random_tree(jax.random.fold_in(key, 2), value))
+                       for name, value in variables.items() if name != 'params'}
+        return params, model_state
+
+    params, model_state = perturbed(jax.random.PRNGKey(0))
     layers = model.unit_layers()
     masks = [jax.random.bernoulli(jax.random.fold_in(jax.random.PRNGKey(3), l), 0.35,
                                   (reinit.layer_width(params, layer),)).at[:2].set(jnp.array([True, False]))
              for l, layer in enumerate(layers)]
     optimizer = optax.with_extra_args_support(make_optimizer(optimizer_config('sgd')))
-    opt_state = optimizer.update(random_tree(jax.random.PRNGKey(4), params), optimizer.init(params), params)[1]
+    opt_state = jax.jit(lambda p: optimizer.update(random_tree(jax.random.PRNGKey(4), p), optimizer.init(p), p)[1])(
+        params)
     new = jax.jit(lambda p, s, m, key: reinit.reinitialize_units(p, s, optimizer, masks, key, init_params, layers,
                                                                  model_state=m))(
         params, opt_state, model_state, jax.random.PRNGKey(5))
