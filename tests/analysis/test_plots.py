@@ -101,7 +101,10 @@ def test_plot_sweep_final_performance_vs_step_size():
 def test_plot_spectra_log_density_grid_of_runs_by_tasks():
     fig = plots.plot_spectra({'bp': curvature_run(), 'other': curvature_run()}, tasks=[0, 2])
     assert len(fig.axes) == 4 and all(ax.get_yscale() == 'log' for ax in fig.axes)
-    assert [ax.get_title() for ax in fig.axes[:2]] == ['task 1', 'task 3']
+    assert [ax.get_title() for ax in fig.axes[:2]] == ['start of task 0', 'start of task 2']  # the CLI's numbering
+    assert fig.axes[0].get_ylabel() == 'eigenvalue density'  # the quantity, not the run's label
+    asked = plots.plot_spectra(curvature_run(), tasks=[1])  # task 1 was not measured: say which one is shown
+    assert asked.axes[0].get_title() == 'start of task 0 (asked: 1)'
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [2.0, 3.0, 4.0])
 
 
@@ -111,7 +114,9 @@ def test_plot_rank_vs_performance_fit_and_r2():
     expected = tables.linear_fit(table['epsilon_rank'], table['online_accuracy'] * 100)
     assert ax.linear_fit == pytest.approx(expected)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0] == 'curv' and labels[1] == f"linear fit, $R^2$ = {expected['r2']:.2f}"
+    assert labels[0] == 'curv' and labels[1] == f"linear fit, $R^2$ = {expected['r2']:.2f} (n = 4)"
+    assert ax.get_xlabel().startswith('Hessian $\\epsilon$-rank / parameters at the start of task')
+    assert ax.get_ylabel() == 'Online accuracy (%) on that task'
     np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], table['epsilon_rank'])
 
 
