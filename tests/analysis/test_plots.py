@@ -125,13 +125,14 @@ def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path):
     config.update({'num_seeds': 2, 'num_tasks': 4, 'tasks_per_chunk': 4})
     config.problem.examples_per_task = 200
     config.metrics.probe_size = 64
-    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1})
+    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1, 'exact_ggn_probe_size': 16})
     workdir = tmp_path / 'runs' / 'scr'
     engine.run(config, str(workdir), progress=False)
     out = tmp_path / 'figures'
     result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={tmp_path / "runs"}',
                              f'--out={out}', '--bins=2'], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse'}
+    names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse',
+             'ggn_exact_rank_vs_online_mse'}
     assert {f'{out}/{n}.{e}' for n in names for e in ('png', 'pdf')} <= set(result.stdout.split())
     assert all(os.path.getsize(out / f'{n}.png') > 1000 for n in names)
