@@ -21,6 +21,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_seeds = 4  # Independent runs, vmapped into one compiled program.
     config.num_tasks = 100
     config.tasks_per_chunk = 10  # Tasks per compiled call; metrics and a checkpoint are written after each.
+    # Steps per iteration of the compiled step loop (`lax.scan(..., unroll=...)`): fewer loop iterations, each doing
+    # several steps; the parameters do not change (the metrics' running sums may, in the last bit). Pays where a
+    # loop iteration has a fixed cost (GPUs, small networks).
+    config.step_unroll = 1
+    # The training step's forward and backward pass in 'float32' or 'bfloat16' (mixed precision: bfloat16 copies of
+    # float32 parameters, float32 loss, gradients and updates; evaluation and metrics stay float32). bfloat16 pays on
+    # TPUs and GPUs; on CPUs it is slower. Its effect on Online Permuted MNIST: docs/performance.md.
+    config.compute_dtype = 'float32'
     config.keep_checkpoints = 3  # The latest checkpoints kept for resuming ...
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.

@@ -355,3 +355,72 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
     config = small_scr(**{'model.normalization': 'online_norm', 'learner.name': 'gnp'})
     with pytest.raises(ValueError, match="gnp_mode='finite_difference' or model.online_norm_alpha_b=1.0"):
         engine.make_train(config)
+
+
+@pytest.mark.parametrize('learner', [None, 'cbp', 'adam'])
+def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
+    """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
+    no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run)."""
+    from plasticity_jax import hlo
+
+    width = 512
+    config = load_config('permuted_mnist.py', learner)
+    config.update({'num_seeds': 2, 'num_tasks': 1, 'data_dir': shared_data_dir})
+    config.model.width = width
+    config.problem.examples_per_task = 8
+    config.metrics.probe_size = 8
+    train = engine.make_train(config)
+    state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+    program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+    text = program.lower(state, train.data, 0, 1).compile().as_text()
+    assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
+    assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
+
+
+def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
+    params = {'w': jnp.array([[1.0, -0.0], [2.0, 3.0]]), 'b': jnp.array([0.0, 1.0])}
+    updates = {'w': jnp.array([[-0.0, -0.0], [jnp.inf, -3.0]]), 'b': jnp.array([jnp.nan, 0.5])}
+    for grads in (updates, jax.tree.map(lambda u: jnp.full_like(u, jnp.nan), updates)):
+        ordered = engine.apply_updates_after_backward(params, updates, grads)
+        expected = optax.apply_updates(params, updates)
+        for name in params:
+            np.testing.assert_array_equal(np.asarray(ordered[name]).view(np.uint32),
+                                          np.asarray(expected[name]).view(np.uint32))
+
+
+def test_unrolled_step_loop_gives_the_same_run():
+    """`step_unroll` leaves the parameters bit-identical; XLA may fuse the metrics' running sums across unrolled
+    steps, so those agree to float rounding."""
+    config = small_scr(**{'model.width': 6, 'num_tasks': 2})
+    rolled = engine.make_train(config)
+    unrolled = engine.make_train(small_scr(**{'model.width': 6, 'num_tasks': 2, 'step_unroll': 4}))
+    keys = engine.seed_keys(config)
+    results = [jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
+        jax.vmap(train.init)(keys), train.data, 0, 2) for train in (rolled, unrolled)]
+    np.testing.assert_array_equal(*(jax.flatten_util.ravel_pytree(state.params)[0] for state, _ in results))
+    rolled_metrics, unrolled_metrics = (jax.device_get(metrics) for _, metrics in results)
+    assert rolled_metrics.keys() == unrolled_metrics.keys()
+    for name in rolled_metrics:
+        np.testing.assert_allclose(unrolled_metrics[name], rolled_metrics[name], rtol=1e-6, err_msg=name)
+
+
+def test_bfloat16_training_pass_keeps_float32_parameters_and_tracks_the_float32_run():
+    runs = {}
+    for dtype in ('float32', 'bfloat16'):
+        config = small_scr(**{'model.width': 6, 'num_tasks': 2, 'compute_dtype': dtype})
+        train = engine.make_train(config)
+        runs[dtype] = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
+            jax.vmap(train.init)(engine.seed_keys(config)), train.data, 0, 2)
+    (state32, metrics32), (state16, metrics16) = runs['float32'], runs['bfloat16']
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.params))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.opt_state)
+               if jnp.issubdtype(leaf.dtype, jnp.floating))
+    loss32, loss16 = np.asarray(metrics32['online_loss']), np.asarray(metrics16['online_loss'])
+    assert not np.array_equal(loss32, loss16)  # the pass really ran in bfloat16 ...
+    np.testing.assert_allclose(loss16, loss32, rtol=0.05)  # ... and learned the same thing to bfloat16's precision
+
+
+def test_unknown_compute_dtype_is_refused():
+    with pytest.raises(ValueError, match='compute_dtype'):
+        engine.make_train(small_scr(compute_dtype='float8'))
