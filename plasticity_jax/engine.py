@@ -326,6 +326,9 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
     loss = 'cross_entropy' if problem.kind == 'classification' else 'mse'
 
     exact_ggn_size = c.get('exact_ggn_probe_size', 0)
+    if not 0 <= exact_ggn_size <= c.probe_size:
+        raise ValueError(f'curvature.exact_ggn_probe_size={exact_ggn_size} must be in [0, curvature.probe_size='
+                         f'{c.probe_size}]: the exact GGN uses the first examples of the curvature probe set')
 
     def spectrum(params, model_state, data, problem_state, key):
         dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
