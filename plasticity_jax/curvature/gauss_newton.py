@@ -74,8 +74,8 @@ def map_examples(fn, dataset: Any, chunk_size: int | None) -> Any:
         lambda o: jnp.zeros((n,) + o.shape[2:], o.dtype).at[rows].set(o.reshape((-1,) + o.shape[2:])), outs)
 
 
-def _split_dense(apply_fn: ApplyFn, params: Params, inputs: Any) -> tuple[dict, dict, dict]:
-    """(dense layer paths -> use_bias, dense parameters, other parameters) as flat {path tuple: leaf} dicts."""
+def _split_dense(apply_fn: ApplyFn, params: Params, inputs: Any) -> tuple[dict, dict]:
+    """(dense layer paths -> use_bias, the other parameters as a flat {path tuple: leaf} dict)."""
     use_bias: dict[str, bool] = {}
     jax.eval_shape(lambda x: tapped_apply(apply_fn, params, x, use_bias=use_bias),
                    jax.tree_util.tree_map(lambda leaf: leaf[:1], inputs))
@@ -86,7 +86,7 @@ def _split_dense(apply_fn: ApplyFn, params: Params, inputs: Any) -> tuple[dict, 
     if missing:
         raise ValueError(f'dense layers {sorted(missing)} have no parameters at that path of params; '
                          "use method='jvp'")
-    return use_bias, dense, {k: v for k, v in flat.items() if k not in dense}
+    return use_bias, {k: v for k, v in flat.items() if k not in dense}
 
 
 def ggn_gram(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, *,
@@ -110,9 +110,9 @@ def ggn_gram(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dat
     c = sqrt_h.shape[-1]
     flat = traverse_util.flatten_dict(params)
     if method == 'auto':
-        use_bias, dense, rest = _split_dense(apply_fn, params, inputs)
+        use_bias, rest = _split_dense(apply_fn, params, inputs)
     else:
-        use_bias, dense, rest = {}, {}, flat
+        use_bias, rest = {}, flat
     gram = jnp.zeros((n * c, n * c), sqrt_h.dtype)
     if use_bias:
         gram = gram + _dense_gram(apply_fn, params, dataset, sqrt_h, use_bias, chunk_size)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from plasticity_jax.curvature import DEFAULT_EPSILONS, exact_ggn_spectrum, exact_spectrum, ggn_gram
+from plasticity_jax.curvature import DEFAULT_EPSILONS, exact_ggn_spectrum, ggn_gram
 from plasticity_jax.curvature.products import softmax_cross_entropy
 
 EPS = np.asarray(DEFAULT_EPSILONS)
@@ -97,12 +97,3 @@ def test_float32_counts_below_the_resolution_are_nan(classifier):
     np.testing.assert_array_equal(out['ggn_exact_epsilon_count'][resolved], count[resolved])
     np.testing.assert_array_equal(out['ggn_exact_epsilon_count'][~resolved], -1)
 
-
-def test_dense_hessian_path_equals_jax_hessian(classifier):
-    c = classifier
-    out = jax.jit(lambda p: exact_spectrum(c.apply_fn, c.loss, p, c.dataset, chunk_size=5, batch_size=8))(c.params)
-    lam = np.linalg.eigvalsh(c.hessian)
-    np.testing.assert_allclose(out['hessian_dense_eigenvalues'], lam, atol=1e-13 * np.abs(lam).max())
-    count = (np.abs(lam)[None, :] > EPS[:, None]).sum(axis=1)
-    np.testing.assert_array_equal(out['hessian_dense_epsilon_count'], count)
-    np.testing.assert_allclose(out['hessian_dense_trace'], np.trace(c.hessian), rtol=1e-12)
