@@ -223,7 +223,13 @@ class KroneckerRank(NamedTuple):
 
 
 def kronecker_epsilon_rank(factors: dict[str, KroneckerFactors], epsilons=DEFAULT_EPSILONS) -> KroneckerRank:
-    """Epsilon-rank of each layer's A (x) G and of their block-diagonal concatenation, for each eps."""
+    """Epsilon-rank of each layer's A (x) G and of their block-diagonal concatenation, for each eps.
+
+    A trend indicator, not an estimate of the GGN's epsilon-rank: A (x) G is not the layer's GGN block, and its rank
+    can be far larger (rank(A) rank(G) against at most N C for the exact block of N examples; about twice the exact
+    count at small eps on a 784-8-8-10 MLP with 500 examples). The exact GGN spectrum is
+    `gauss_newton.exact_ggn_spectrum`.
+    """
     per_layer, counts = {}, {}
     total_count, total_size = 0, 0
     for name, (eig_a, eig_g) in factor_eigenvalues(factors).items():
