@@ -227,7 +227,7 @@ def kronecker_epsilon_rank(factors: dict[str, KroneckerFactors], epsilons=DEFAUL
 
     A trend indicator, not an estimate of the GGN's epsilon-rank: A (x) G is not the layer's GGN block, and its rank
     can be far larger (rank(A) rank(G) against at most N C for the exact block of N examples; about twice the exact
-    count at small eps on a 784-8-8-10 MLP with 500 examples). The exact GGN spectrum is
+    count at small eps on a 784-8-8-10 MLP with 500 examples, as measured in issue 13). The exact GGN spectrum is
     `gauss_newton.exact_ggn_spectrum`.
     """
     per_layer, counts = {}, {}
