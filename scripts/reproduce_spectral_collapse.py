@@ -1,6 +1,7 @@
 """Reproduction at CPU scale: the epsilon-rank at the start of a task vs how well the task is learned ("Spectral
-Collapse Drives Loss of Plasticity in Deep Continual Learning", Prakash, He, Guo et al., arXiv 2509.22335, Sec. 5,
-Figs. 2-3 of its poster), on Online Permuted MNIST with backprop, L2, L2-ER and continual backprop.
+Collapse Drives Loss of Plasticity in Deep Continual Learning", Prakash, He, Guo et al., arXiv 2509.22335; the
+"empirical finding" and Figs. 2-3 of its poster), on Online Permuted MNIST with backprop, L2, L2-ER and continual
+backprop.
 
 For each learner this runs ONE program over the seeds (`configs/permuted_mnist.py:<learner>,lr0.01` with the sizes
 below), in resumable workdirs `WORKDIR/<learner>`, measuring at the start (and end) of every task

@@ -12,8 +12,9 @@ eigendecomposition). The nonzero eigenvalues of B^T B (P x P) are those of the d
 so `eigvalsh(M)` gives EVERY nonzero eigenvalue of G: its count above any eps (the GGN epsilon-rank, exact, no
 quadrature), its trace tr(G) = tr(M) and its top eigenvalues, at a cost set by the probe size N (the matrix is N C
 square) rather than by the P parameters, whose other P - N C eigenvalues are exactly 0. This is the rank of the
-GGN that the spectral-collapse paper relates to trainability (Prakash et al., arXiv 2509.22335, Sec. 3; the Hessian
-epsilon-rank of its experiments is estimated, the GGN's is exact here).
+GGN that the spectral-collapse work keeps up to stay trainable (Prakash, He, Guo et al., poster: L2-ER regularises
+rank(H_GGN) through its Kronecker factors, Eq. 1, and its Theorem B.3 ties rank(H_GGN) to the Hessian's rank);
+the Hessian epsilon-rank of its experiments is estimated, the GGN's is exact here.
 
 How M is built (`ggn_gram`), chunk by chunk (`chunk_size` examples):
 
