@@ -45,7 +45,9 @@ def run_learner(learner: str, args) -> results.Run:
     config.unlock()
     config.num_seeds = args.num_seeds
     config.num_tasks = args.num_tasks
-    config.tasks_per_chunk = min(config.tasks_per_chunk, args.num_tasks)
+    # Chunks of equal length: one compiled program (the largest divisor of num_tasks up to the config's chunk).
+    config.tasks_per_chunk = max(k for k in range(1, min(config.tasks_per_chunk, args.num_tasks) + 1)
+                                 if args.num_tasks % k == 0)
     config.problem.examples_per_task = args.examples_per_task
     config.model.width = args.width
     config.data_dir = args.data_dir
