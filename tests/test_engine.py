@@ -361,7 +361,7 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
 def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
     no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
-    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run)."""
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run), and nothing calls back to the host."""
     from plasticity_jax import hlo
 
     width = 512
@@ -376,6 +376,7 @@ def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     text = program.lower(state, train.data, 0, 1).compile().as_text()
     assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
     assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
+    assert 'callback' not in text.lower(), 'a host callback in the program forces a host round-trip'
 
 
 def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
@@ -424,3 +425,25 @@ def test_bfloat16_training_pass_keeps_float32_parameters_and_tracks_the_float32_
 def test_unknown_compute_dtype_is_refused():
     with pytest.raises(ValueError, match='compute_dtype'):
         engine.make_train(small_scr(compute_dtype='float8'))
+
+
+def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_written(tmp_path):
+    config = small_scr(**{'model.width': 200_000, 'model.depth': 3})
+    plan = engine.make_plan(config)
+    assert plan.device_bytes_limit == engine.host_memory_bytes() // len(jax.local_devices())
+    assert "(the host's memory)" in plan.describe()
+    with pytest.raises(MemoryError, match='This does not fit'):
+        engine.check_fits(plan)
+    with pytest.raises(MemoryError):
+        engine.run(config, str(tmp_path / 'run'), progress=False)
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('name', ['permuted_mnist.py', 'pairwise_mnist.py', 'incremental_cifar100.py',
+                                  'continual_imagenet.py'])
+def test_a_plan_needs_no_data(name):
+    """--dry_run plans from the datasets' published shapes: no data directory is read."""
+    config = load_config(name)
+    config.data_dir = '/nonexistent'
+    plan = engine.make_plan(config)
+    assert plan.data_bytes > 0 and plan.state_bytes_per_run > 0 and plan.examples_per_task > 0
