@@ -56,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.curvature.grid = (-5.0, 45.0, 501)  # Density grid (low, high, points).
     config.curvature.sigma = 0.1  # Gaussian smoothing of the density.
     # > 0: also the exact GGN spectrum (curvature.gauss_newton) of the first this-many probe examples. In the run
-    # it can hang the XLA CPU runtime at some sizes (docs/curvature.md); from checkpoints (spectra CLI) it does not.
+    # it hung the XLA CPU runtime at some sizes (docs/curvature.md): prefer the spectra CLI on checkpoints.
     config.curvature.exact_ggn_probe_size = 0
 
     config.learner = ml_collections.ConfigDict()
