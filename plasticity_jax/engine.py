@@ -326,19 +326,31 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
     set of the task (issue "Curvature"), by `curvature.spectrum_summary` with the settings of `config.curvature`.
 
     The probe set is fixed by the task and `key`: `probe_size` examples drawn as one batch of the task at step 0.
-    Metrics: `hessian_top_eigenvalue`, `hessian_trace`, `hessian_epsilon_rank` (per epsilon), `hessian_density`
-    (on the grid), ... (prefix `config.curvature.kind`).
+    Metrics: `hessian_top_eigenvalue`, `hessian_trace`, `hessian_epsilon_rank` (per epsilon, NaN where not
+    resolved), `hessian_density` (on the grid), ... (prefix `config.curvature.kind`); with
+    `curvature.exact_ggn_probe_size` > 0 also the exact GGN spectrum of that many probe examples (`ggn_exact_*`).
     """
     c = config.curvature
     probe_problem = dataclasses.replace(problem, batch_size=c.probe_size)
     loss = 'cross_entropy' if problem.kind == 'classification' else 'mse'
 
+    exact_ggn_size = c.get('exact_ggn_probe_size', 0)
+    if not 0 <= exact_ggn_size <= c.probe_size:
+        raise ValueError(f'curvature.exact_ggn_probe_size={exact_ggn_size} must be in [0, curvature.probe_size='
+                         f'{c.probe_size}]: the exact GGN uses the first examples of the curvature probe set')
+
     def spectrum(params, model_state, data, problem_state, key):
         dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
-        return curvature.spectrum_summary(
-            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key, curvature=c.kind,
+        apply_fn = lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0])
+        out = curvature.spectrum_summary(
+            apply_fn, loss, params, dataset, key, curvature=c.kind,
             num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid), sigma=c.sigma,
             chunk_size=c.chunk_size)
+        if exact_ggn_size:  # the exact GGN spectrum of the probe set's first examples (curvature.gauss_newton)
+            head = jax.tree.map(lambda leaf: leaf[:exact_ggn_size], dataset)
+            out.update(curvature.exact_ggn_spectrum(apply_fn, loss, params, head, epsilons=tuple(c.epsilons),
+                                                    chunk_size=c.chunk_size))
+        return out
 
     return spectrum
 

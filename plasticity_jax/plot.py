@@ -11,6 +11,7 @@ folder name, sweeps over continuous fields expanded into their points. Writes PN
                          a line per value of the other one when two vary (e.g. width x step size)
   hessian_spectra        Hessian eigenvalue density at chosen tasks on a log axis (runs with curvature metrics)
   rank_vs_<metric>       Hessian epsilon-rank at a task's start vs performance on it, linear fit and R^2
+  ggn_exact_rank_vs_<metric>  the same with the exact GGN epsilon-rank (curvature.exact_ggn_probe_size > 0)
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ _OUT = flags.DEFINE_string('out', None, 'Where the figures go (default: WORKDIR/
 _BINS = flags.DEFINE_integer('bins', 40, 'Points per curve: tasks are averaged in this many bins (0: every task).')
 _LAYER = flags.DEFINE_string('layer', 'mean', "Per-layer correlates: 'mean' over hidden layers, 'last', or an index.")
 _TASKS = flags.DEFINE_list('tasks', [], 'Tasks whose Hessian spectra to draw (default: up to 6 evenly spaced).')
-_EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (default: the swept value nearest 1e-3).')
+_EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (default: the smallest swept value that '
+                               'is resolved in every measurement).')
 
 
 def find_runs(workdir: str) -> dict[str, Run]:
@@ -112,6 +114,10 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
         table = tables.curvature_table(curved, epsilon=epsilon)
         for metric in [m for m in tables.PERFORMANCE if m in table and table[m].notna().any()]:
             save(plots.plot_rank_vs_performance(curved, metric, epsilon=epsilon).figure, f'rank_vs_{metric}')
+            exact = {name: run for name, run in curved.items() if tables.has_curvature(run, tables.EXACT_GGN)}
+            if exact:
+                save(plots.plot_rank_vs_performance(exact, metric, epsilon=epsilon, kind=tables.EXACT_GGN).figure,
+                     f'ggn_exact_rank_vs_{metric}')
     return written
 
 

@@ -6,6 +6,7 @@ spectrum the in-run measurement logs as "start" (`engine.make_spectrum`: same pr
 run's `config.curvature` settings overridden by the flags, and writes `DIR/spectra.npz`: each metric with leading
 axes (seed, checkpoint) and `task`, the task index of each checkpoint. `plasticity_jax.results.load_run(DIR).spectra`
 reads it back. Keep checkpoints of the tasks you want with `--config.keep_checkpoints_every=K` when training.
+`--exact_ggn_probe_size=N` adds the exact GGN spectrum of N probe examples (`ggn_exact_*`, `curvature.gauss_newton`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _ORDER = flags.DEFINE_integer('order', None, 'Lanczos steps per draw (default: t
 _DRAWS = flags.DEFINE_integer('draws', None, 'Random vectors of stochastic Lanczos quadrature (curvature.draws).')
 _PROBE_SIZE = flags.DEFINE_integer('probe_size', None, 'Examples of the probe set (curvature.probe_size).')
 _KIND = flags.DEFINE_enum('kind', None, ['hessian', 'ggn', 'fisher'], 'Curvature matrix (curvature.kind).')
+_EXACT_GGN = flags.DEFINE_integer('exact_ggn_probe_size', None, 'Also the exact GGN spectrum of this many probe '
+                                  'examples, through its dual Gram matrix (curvature.exact_ggn_probe_size; 0: off).')
 
 
 def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str, np.ndarray]:
@@ -73,7 +76,7 @@ def main(argv):
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     try:
         compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
-                        probe_size=_PROBE_SIZE.value, kind=_KIND.value)
+                        probe_size=_PROBE_SIZE.value, kind=_KIND.value, exact_ggn_probe_size=_EXACT_GGN.value)
     except (FileNotFoundError, ValueError, workdir_lib.WorkdirError) as error:
         sys.exit(f'error: {error}')
     print(f"Spectra written to {os.path.join(_WORKDIR.value, SPECTRA_FILE)}; "

@@ -40,6 +40,14 @@ width 2000 with 2000 examples); PyHessian keeps its gradient graph, which holds 
     pip install -e .[bench] && pip install --no-deps pyhessian
     python scripts/benchmark_curvature.py --data_dir=../shared/data                     # CPU default (~10 min)
     python scripts/benchmark_curvature.py --widths=2000 --seeds=1,8 --orders=100 --no-torch   # accelerator target
+    python scripts/benchmark_curvature.py --widths=2000 --seeds=8 --orders=100 --examples=500 --no-torch \\
+        --dual_ggn_probes=500 --random_data --repeats=2       # GPU: Lanczos-100 vs the exact dual GGN, 8 seeds
+
+Exact GGN (`--dual_ggn_probes=P,...`): `curvature.exact_ggn_spectrum`, every eigenvalue of the GGN of the first P
+examples through its (10 P) x (10 P) dual Gram matrix (dense layers in closed form), vmapped over the seeds; the
+second table compares it with 100 Lanczos iterations (the measured time per iteration x 100) at the same seeds.
+Memory per seed: the Gram matrix and one layer's (P, 10, P, 10) product, 2 x (10 P)^2 x 4 bytes (0.2 GB at P = 500,
+3.2 GB at P = 2000), plus eigvalsh's workspace.
 
 Figures from a machine shared with other work are noisy: run it more than once.
 """
@@ -106,6 +114,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--random_data', action='store_true', help='random MNIST-shaped inputs instead of MNIST')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
                         '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+    parser.add_argument('--dual_ggn_probes', type=_int_list, default=[],
+                        help='also time the exact GGN spectrum through its dual Gram matrix '
+                        '(curvature.exact_ggn_spectrum) on the first P of the examples, for each P (e.g. 500,2000)')
+    parser.add_argument('--lanczos', action=argparse.BooleanOptionalAction, default=True,
+                        help='time the Lanczos/SLQ spectrum (--no-lanczos: only the dual GGN)')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 
@@ -206,6 +219,32 @@ def bench_jax(width: int, seeds: int, order: int, data, args: argparse.Namespace
             'lower_s': lower_s, 'compile_s': compile_s, 'call_s': times, 'iteration_s': min(times) / order,
             'top_eigenvalue': np.asarray(res['hessian_top_eigenvalue']).tolist(),
             'breakdowns': np.asarray(res['hessian_lanczos_breakdowns']).tolist()}
+
+
+def bench_dual_ggn(width: int, seeds: int, probes: int, data, args: argparse.Namespace) -> dict:
+    """`exact_ggn_spectrum` (every eigenvalue of the GGN of `probes` examples) vmapped over `seeds`."""
+    apply_fn, params = init_params(width, args.depth, seeds)
+    dataset = (jnp.asarray(data[0][:probes]), jnp.asarray(data[1][:probes]))
+
+    def one(p, ds):
+        return curvature.exact_ggn_spectrum(apply_fn, 'cross_entropy', p, ds, chunk_size=args.chunk_size)
+
+    program = jax.jit(jax.vmap(one, in_axes=(0, None)))
+    start = time.perf_counter()
+    compiled = program.lower(params, dataset).compile()
+    compile_s = time.perf_counter() - start
+    out = {}
+
+    def call():
+        out['result'] = _block(compiled(params, dataset))
+
+    times = time_calls(call, args)
+    res = out['result']
+    return {'width': width, 'params': num_params(width, args.depth), 'seeds': seeds, 'probes': probes,
+            'dual_size': probes * NUM_CLASSES, 'compile_s': compile_s, 'call_s': times, 'best_s': min(times),
+            'top_eigenvalue': np.asarray(res['ggn_exact_top_eigenvalues'])[:, 0].tolist(),
+            'trace': np.asarray(res['ggn_exact_trace']).tolist(),
+            'count_above_1e-3': np.asarray(res['ggn_exact_epsilon_count'])[:, 3].tolist()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -443,13 +482,23 @@ def main(argv=None) -> dict:
                 print(f'torch  width {width} order {order} threads {r["threads"]}: setup {r["setup_s"]:.2f} s, '
                       f'calls {[round(t, 2) for t in r["call_s"]]} s, {r["iteration_s"]:.3g} s/iteration, '
                       f'top Ritz value {r["top_eigenvalue"]:.4g}', flush=True)
-            for seeds in args.seeds:
+            for seeds in (args.seeds if args.lanczos else []):
                 r = bench_jax(width, seeds, order, data, args)
                 results['jax'].append(r)
                 top = r['top_eigenvalue'][0]
                 print(f'jax    width {width} seeds {seeds} order {order}: lower {r["lower_s"]:.2f} s, compile '
                       f'{r["compile_s"]:.2f} s, calls {[round(t, 2) for t in r["call_s"]]} s, '
                       f'{r["iteration_s"]:.3g} s/iteration, seed-0 top Ritz value {top:.4g}', flush=True)
+
+    results['dual_ggn'] = []
+    for width in args.widths:
+        for probes in args.dual_ggn_probes:
+            for seeds in args.seeds:
+                r = bench_dual_ggn(width, seeds, probes, data, args)
+                results['dual_ggn'].append(r)
+                print(f'dual   width {width} seeds {seeds} probes {probes}: compile {r["compile_s"]:.2f} s, calls '
+                      f'{[round(t, 2) for t in r["call_s"]]} s, seed-0 top eigenvalue {r["top_eigenvalue"][0]:.4g}, '
+                      f'trace {r["trace"][0]:.4g}', flush=True)
 
     print()
     print('| width | params | seeds | order | JAX compile s | JAX s/iteration | PyTorch (PyHessian) s/iteration | '
@@ -469,6 +518,19 @@ def main(argv=None) -> dict:
     print('\nJAX compile s = .lower() + .compile(); s/iteration = best wall time of one SLQ run of `order` Lanczos '
           'steps / order, for all seeds together. PyTorch for S seeds = S x the 1-seed time (PyHessian runs one '
           'seed at a time).')
+    if results['dual_ggn']:
+        lanczos = {(r['width'], r['seeds']): r for r in results['jax']}
+        print('\n| width | params | seeds | probes | dual size | dual compile s | dual GGN s (all eigenvalues) | '
+              'Lanczos s (per iteration x 100) | dual / Lanczos-100 |')
+        print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+        for r in results['dual_ggn']:
+            l = lanczos.get((r['width'], r['seeds']))
+            l100 = l['iteration_s'] * 100 if l else None
+            print(f'| {r["width"]} | {r["params"]:,} | {r["seeds"]} | {r["probes"]} | {r["dual_size"]} | '
+                  f'{r["compile_s"]:.1f} | {_fmt(r["best_s"])} | {_fmt(l100)} | '
+                  f'{_fmt(r["best_s"] / l100) if l100 else "n/a"} |')
+        print(f'Lanczos on {args.examples} examples (--examples), all seeds together; dual GGN on the first '
+              '`probes` of them, all seeds together (vmap), best of the timed calls.')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1, default=str)

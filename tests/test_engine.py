@@ -220,15 +220,18 @@ def test_in_run_hessian_spectrum_matches_the_dense_hessian_at_the_start_of_a_tas
 def test_spectra_from_checkpoints_equal_the_in_run_measurement(tmp_path):
     """`python -m plasticity_jax.spectra` on the checkpoints gives the in-run "start of task" numbers exactly."""
     config = small_scr(num_seeds=2, num_tasks=4, tasks_per_chunk=1, keep_checkpoints=1, keep_checkpoints_every=2)
-    config.curvature.update({'every_tasks': 2, 'probe_size': 40, 'chunk_size': 40, 'order': 12, 'draws': 2})
+    config.curvature.update({'every_tasks': 2, 'probe_size': 40, 'chunk_size': 40, 'order': 12, 'draws': 2,
+                             'exact_ggn_probe_size': 12})
     in_run = engine.run(config, str(tmp_path), progress=False)
     result = subprocess.run([sys.executable, '-m', 'plasticity_jax.spectra', f'--workdir={tmp_path}', '--tasks=0,2'],
                             cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     spectra = load_run(str(tmp_path)).spectra
     np.testing.assert_array_equal(spectra['task'], [0, 2])
-    for name in ('hessian_top_eigenvalue', 'hessian_trace', 'hessian_epsilon_rank', 'hessian_density'):
+    for name in ('hessian_top_eigenvalue', 'hessian_trace', 'hessian_epsilon_rank', 'hessian_density',
+                 'ggn_exact_trace', 'ggn_exact_top_eigenvalues', 'ggn_exact_epsilon_count'):
         np.testing.assert_allclose(spectra[name], in_run[name][:, [0, 2], 0], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert (spectra['ggn_exact_epsilon_count'] <= 12).all()  # at most N C = 12 nonzero eigenvalues
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -204,9 +204,11 @@ def plot_sweep(runs, metric: str, param: str, *, tasks=None, group: str | None =
 
 def plot_spectra(runs, tasks: Sequence[int] | None = None, *, when: str = 'start', source: str = 'auto',
                  label=None, floor: float = 1e-7, max_tasks: int = 6, xlim: tuple[float, float] | None = None):
-    """Hessian spectral density (seed mean) on a log-scaled density axis: a row per run, a column per chosen task,
-    as the spectral-collapse poster's Fig. 2 (spectra at the initialisation of chosen tasks). Densities below
-    `floor` are clipped to it. Returns the Figure."""
+    """Smoothed Hessian eigenvalue density (seed mean, `config.curvature.kind`) on a log-scaled density axis: a row
+    per run, a column per chosen task, as the spectral-collapse poster's Fig. 2 (spectra at the start of chosen
+    tasks). Tasks are numbered as the CLI and the tables number them ("start of task t" is after t tasks); when the
+    nearest measured task differs from the one asked for, the panel title says so. Densities below `floor` are
+    clipped to it. Returns the Figure."""
     density = tables.density_table(runs, tasks, when=when, source=source, label=label, max_tasks=max_tasks)
     labels = list(dict.fromkeys(density['label']))
     columns = sorted(density['task'].unique())
@@ -220,31 +222,39 @@ def plot_spectra(runs, tasks: Sequence[int] | None = None, *, when: str = 'start
             if part.empty:
                 ax.set_axis_off()
                 continue
-            ax.plot(part['eigenvalue'], np.maximum(part['density'], floor), color=colors[lbl], lw=1.2)
+            ax.plot(part['eigenvalue'], np.maximum(part['density'], floor), color=colors[lbl], lw=1.2, label=lbl)
             ax.set_yscale('log')
             ax.set_ylim(bottom=floor)
             ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(f'task {task + 1}' if when == 'start' else f'end of task {task + 1}', fontsize='medium')
+            asked = int(part['requested'].iloc[0])
+            title = f'{when} of task {task}' + (f' (asked: {asked})' if asked != task else '')
+            ax.set_title(title if row == 0 or asked != task else '', fontsize='medium')
             if col == 0:
-                ax.set_ylabel(f'{lbl}\ndensity', fontsize='small')
+                ax.set_ylabel('eigenvalue density', fontsize='small')
+                ax.legend(loc='upper right', fontsize='x-small', frameon=False)
             if row == len(labels) - 1:
                 ax.set_xlabel('eigenvalue')
             if xlim:
                 ax.set_xlim(*xlim)
-    fig.suptitle('Hessian eigenvalue density' + (' at the start of each task' if when == 'start' else ''))
+    fig.suptitle('Hessian eigenvalue density (SLQ, Gaussian-smoothed)')
     return fig
 
 
+KIND_NAMES = {'hessian': 'Hessian', 'ggn': 'GGN', 'fisher': 'empirical Fisher', tables.EXACT_GGN: 'exact GGN'}
+
+
 def plot_rank_vs_performance(runs, metric: str | None = None, *, epsilon: float | None = None,
-                             when: str = 'start', source: str = 'auto', label=None, ax=None,
-                             title: str | None = None):
-    """Normalised Hessian epsilon-rank (at the start of task t) vs the performance on task t, a point per (seed,
-    measured task), coloured by run, with the least-squares line over all points (dotted) and its R^2, as the
-    spectral-collapse poster's Fig. 3 (left). Returns the Axes; the fit is in `ax.linear_fit`."""
-    table = tables.curvature_table(runs, epsilon=epsilon, when=when, source=source, label=label)
+                             kind: str | None = None, when: str = 'start', source: str = 'auto', label=None,
+                             ax=None, title: str | None = None):
+    """Normalised epsilon-rank at the start of task t (the run's `config.curvature.kind`, or `kind`='ggn_exact')
+    vs the performance on task t, a point per (seed, measured task), coloured by run, with the least-squares line
+    over all points (dotted) and its R^2 and number of points, as the spectral-collapse poster's Fig. 3 (left).
+    `epsilon` default: `tables.resolved_epsilon` (the smallest swept eps resolved in every measurement). Returns
+    the Axes; the fit is in `ax.linear_fit`."""
+    table = tables.curvature_table(runs, epsilon=epsilon, kind=kind, when=when, source=source, label=label)
     if metric is None:
         metric = next(m for m in tables.PERFORMANCE if m in table.columns and table[m].notna().any())
+    unresolved = int((np.isfinite(table[metric]) & ~np.isfinite(table['epsilon_rank'])).sum())
     table = table[np.isfinite(table[metric]) & np.isfinite(table['epsilon_rank'])]
     ax = _axes(ax)
     name, scale = metric_label(metric)
@@ -257,10 +267,13 @@ def plot_rank_vs_performance(runs, metric: str | None = None, *, epsilon: float 
     if np.isfinite(fit['slope']):
         xs = np.linspace(table['epsilon_rank'].min(), table['epsilon_rank'].max(), 50)
         ax.plot(xs, fit['slope'] * xs + fit['intercept'], ':', color='black', lw=1.5,
-                label=f"linear fit, $R^2$ = {fit['r2']:.2f}")
+                label=f"linear fit, $R^2$ = {fit['r2']:.2f} (n = {fit['n']})")
     epsilon_value = float(table['epsilon'].iloc[0]) if len(table) else float('nan')
-    ax.set_xlabel(f'Normalised Hessian $\\epsilon$-rank ($\\epsilon$ = {epsilon_value:g})')
-    ax.set_ylabel(name)
+    kinds = sorted(set(table['kind'])) if len(table) else [kind or 'hessian']
+    what = ', '.join(KIND_NAMES.get(k, k) for k in kinds)
+    ax.set_xlabel(f'{what} $\\epsilon$-rank / parameters at the start of task ($\\epsilon$ = {epsilon_value:g})'
+                  + (f'\n{unresolved} unresolved measurements left out' if unresolved else ''))
+    ax.set_ylabel(f'{name} on that task')
     if title:
         ax.set_title(title)
     _legend(ax)

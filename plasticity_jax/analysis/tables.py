@@ -257,12 +257,17 @@ def _curvature_source(run: results.Run, kind: str, source: str) -> str:
     if source == 'auto':
         source = 'spectra' if from_checkpoints else 'run'
     if source == 'run' and not in_run:
-        raise ValueError(f'{run.workdir} has no in-run {kind} metrics (set config.curvature.every_tasks) ')
+        raise ValueError(f'{run.workdir} has no in-run {kind} metrics (set config.curvature.every_tasks'
+                         + (' and config.curvature.exact_ggn_probe_size' if kind == EXACT_GGN else '') + ')')
     if source == 'spectra' and not from_checkpoints:
         raise ValueError(f'{run.workdir} has no {kind} spectra: run python -m plasticity_jax.spectra first')
     if source not in ('run', 'spectra'):
         raise ValueError(f"source must be 'auto', 'run' or 'spectra', not {source!r}")
     return source
+
+
+# The exact GGN spectrum of the probe set (curvature.gauss_newton), logged beside the run's `curvature.kind`.
+EXACT_GGN = 'ggn_exact'
 
 
 def has_curvature(run: results.Run, kind: str | None = None) -> bool:
@@ -272,22 +277,44 @@ def has_curvature(run: results.Run, kind: str | None = None) -> bool:
 
 def _curvature_arrays(run: results.Run, kind: str, source: str, when: str) -> tuple[np.ndarray, dict]:
     """(tasks, {metric: (seed, measurement, ...)}) of the measured tasks, from the run or its spectra."""
+    def mine(name):  # 'ggn_exact_*' are not metrics of kind 'ggn'
+        return name.startswith(kind + '_') and (kind == EXACT_GGN or not name.startswith(EXACT_GGN + '_'))
+
     if source == 'spectra':
-        arrays = {n: np.asarray(v) for n, v in run.spectra.items() if n.startswith(kind + '_')}
+        arrays = {n: np.asarray(v) for n, v in run.spectra.items() if mine(n)}
         return np.asarray(run.spectra['task']), arrays
-    arrays = {n: np.asarray(v)[:, :, WHEN[when]] for n, v in run.metrics.items() if n.startswith(kind + '_')}
+    arrays = {n: np.asarray(v)[:, :, WHEN[when]] for n, v in run.metrics.items() if mine(n)}
     measured = np.isfinite(arrays[f'{kind}_trace']).any(axis=0)  # (task,)
     tasks = np.flatnonzero(measured)
     return tasks, {n: v[:, tasks] for n, v in arrays.items()}
 
 
-def epsilon_index(run: results.Run, epsilon: float | None) -> tuple[int, float]:
-    """Index into `config.curvature.epsilons` of the value nearest `epsilon` in log scale (None: 1e-3, or the
-    middle of the sweep if it is absent)."""
+def epsilon_index(run: results.Run, epsilon: float) -> tuple[int, float]:
+    """Index into `config.curvature.epsilons` of the value nearest `epsilon` in log scale, and that value."""
     epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
-    target = 1e-3 if epsilon is None else float(epsilon)
-    index = int(np.argmin(np.abs(np.log10(epsilons) - np.log10(target))))
+    index = int(np.argmin(np.abs(np.log10(epsilons) - np.log10(float(epsilon)))))
     return index, float(epsilons[index])
+
+
+def resolved_epsilon(runs: Runs, *, kind: str | None = None, when: str = 'start', source: str = 'auto',
+                     label=None) -> float:
+    """The smallest swept epsilon at which every measured epsilon-rank of every run is resolved (finite), the
+    default of `curvature_table` and the plots; the largest swept epsilon if none is (its values are then NaN).
+
+    Lanczos/SLQ epsilon-ranks are NaN where eps is not resolved at the order used (`curvature.density`,
+    "Resolution"); the exact GGN's only below its round-off resolution.
+    """
+    best = None
+    for _, run in labelled_runs(runs, label):
+        k = kind or curvature_kind(run)
+        _, arrays = _curvature_arrays(run, k, _curvature_source(run, k, source), when)
+        rank = arrays[f'{k}_epsilon_rank']  # (seed, measurement, E)
+        measured = np.isfinite(arrays[f'{k}_trace'])
+        ok = np.all(np.isfinite(rank) | ~measured[..., None], axis=(0, 1))
+        epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
+        smallest = float(epsilons[np.flatnonzero(ok)[0]]) if ok.any() else float(epsilons.max())
+        best = smallest if best is None else max(best, smallest)
+    return best
 
 
 def performance_metric(run: results.Run) -> str:
@@ -297,44 +324,71 @@ def performance_metric(run: results.Run) -> str:
     raise KeyError(f'{run.workdir} has none of {PERFORMANCE}')
 
 
-def curvature_table(runs: Runs, *, epsilon: float | None = None, when: str = 'start', source: str = 'auto',
-                    label=None) -> pd.DataFrame:
+def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | None = None, when: str = 'start',
+                    source: str = 'auto', label=None, all_epsilons: bool = False) -> pd.DataFrame:
     """One row per (label, seed, task) with a curvature measurement: the top eigenvalue, trace, epsilon-rank and
-    epsilon-mass (at the swept epsilon nearest `epsilon`), and the run's performance metrics on that task.
+    epsilon-mass (at the swept epsilon nearest `epsilon`; default `resolved_epsilon`), and the run's performance
+    metrics on that task. `all_epsilons`: one row per (label, seed, task, epsilon) over the whole sweep instead.
 
-    `source`: 'run' (the in-run `{kind}_*` metrics, at the `when` = 'start' or 'end' of the task), 'spectra'
-    (`run.spectra` from checkpoints: the start of task `task`), or 'auto' (spectra if present). A spectrum at the
-    start of task t pairs with the performance on task t (NaN if task t was not run, e.g. the final checkpoint).
-    Columns are named without the kind prefix: top_eigenvalue, trace, epsilon_rank, epsilon_mass; plus `epsilon`.
+    `kind`: the run's `config.curvature.kind` (default; 'hessian': Lanczos/SLQ estimates, NaN where unresolved) or
+    'ggn_exact' (the exact GGN spectrum, `config.curvature.exact_ggn_probe_size`; no epsilon-mass). `source`: 'run'
+    (the in-run metrics, at the `when` = 'start' or 'end' of the task), 'spectra' (`run.spectra` from checkpoints:
+    the start of task `task`), or 'auto' (spectra if present). A spectrum at the start of task t pairs with the
+    performance on task t (NaN if task t was not run, e.g. the final checkpoint). Columns are named without the
+    kind prefix: top_eigenvalue, trace, epsilon_rank, epsilon_mass; plus `epsilon` and `kind`.
     """
+    if epsilon is None and not all_epsilons:
+        epsilon = resolved_epsilon(runs, kind=kind, when=when, source=source, label=label)
     frames = []
     for name, run in labelled_runs(runs, label):
-        kind = curvature_kind(run)
-        src = _curvature_source(run, kind, source)
-        tasks, arrays = _curvature_arrays(run, kind, src, when)
-        index, eps = epsilon_index(run, epsilon)
-        columns = {'top_eigenvalue': arrays[f'{kind}_top_eigenvalue'], 'trace': arrays[f'{kind}_trace'],
-                   'epsilon_rank': arrays[f'{kind}_epsilon_rank'][..., index],
-                   'epsilon_mass': arrays[f'{kind}_epsilon_mass'][..., index]}
-        num_seeds = columns['trace'].shape[0]
-        frame = pd.DataFrame({'label': name, 'seed': np.repeat(np.arange(num_seeds), len(tasks)),
-                              'task': np.tile(tasks, num_seeds), 'epsilon': eps,
-                              **{c: v.reshape(-1) for c, v in columns.items()}})
-        for metric in PERFORMANCE:
-            if metric in run.metrics:
-                values = np.asarray(run.metrics[metric], dtype=float)
-                padded = np.full((values.shape[0], max(values.shape[1], int(tasks.max(initial=0)) + 1)), np.nan)
-                padded[:, :values.shape[1]] = values
-                frame[metric] = padded[frame['seed'], frame['task']]
-        frames.append(frame)
+        k = kind or curvature_kind(run)
+        src = _curvature_source(run, k, source)
+        tasks, arrays = _curvature_arrays(run, k, src, when)
+        epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
+        indices = range(len(epsilons)) if all_epsilons else [epsilon_index(run, epsilon)[0]]
+        top = arrays[f'{k}_top_eigenvalues'][..., 0] if k == EXACT_GGN else arrays[f'{k}_top_eigenvalue']
+        nan = np.full_like(top, np.nan)
+        for index in indices:
+            columns = {'top_eigenvalue': top, 'trace': arrays[f'{k}_trace'],
+                       'epsilon_rank': arrays[f'{k}_epsilon_rank'][..., index],
+                       'epsilon_mass': arrays[f'{k}_epsilon_mass'][..., index] if k != EXACT_GGN else nan}
+            num_seeds = columns['trace'].shape[0]
+            frame = pd.DataFrame({'label': name, 'kind': k, 'seed': np.repeat(np.arange(num_seeds), len(tasks)),
+                                  'task': np.tile(tasks, num_seeds), 'epsilon': float(epsilons[index]),
+                                  **{c: v.reshape(-1) for c, v in columns.items()}})
+            for metric in PERFORMANCE:
+                if metric in run.metrics:
+                    values = np.asarray(run.metrics[metric], dtype=float)
+                    padded = np.full((values.shape[0], max(values.shape[1], int(tasks.max(initial=0)) + 1)), np.nan)
+                    padded[:, :values.shape[1]] = values
+                    frame[metric] = padded[frame['seed'], frame['task']]
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def rank_performance_fits(runs: Runs, metric: str | None = None, *, kind: str | None = None, when: str = 'start',
+                          source: str = 'auto', label=None) -> pd.DataFrame:
+    """R^2 of `metric` (default: the first of PERFORMANCE present) on the epsilon-rank at the start of the task,
+    over the WHOLE epsilon sweep: one row per (epsilon, group) with group 'pooled' (every run's points) or a run's
+    label, and columns slope, intercept, r2, n (finite pairs) and n_unresolved (points whose rank is NaN)."""
+    table = curvature_table(runs, kind=kind, when=when, source=source, label=label, all_epsilons=True)
+    if metric is None:
+        metric = next(m for m in PERFORMANCE if m in table.columns and table[m].notna().any())
+    rows = []
+    for eps, part in table.groupby('epsilon'):
+        for group, sub in [('pooled', part), *part.groupby('label', sort=False)]:
+            measured = sub[sub[metric].notna()]
+            rows.append({'epsilon': eps, 'group': group, **linear_fit(measured['epsilon_rank'], measured[metric]),
+                         'n_unresolved': int(measured['epsilon_rank'].isna().sum()), 'metric': metric})
+    return pd.DataFrame(rows)
 
 
 def density_table(runs: Runs, tasks: Sequence[int] | None = None, *, when: str = 'start', source: str = 'auto',
                   label=None, max_tasks: int = 6) -> pd.DataFrame:
     """The smoothed spectral density on the run's grid (`config.curvature.grid`), averaged over seeds: one row per
-    (label, task, eigenvalue) with columns `density` (seed mean) and `stderr`. `tasks`: the measured tasks nearest
-    the ones asked for (default: up to `max_tasks` evenly spaced measured tasks)."""
+    (label, task, eigenvalue) with columns `density` (seed mean), `stderr` and `requested` (the task asked for;
+    `task` is the measured task nearest it, which may differ: the plots say so). `tasks`: default up to
+    `max_tasks` evenly spaced measured tasks."""
     frames = []
     for name, run in labelled_runs(runs, label):
         kind = curvature_kind(run)
@@ -344,13 +398,15 @@ def density_table(runs: Runs, tasks: Sequence[int] | None = None, *, when: str =
         low, high, points = run.config.curvature.grid
         grid = np.linspace(low, high, int(points))
         chosen = choose_tasks(measured, tasks, max_tasks)
+        requested = {int(measured[np.argmin(np.abs(measured - t))]): int(t) for t in (tasks or [])[::-1]}
         for task in chosen:
             column = int(np.flatnonzero(measured == task)[0])
             values = density[:, column]
             n = np.isfinite(values).all(axis=-1).sum()
             frames.append(pd.DataFrame({
                 'label': name, 'task': int(task), 'eigenvalue': grid, 'density': np.nanmean(values, axis=0),
-                'stderr': np.nanstd(values, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.nan, 'n_seeds': n}))
+                'stderr': np.nanstd(values, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.nan, 'n_seeds': n,
+                'requested': requested.get(int(task), int(task))}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -20,9 +20,13 @@ Modules:
   time independent of the order), float64 basis/tridiagonal under x64, breakdown restarts; Ritz values, residual
   bounds, top-k / bottom-k.
 * `density`: stochastic Lanczos quadrature, Gaussian-smoothed density, Hutchinson trace with standard error, and
-  both epsilon-ranks (Ritz-weight count normalised by n; smoothed density mass outside [-eps, eps]) over a sweep.
+  both epsilon-ranks (Ritz-weight count normalised by n; smoothed density mass outside [-eps, eps]) over a sweep;
+  the count carries a rigorous quadrature-error bound and is NaN where eps is not resolved at the order used.
 * `kronecker`: K-FAC factors A = E[a~ a~^T] and G = E[g g^T] of every flax `nn.Dense` layer (exact or sampled),
   their eigenvalues and the epsilon-rank of A (x) G.
+* `gauss_newton`: the exact GGN spectrum of a probe set through its dual (N C) x (N C) Gram matrix (jvp/vjp, dense
+  layers in closed form): exact epsilon-ranks at every eps, trace, top eigenvalues.
+* `dense`: the dense P x P Hessian/GGN/Fisher and its `eigh`, the reference for small networks.
 * `summary`: `spectrum_summary` (all in-run Hessian metrics from one SLQ run), `kronecker_summary`,
   `extreme_eigenvalues`, `top_eigenvalues`, `curvature_trace`.
 
@@ -36,10 +40,13 @@ dataset mean of A and G at fixed parameters, averaged over chunks like the produ
 gets the layers' inputs and output gradients in a few lines without touching model code.
 """
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, SLQResult, epsilon_density_mass,
-                                              epsilon_rank, gaussian_probes, grid_mass_outside, hutchinson_trace,
-                                              mass_outside_interval, rademacher_probes, slq, slq_trace,
+from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, SLQResult, christoffel_function,
+                                              epsilon_density_mass, epsilon_rank, epsilon_rank_bound, gaussian_probes,
+                                              grid_mass_outside, hutchinson_trace, mass_outside_interval,
+                                              rademacher_probes, resolved_epsilon_rank, slq, slq_trace,
                                               spectral_density)
+from plasticity_jax.curvature.dense import dense_curvature, exact_spectrum
+from plasticity_jax.curvature.gauss_newton import GRAM_METHODS, HISTOGRAM_EDGES, exact_ggn_spectrum, ggn_gram
 from plasticity_jax.curvature.kronecker import (KroneckerFactors, KroneckerRank, factor_eigenvalues,
                                                 factors_from_samples, kronecker_epsilon_rank, kronecker_factors,
                                                 kronecker_product_eigenvalues, tapped_apply)
@@ -55,15 +62,16 @@ from plasticity_jax.curvature.summary import (DEFAULT_DENSITY_GRID, DEFAULT_SIGM
                                               top_eigenvalues)
 
 __all__ = [
-    'CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'LOSSES', 'Estimate',
+    'CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'GRAM_METHODS', 'HISTOGRAM_EDGES',
+    'LOSSES', 'Estimate',
     'KroneckerFactors', 'KroneckerRank', 'LanczosResult', 'SLQResult', 'batch_fisher_vector_product',
-    'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k', 'curvature_trace',
-    'curvature_vector_product', 'dataset_average', 'default_dtype', 'density_grid', 'epsilon_density_mass',
-    'epsilon_rank', 'extreme_eigenvalues', 'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product',
-    'flat_matvec', 'gaussian_probes', 'get_loss', 'ggn_vector_product', 'grid_mass_outside',
+    'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k', 'christoffel_function', 'curvature_trace',
+    'curvature_vector_product', 'dataset_average', 'default_dtype', 'dense_curvature', 'density_grid', 'epsilon_density_mass',
+    'epsilon_rank', 'epsilon_rank_bound', 'exact_ggn_spectrum', 'exact_spectrum', 'extreme_eigenvalues', 'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product',
+    'flat_matvec', 'gaussian_probes', 'get_loss', 'ggn_gram', 'ggn_vector_product', 'grid_mass_outside',
     'hessian_vector_product', 'hutchinson_trace', 'hvp', 'kronecker_epsilon_rank', 'kronecker_factors',
     'kronecker_product_eigenvalues', 'kronecker_summary', 'lanczos', 'mass_outside_interval', 'mean_squared_error',
-    'rademacher_probes', 'ritz_decomposition', 'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq',
+    'rademacher_probes', 'resolved_epsilon_rank', 'ritz_decomposition', 'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq',
     'slq_trace', 'softmax_cross_entropy', 'spectral_density', 'spectrum_summary', 'tapped_apply', 'top_eigenvalues',
     'top_k', 'tridiagonal',
 ]

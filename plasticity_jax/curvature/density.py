@@ -16,14 +16,43 @@ below is a functional of phi_hat (an `SLQResult`):
 
 * `spectral_density`: phi_hat convolved with a Gaussian of width sigma, on a grid (integrates to 1 over the line).
 * `epsilon_rank`: DEFINITION 1, the Ritz-weight count, (1/R) sum_r sum_i tau_{r,i} 1[|theta_{r,i}| > eps], an
-  unbiased estimate of #{j : |lambda_j| > eps} / n, the epsilon-rank of A normalised by the number of parameters
-  (the count itself is n times it). Unsmoothed.
+  estimate of #{j : |lambda_j| > eps} / n, the epsilon-rank of A normalised by the number of parameters (the count
+  itself is n times it). Unsmoothed. It is NOT unbiased: Gauss quadrature of the discontinuous indicator has a
+  deterministic error, which is large when eps lies inside a cluster of eigenvalues that m nodes cannot split (a
+  network Hessian's null space: one Ritz value near 1e-4 represents all of it, and counts as "above eps" for every
+  smaller eps). `epsilon_rank_bound` bounds that error, and `resolved_epsilon_rank` returns the count only where
+  the bound is small, NaN elsewhere (see "Resolution" below).
 * `epsilon_density_mass`: DEFINITION 2, the share of the *smoothed* density's mass outside [-eps, eps] (as the
   L2-ER paper's analysis reads it off the smoothed density), computed in closed form with the normal CDF:
   sum tau (Phi((-eps - theta)/sigma) + 1 - Phi((eps - theta)/sigma)) / R. It tends to definition 1 as sigma -> 0;
   for eps below about sigma it is dominated by the smoothing. `grid_mass_outside` gives the same share from a
   density already tabulated on a grid (trapezoid rule).
 * The trace: v^T A v = ||v||^2 alpha_1 (first diagonal entry of T), so every SLQ draw is also a Hutchinson sample.
+
+Resolution (Chebyshev-Markov-Stieltjes; Akhiezer, "The Classical Moment Problem", 1965, Sec. 2.5; Golub & Meurant
+2010, Sec. 6.2). The m-node Gauss rule of a probe's spectral measure mu_r (mass v^T P_j v / ||v||^2 at eigenvalue
+lambda_j) matches its moments up to degree 2m - 1, and so does every measure nu that the Lanczos run cannot tell
+from mu_r. Over all measures matching the moments up to 2(m - 1), the mass a measure can put at a point x is at most
+the Christoffel function
+
+    rho_m(x) = 1 / sum_{k=0}^{m-1} p_k(x)^2,          p_k the orthonormal polynomials of mu_r
+                                                       (the three-term recurrence with T's alphas and betas),
+
+and the distribution function mu_r((-inf, x]) ranges over an interval of that length: the Gauss rule's value lies
+in it, so the Ritz-weight share of |theta| > eps differs from mu_r's share of |lambda| > eps by at most
+rho_m(eps) + rho_m(-eps). This is a rigorous bound per draw (exact arithmetic; the basis is fully reorthogonalised),
+computable from T alone: `epsilon_rank_bound` is its mean over the draws. It is small where the spectrum near +-eps
+is thin compared with the polynomial resolution of degree m over the spectrum's width (about width / m^2 near an end
+of the spectrum), and of the order of the cluster's mass when eps lies inside or just beside a cluster. The Monte
+Carlo error of the draws (mu_r vs the spectral measure of A) comes on top and is the `stderr`.
+`resolved_epsilon_rank` keeps an estimate where bound <= rtol * estimate (default rtol 0.1: within 10%) or where
+n * bound < 0.5 (less than half an eigenvalue), and returns NaN elsewhere, with the bound as the reason.
+
+Density mass vs count. Definition 2 does not estimate the count: it is the count of the spectrum convolved with the
+smoothing kernel, by construction of the quantity. `grid_mass_outside(grid, spectral_density(res, grid, sigma))`
+equals `epsilon_density_mass(res, sigma) - mass_outside_interval(res, grid[0], grid[-1], sigma)` up to the
+trapezoid rule's error, which is O(h^2 / sigma^2) of the mass near +-eps for grid spacing h (the default grid has
+h = sigma, where the two differ by up to a few 0.01; with h = sigma / 20 they agree to 1e-4, as a test checks).
 
 Both epsilon-ranks are reported over a sweep of epsilons (`DEFAULT_EPSILONS`) rather than one picked value, each with
 the standard error over the R draws.
@@ -80,6 +109,8 @@ class SLQResult(NamedTuple):
     quadratic_forms: jax.Array  # (R,): v_r^T A v_r = ||v_r||^2 alpha_1 (Hutchinson samples of the trace)
     residuals: jax.Array  # (R, order): residual norm bound of every Ritz value (see `ritz_residual_norms`)
     breakdowns: jax.Array  # (R,): number of breakdown restarts in each run
+    alphas: jax.Array  # (R, order): diagonal of each draw's T (for the Christoffel function, `epsilon_rank_bound`)
+    betas: jax.Array  # (R, order - 1): off-diagonal of each draw's T (exactly 0 after a breakdown)
 
 
 def slq(matvec: Matvec, probes: jax.Array, order: int, *, dtype=None, batch_size: int | None = None) -> SLQResult:
@@ -96,7 +127,8 @@ def slq(matvec: Matvec, probes: jax.Array, order: int, *, dtype=None, batch_size
         values, vectors = ritz_decomposition(res)
         weights = vectors[0, :] ** 2
         residuals = jnp.abs(res.residual_norm) * jnp.abs(vectors[-1, :])
-        return values, weights, jnp.dot(v, v) * res.alphas[0], residuals, jnp.sum(res.breakdowns)
+        return (values, weights, jnp.dot(v, v) * res.alphas[0], residuals, jnp.sum(res.breakdowns), res.alphas,
+                res.betas)
 
     return SLQResult(*jax.lax.map(one, probes, batch_size=batch_size))
 
@@ -152,6 +184,61 @@ def epsilon_rank(result: SLQResult, epsilons=DEFAULT_EPSILONS) -> Estimate:
     above = jnp.abs(result.ritz_values)[:, None, :] > eps[None, :, None]  # (R, E, order)
     per_draw = jnp.sum(result.weights[:, None, :] * above, axis=-1)  # (R, E)
     return _estimate(jnp.clip(per_draw, 0, 1))  # the weights sum to 1 only up to round-off
+
+
+def christoffel_function(alphas: jax.Array, betas: jax.Array, x: jax.Array) -> jax.Array:
+    """rho(x) = 1 / sum_{k<m} p_k(x)^2 for the orthonormal polynomials of T = tridiagonal(alphas (m,), betas (m-1,)).
+
+    The largest mass any measure with the same moments up to degree 2(m - 1) as the Lanczos run's probe measure can
+    put at x (module docstring, "Resolution"). The three-term recurrence beta_{k+1} p_{k+1} = (x - alpha_{k+1}) p_k
+    - beta_k p_{k-1}, p_0 = 1, is rescaled at every step (the polynomials grow exponentially outside the spectrum),
+    and stops at the first breakdown (beta = 0), which keeps only the polynomials up to there: a larger, still valid
+    bound. `x` has any shape.
+    """
+    x = jnp.asarray(x, alphas.dtype)
+    one = jnp.ones_like(x)
+
+    def step(carry, ab):
+        p_prev, p, log_scale, total, done = carry  # p_{k-1}, p_k and sum_{j<=k} p_j^2, all divided by exp(log_scale)
+        alpha, beta_prev, beta = ab
+        done = done | (beta <= 0)
+        p_next = ((x - alpha) * p - beta_prev * p_prev) / jnp.where(done, 1, beta)
+        scale = jnp.maximum(jnp.maximum(jnp.abs(p_next), jnp.abs(p)), 1)
+        new = (p / scale, p_next / scale, log_scale + jnp.log(scale), total / scale**2 + (p_next / scale) ** 2)
+        keep = lambda old, upd: jnp.where(done, old, upd)
+        return (*(keep(o, u) for o, u in zip((p_prev, p, log_scale, total), new)), done), None
+
+    m = alphas.shape[0]
+    beta_prev = jnp.concatenate([jnp.zeros((1,), betas.dtype), betas[:-1]])
+    init = (jnp.zeros_like(x), one, jnp.zeros_like(x), one, jnp.zeros((), bool))
+    (_, _, log_scale, total, _), _ = jax.lax.scan(step, init, (alphas[:m - 1], beta_prev, betas))
+    return jnp.exp(-jnp.log(total) - 2 * log_scale)
+
+
+def epsilon_rank_bound(result: SLQResult, epsilons=DEFAULT_EPSILONS) -> jax.Array:
+    """Bound on |Ritz-weight count - probe measure's count| of `epsilon_rank`, mean over draws, per eps (E,).
+
+    rho_m(eps) + rho_m(-eps) per draw (`christoffel_function`; module docstring, "Resolution"), capped at 1.
+    """
+    eps = jnp.asarray(epsilons, result.alphas.dtype)
+    points = jnp.stack([eps, -eps])  # (2, E)
+    rho = jax.vmap(christoffel_function, in_axes=(0, 0, None))(result.alphas, result.betas, points)  # (R, 2, E)
+    return jnp.mean(jnp.minimum(jnp.sum(rho, axis=1), 1), axis=0)
+
+
+def resolved_epsilon_rank(result: SLQResult, dim: int, epsilons=DEFAULT_EPSILONS, *,
+                          rtol: float = 0.1) -> tuple[Estimate, jax.Array, jax.Array]:
+    """`epsilon_rank` where eps is resolved at the Lanczos order used, NaN elsewhere.
+
+    Resolved: `epsilon_rank_bound` <= rtol * estimate, or dim * bound < 0.5 (the quadrature cannot be off by half an
+    eigenvalue). Returns `(Estimate with NaN where unresolved, the raw Ritz-weight count (E,), the bound (E,))`;
+    the bound is the reason for a NaN (the count could be off by that much).
+    """
+    raw = epsilon_rank(result, epsilons)
+    bound = epsilon_rank_bound(result, epsilons)
+    resolved = (bound <= rtol * raw.mean) | (dim * bound < 0.5)
+    nan = jnp.full_like(raw.mean, jnp.nan)
+    return (Estimate(jnp.where(resolved, raw.mean, nan), jnp.where(resolved, raw.stderr, nan)), raw.mean, bound)
 
 
 def epsilon_density_mass(result: SLQResult, sigma: float, epsilons=DEFAULT_EPSILONS) -> Estimate:

@@ -13,8 +13,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, epsilon_density_mass, epsilon_rank,
-                                              hutchinson_trace, mass_outside_interval, rademacher_probes, slq,
+from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, epsilon_density_mass, hutchinson_trace,
+                                              mass_outside_interval, rademacher_probes, resolved_epsilon_rank, slq,
                                               slq_trace, spectral_density)
 from plasticity_jax.curvature.kronecker import factor_eigenvalues, kronecker_epsilon_rank, kronecker_factors
 from plasticity_jax.curvature.lanczos import default_dtype, lanczos, ritz_residual_norms
@@ -88,8 +88,11 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
       {c}_top_eigenvalue_residual ()   its Lanczos residual bound (round-off excluded, see `ritz_residual_norms`)
       {c}_bottom_eigenvalue ()         smallest Ritz value over all draws
       {c}_trace, {c}_trace_stderr ()   Hutchinson estimate from the same probes, and its standard error
-      {c}_epsilon_rank (E,)            definition 1: #{|lambda| > eps} / n from the Ritz weights, per epsilon
-      {c}_epsilon_rank_stderr (E,)
+      {c}_epsilon_rank (E,)            definition 1: #{|lambda| > eps} / n from the Ritz weights, per epsilon,
+                                       NaN where eps is not resolved at this order (`density.resolved_epsilon_rank`)
+      {c}_epsilon_rank_stderr (E,)     its standard error over the draws (NaN where unresolved)
+      {c}_epsilon_rank_raw (E,)        the Ritz-weight count at every eps, resolved or not (for diagnostics only)
+      {c}_epsilon_rank_bound (E,)      bound on the quadrature error of the count (the reason for a NaN)
       {c}_epsilon_mass (E,)            definition 2: smoothed density mass outside [-eps, eps], per epsilon
                                        (for eps below ~sigma it reflects the smoothing, not the spectrum)
       {c}_epsilon_mass_stderr (E,)
@@ -104,7 +107,7 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
     result = slq(matvec, rademacher_probes(key, num_draws, dim, dtype), min(order, dim), dtype=dtype,
                  batch_size=batch_size)
     trace = slq_trace(result)
-    rank = epsilon_rank(result, epsilons)
+    rank, raw_rank, rank_bound = resolved_epsilon_rank(result, dim, epsilons)
     mass = epsilon_density_mass(result, sigma, epsilons)
     points = density_grid(grid, dtype)
     top_index = jnp.argmax(result.ritz_values[:, -1])
@@ -116,6 +119,8 @@ def spectrum_summary(apply_fn: ApplyFn, loss: str | LossFn, params: Params, data
         'trace_stderr': trace.stderr,
         'epsilon_rank': rank.mean,
         'epsilon_rank_stderr': rank.stderr,
+        'epsilon_rank_raw': raw_rank,
+        'epsilon_rank_bound': rank_bound,
         'epsilon_mass': mass.mean,
         'epsilon_mass_stderr': mass.stderr,
         'density': spectral_density(result, points, sigma),

@@ -101,7 +101,10 @@ def test_plot_sweep_final_performance_vs_step_size():
 def test_plot_spectra_log_density_grid_of_runs_by_tasks():
     fig = plots.plot_spectra({'bp': curvature_run(), 'other': curvature_run()}, tasks=[0, 2])
     assert len(fig.axes) == 4 and all(ax.get_yscale() == 'log' for ax in fig.axes)
-    assert [ax.get_title() for ax in fig.axes[:2]] == ['task 1', 'task 3']
+    assert [ax.get_title() for ax in fig.axes[:2]] == ['start of task 0', 'start of task 2']  # the CLI's numbering
+    assert fig.axes[0].get_ylabel() == 'eigenvalue density'  # the quantity, not the run's label
+    asked = plots.plot_spectra(curvature_run(), tasks=[1])  # task 1 was not measured: say which one is shown
+    assert asked.axes[0].get_title() == 'start of task 0 (asked: 1)'
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [2.0, 3.0, 4.0])
 
 
@@ -111,7 +114,9 @@ def test_plot_rank_vs_performance_fit_and_r2():
     expected = tables.linear_fit(table['epsilon_rank'], table['online_accuracy'] * 100)
     assert ax.linear_fit == pytest.approx(expected)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0] == 'curv' and labels[1] == f"linear fit, $R^2$ = {expected['r2']:.2f}"
+    assert labels[0] == 'curv' and labels[1] == f"linear fit, $R^2$ = {expected['r2']:.2f} (n = 4)"
+    assert ax.get_xlabel().startswith('Hessian $\\epsilon$-rank / parameters at the start of task')
+    assert ax.get_ylabel() == 'Online accuracy (%) on that task'
     np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], table['epsilon_rank'])
 
 
@@ -120,14 +125,15 @@ def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path):
     config.update({'num_seeds': 2, 'num_tasks': 4, 'tasks_per_chunk': 4})
     config.problem.examples_per_task = 200
     config.metrics.probe_size = 64
-    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1})
+    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1, 'exact_ggn_probe_size': 16})
     workdir = tmp_path / 'runs' / 'scr'
     engine.run(config, str(workdir), progress=False)
     out = tmp_path / 'figures'
     result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={tmp_path / "runs"}',
                              f'--out={out}', '--bins=2'], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse'}
+    names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse',
+             'ggn_exact_rank_vs_online_mse'}
     assert {f'{out}/{n}.{e}' for n in names for e in ('png', 'pdf')} <= set(result.stdout.split())
     assert all(os.path.getsize(out / f'{n}.png') > 1000 for n in names)
 

@@ -155,6 +155,27 @@ def test_curvature_table_pairs_the_start_spectrum_with_the_task_performance():
     np.testing.assert_allclose(end['epsilon_rank'], 0.1)
 
 
+def test_default_epsilon_is_the_smallest_resolved_one_and_fits_cover_the_sweep():
+    run = curvature_run()
+    rank = run.metrics['hessian_epsilon_rank']
+    rank[1, 2, 0, 0] = np.nan  # eps = 1e-4 unresolved in one measurement
+    assert tables.resolved_epsilon(run) == 1e-3
+    table = tables.curvature_table(run)
+    assert (table['epsilon'] == 1e-3).all()
+    exact = np.full((2, 3, 2, 3), np.nan)
+    exact[:, [0, 2]] = 0.25
+    run.metrics.update({'ggn_exact_epsilon_rank': exact, 'ggn_exact_trace': run.metrics['hessian_trace'],
+                        'ggn_exact_top_eigenvalues': np.ones((2, 3, 2, 4))})
+    ggn = tables.curvature_table(run, kind='ggn_exact')
+    assert (ggn['kind'] == 'ggn_exact').all() and (ggn['epsilon'] == 1e-4).all()
+    np.testing.assert_allclose(ggn['epsilon_rank'], 0.25)
+    assert np.isnan(ggn['epsilon_mass']).all()
+    fits = tables.rank_performance_fits({'a': run, 'b': curvature_run()})
+    assert list(fits['epsilon'].unique()) == [1e-4, 1e-3, 1e-2] and set(fits['group']) == {'pooled', 'a', 'b'}
+    first = fits[(fits['epsilon'] == 1e-4) & (fits['group'] == 'pooled')].iloc[0]
+    assert first['n'] == 7 and first['n_unresolved'] == 1
+
+
 def test_curvature_table_from_checkpoint_spectra():
     spectra = {'task': np.array([0, 3]), 'hessian_trace': np.ones((2, 2)), 'hessian_top_eigenvalue': np.ones((2, 2)),
                'hessian_epsilon_rank': np.full((2, 2, 3), 0.5), 'hessian_epsilon_mass': np.full((2, 2, 3), 0.4),
@@ -170,6 +191,8 @@ def test_curvature_table_from_checkpoint_spectra():
 def test_density_table_seed_mean_on_the_grid():
     density = tables.density_table(curvature_run(), tasks=[2])
     assert list(density['eigenvalue']) == [0.0, 1.0, 2.0] and (density['task'] == 2).all()
+    assert (density['requested'] == 2).all()
+    assert (tables.density_table(curvature_run(), tasks=[1])['requested'] == 1).all()
     np.testing.assert_allclose(density['density'], [2.0, 3.0, 4.0])
     np.testing.assert_allclose(density['stderr'], [1.0, 1.0, 1.0])  # std of (1, 3) is sqrt(2); / sqrt(2)
     assert tables.choose_tasks([0, 10, 20, 30], [9, 11, 29]) == [10, 30]

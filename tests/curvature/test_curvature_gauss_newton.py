@@ -1,0 +1,99 @@
+"""The exact GGN spectrum through its dual Gram matrix, against the dense float64 GGN."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from plasticity_jax.curvature import DEFAULT_EPSILONS, exact_ggn_spectrum, ggn_gram
+from plasticity_jax.curvature.products import softmax_cross_entropy
+
+EPS = np.asarray(DEFAULT_EPSILONS)
+
+
+class TinyConvNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(2, (2, 2), padding='VALID', name='conv_0')(x))
+        x = x.reshape(x.shape[0], -1)
+        x = jnp.tanh(nn.Dense(3, name='hidden_0')(x))
+        return nn.Dense(3, name='output')(x)
+
+
+@pytest.fixture(scope='module')
+def conv_problem():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        x = jnp.asarray(rng.normal(size=(6, 4, 4, 1)))
+        y = jnp.asarray(rng.integers(0, 3, size=6), jnp.int32)
+        model = TinyConvNet()
+        params = model.init(jax.random.key(0), x[:1])['params']
+        apply_fn = lambda p, inputs: model.apply({'params': p}, inputs)
+        flat, unravel = ravel_pytree(params)
+        out = lambda f: apply_fn(unravel(f), x)
+        single = lambda o, t: softmax_cross_entropy(o[None], t[None])[0]
+        jac, h_out = map(np.asarray, jax.jit(lambda f: (jax.jacfwd(out)(f),  # (N, C, P)
+                                                        jax.vmap(jax.hessian(single))(out(f), y)))(flat))
+        ggn = np.einsum('icp,icd,idq->pq', jac, h_out, jac) / x.shape[0]
+        return dict(apply_fn=apply_fn, params=params, dataset=(x, y), ggn=ggn, dim=flat.size)
+
+
+def _check(apply_fn, loss, params, dataset, ggn, dim, chunk_size, method):
+    gram = np.asarray(jax.jit(lambda p, d: ggn_gram(apply_fn, loss, p, d, chunk_size=chunk_size, method=method))(
+        params, dataset))
+    dual = np.sort(np.linalg.eigvalsh(gram))[::-1]
+    dense = np.sort(np.linalg.eigvalsh(ggn))[::-1]
+    scale = dense[0]
+    k = min(dual.size, dense.size)
+    np.testing.assert_allclose(dual[:k], dense[:k], atol=1e-12 * scale)  # the same nonzero eigenvalues ...
+    assert np.all(np.abs(dense[k:]) < 1e-12 * scale) and np.all(np.abs(dual[k:]) < 1e-12 * scale)  # ... and zeros
+    np.testing.assert_allclose(np.trace(gram), np.trace(ggn), rtol=1e-8)
+    out = jax.jit(lambda p, d: exact_ggn_spectrum(apply_fn, loss, p, d, chunk_size=chunk_size, method=method))(
+        params, dataset)
+    count = (np.abs(dense)[None, :] > EPS[:, None]).sum(axis=1)
+    assert np.abs(np.abs(dense)[:, None] - EPS[None, :]).min() > 1e-9  # no eigenvalue sits on a threshold
+    np.testing.assert_array_equal(out['ggn_exact_epsilon_count'], count)  # exact at every eps (all resolved in f64)
+    np.testing.assert_allclose(out['ggn_exact_epsilon_rank'], count / dim, rtol=1e-15)
+    return out
+
+
+def test_dual_gram_equals_the_dense_ggn_on_an_mlp(classifier, regressor):
+    for c in (classifier, regressor):  # dense layers in closed form
+        _check(c.apply_fn, c.loss, c.params, c.dataset, c.ggn, c.dim, chunk_size=5, method='auto')
+    c = classifier  # every parameter by jvp/vjp
+    _check(c.apply_fn, c.loss, c.params, c.dataset, c.ggn, c.dim, chunk_size=5, method='jvp')
+
+
+def test_dual_gram_equals_the_dense_ggn_on_a_conv_net(conv_problem):
+    c = conv_problem  # the convolution by jvp/vjp, the dense layers in closed form
+    _check(c['apply_fn'], 'cross_entropy', c['params'], c['dataset'], c['ggn'], c['dim'], 4, 'auto')
+
+
+def test_exact_ggn_spectrum_under_vmap_over_seeds(classifier):
+    c = classifier
+    params = jax.tree_util.tree_map(lambda p: jnp.stack([p, 0.5 * p]), c.params)
+    out = jax.jit(jax.vmap(lambda p: exact_ggn_spectrum(c.apply_fn, c.loss, p, c.dataset, chunk_size=4)))(params)
+    for seed in range(2):
+        one = jax.tree_util.tree_map(lambda p: p[seed], params)
+        single = jax.jit(lambda p: exact_ggn_spectrum(c.apply_fn, c.loss, p, c.dataset, chunk_size=4))(one)
+        for name, value in single.items():
+            np.testing.assert_allclose(out[name][seed], value, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_float32_counts_below_the_resolution_are_nan(classifier):
+    c = classifier
+    eps = 10.0 ** np.arange(-10, 1)
+    with jax.enable_x64(False):
+        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float32), c.params)
+        dataset = (jnp.asarray(c.x, jnp.float32), jnp.asarray(c.y))
+        out = jax.jit(lambda p: exact_ggn_spectrum(c.apply_fn, c.loss, p, dataset, epsilons=eps))(params)
+    dense = np.linalg.eigvalsh(c.ggn)
+    resolved = eps > float(out['ggn_exact_resolution'])
+    assert not resolved.all() and resolved.any()
+    assert np.isnan(out['ggn_exact_epsilon_rank'][~resolved]).all()
+    count = (np.abs(dense)[None, :] > eps[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(out['ggn_exact_epsilon_count'][resolved], count[resolved])
+    np.testing.assert_array_equal(out['ggn_exact_epsilon_count'][~resolved], -1)
+
