@@ -12,7 +12,8 @@ leaves the others' figures; a part's tables are the markdown lines its script pr
    bandwidth roofline (`--bandwidth`, bytes/s: the seed-steps/s that moving those bytes at full bandwidth allows).
 2. Online Permuted MNIST, width 100, 32 / 256 seeds, with `step_unroll` 1 and 8 (a scan iteration's fixed cost
    on a GPU).
-3. Curvature: 100 Lanczos iterations for 8 seeds of the 3 x 2000 MLP (about 10M parameters).
+3. Curvature: 100 Lanczos iterations for 1 and 8 seeds of the 3 x 2000 MLP (about 10M parameters), and its exact
+   Gauss-Newton spectrum through the dual Gram matrix of 500 probe examples.
 4. The ConvNet and ResNet-18 steps with 1 and 8 seeds.
 5. PPO on MJX Slippery Ant: environment steps and updates per second with 1 / 8 / 32 seeds.
 6. MJX Ant alone: environment steps per second with 1 / 32 / 1024 environments.
@@ -43,9 +44,10 @@ PARTS = (
     ('Online Permuted MNIST, width 100, step_unroll 8', 'scripts/benchmark_permuted_mnist.py',
      ['--widths=100', '--seeds=32,256', '--no-torch', '--steps_small=4000', '--repeats=3', '--test_images=100',
       '--step_unroll=8'], 55),
-    ('Curvature: Lanczos on the 3 x 2000 MLP', 'scripts/benchmark_curvature.py',
-     ['--widths=2000', '--seeds=1,8', '--orders=100', '--examples=2000', '--no-torch', '--no-check',
-      '--repeats=2'], 75),
+    ('Curvature: 100 Lanczos iterations and the exact GGN (500 probes) on the 3 x 2000 MLP',
+     'scripts/benchmark_curvature.py',
+     ['--widths=2000', '--seeds=1,8', '--orders=100', '--examples=500', '--no-torch', '--no-check',
+      '--dual_ggn_probes=500', '--random_data', '--repeats=2'], 75),
     ('ConvNet and ResNet-18 steps', 'scripts/benchmark_image_models.py',
      ['--models=convnet,resnet18', '--seeds=1,8', '--epochs=1', '--repeats=2'], 60),
     ('PPO on MJX Slippery Ant (the papers\' settings, one environment per seed)', 'scripts/benchmark_ppo.py',
