@@ -7,7 +7,7 @@ by commas: `configs/slowly_changing_regression.py:tanh,adam`.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import ml_collections
 

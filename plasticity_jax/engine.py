@@ -35,7 +35,8 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,7 +135,8 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
     def reset_at_task_start(state: RunState, learner: learners.Learner, key: jax.Array) -> RunState:
         if reset == 'head':
-            return state._replace(params={**state.params, 'output': jax.tree.map(jnp.zeros_like, state.params['output'])})
+            zeroed_head = jax.tree.map(jnp.zeros_like, state.params['output'])
+            return state._replace(params={**state.params, 'output': zeroed_head})
         if reset == 'network':
             params, model_state = init_variables(key)
             return state._replace(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),
@@ -293,9 +295,9 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
     def spectrum(params, model_state, data, problem_state, key):
         dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
         return curvature.spectrum_summary(
-            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key, curvature=c.kind,
-            num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid), sigma=c.sigma,
-            chunk_size=c.chunk_size)
+            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key,
+            curvature=c.kind, num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid),
+            sigma=c.sigma, chunk_size=c.chunk_size)
 
     return spectrum
 

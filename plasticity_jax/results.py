@@ -31,7 +31,7 @@ class Run:
     spectra: dict[str, np.ndarray]
     sweep: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-    def point(self, index: int) -> 'Run':
+    def point(self, index: int) -> Run:
         """Point `index` of a sweep as a run of its own (metrics with leading axes (seed, task))."""
         if not self.sweep:
             raise ValueError(f'{self.workdir} is not a sweep.')

@@ -34,6 +34,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
+
 from plasticity_jax import engine  # noqa: E402
 from plasticity_jax.main import _load_config_file  # noqa: E402
 

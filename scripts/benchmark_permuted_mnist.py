@@ -351,7 +351,8 @@ def main(argv=None) -> dict:
             measured = bench_jax(width, seeds, args)
             results['jax'].append(measured)
             print(f'jax width {width}, {seeds} seeds: compile {measured["compile_s"]:.1f} s, '
-                  f'{measured["seed_steps_per_s"]:.1f} seed-steps/s (medians: {measured["seed_steps_per_s_median"]:.1f}); '
+                  f'{measured["seed_steps_per_s"]:.1f} seed-steps/s '
+                  f'(medians: {measured["seed_steps_per_s_median"]:.1f}); '
                   f'calls {", ".join(f"{t:.2f}" for t in measured["call_s"])} s of {measured["steps"]} steps, '
                   f'{", ".join(f"{t:.2f}" for t in measured["empty_task_call_s"])} s of none', flush=True)
 

@@ -109,7 +109,7 @@ def main():
         print('  MSE    ' + ' '.join(f'{m:9.4f}' for m in per_bin.mean(axis=0)))
         print('  +-     ' + ' '.join(f'{s:9.4f}' for s in per_bin.std(axis=0, ddof=1) / np.sqrt(args.num_seeds)))
         print('  dead   ' + ' '.join(f'{dead[:, b:b + args.bin].mean():9.3f}' for b in bins))
-    print(f'\nsecond bin (early) vs last bin (late), and vs backprop on the same seeds and tasks:')
+    print('\nsecond bin (early) vs last bin (late), and vs backprop on the same seeds and tasks:')
     for name, per_bin in results.items():
         early, late = per_bin[:, 1].mean(), per_bin[:, -1].mean()
         line = f'  {name:18s} early {early:.4f}  late {late:.4f}  late / early {late / early:.2f}'

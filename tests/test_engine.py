@@ -1,17 +1,17 @@
 """The engine: determinism, seed independence, resume after a kill, and the learner extension points."""
 
+import dataclasses
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
-import dataclasses
 
 import jax
-import ml_collections
 import jax.flatten_util
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest

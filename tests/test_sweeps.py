@@ -107,7 +107,8 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     workdir = tmp_path / 'never'
-    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main',
+                             '--config=configs/slowly_changing_regression.py',
                              f'--workdir={workdir}', '--sweep=learner.step_size=0.01,0.001', '--config.num_seeds=3',
                              '--dry_run'], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -229,7 +230,7 @@ def test_multi_host_run_killed_at_random_points_resumes_identically(tmp_path):
              '--sweep=learner.step_size=0.03,0.01,0.003']
     workdir = tmp_path / 'preempted'
     rng = random.Random(0)
-    for attempt in range(3):
+    for _ in range(3):
         processes = _launch_two_processes(workdir, flags)
         time.sleep(rng.uniform(4.0, 12.0))
         processes[rng.randrange(2)].kill()

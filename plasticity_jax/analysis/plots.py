@@ -14,11 +14,11 @@ Accuracies and the dead-unit fraction are drawn in percent.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from plasticity_jax.analysis import tables
 

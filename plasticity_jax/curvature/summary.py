@@ -8,14 +8,23 @@ seeds stack into arrays.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, epsilon_density_mass, epsilon_rank,
-                                              hutchinson_trace, mass_outside_interval, rademacher_probes, slq,
-                                              slq_trace, spectral_density)
+from plasticity_jax.curvature.density import (
+    DEFAULT_EPSILONS,
+    Estimate,
+    epsilon_density_mass,
+    epsilon_rank,
+    hutchinson_trace,
+    mass_outside_interval,
+    rademacher_probes,
+    slq,
+    slq_trace,
+    spectral_density,
+)
 from plasticity_jax.curvature.kronecker import factor_eigenvalues, kronecker_epsilon_rank, kronecker_factors
 from plasticity_jax.curvature.lanczos import default_dtype, lanczos, ritz_residual_norms
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec

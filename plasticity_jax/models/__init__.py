@@ -1,13 +1,13 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
+import flax.linen as nn
+import ml_collections
+
 from plasticity_jax.models.convnet import ConvNet
 from plasticity_jax.models.initializers import FanInScaling, kaiming_init
 from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZATIONS
 from plasticity_jax.models.normalization import GRADIENT_STATE_COLLECTIONS, OnlineNorm, online_norm_forward
 from plasticity_jax.models.resnet import ResNet18
-
-import flax.linen as nn
-import ml_collections
 
 MODEL_NAMES = ('convnet', 'mlp', 'resnet18')
 

@@ -4,9 +4,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_jax.curvature import (DEFAULT_EPSILONS, curvature_trace, epsilon_density_mass, epsilon_rank,
-                                      grid_mass_outside, hutchinson_trace, mass_outside_interval, slq, slq_trace,
-                                      spectral_density, spectrum_summary)
+from plasticity_jax.curvature import (
+    DEFAULT_EPSILONS,
+    curvature_trace,
+    epsilon_density_mass,
+    epsilon_rank,
+    grid_mass_outside,
+    hutchinson_trace,
+    mass_outside_interval,
+    slq,
+    slq_trace,
+    spectral_density,
+    spectrum_summary,
+)
 
 EPS = np.asarray(DEFAULT_EPSILONS)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plasticity_jax.data import mnist as mnist_mod
 from plasticity_jax.data import (
     CACHE_DIR_ENV,
     DATA_DIR_ENV,
@@ -22,6 +21,7 @@ from plasticity_jax.data import (
     load_mnist,
     read_idx,
 )
+from plasticity_jax.data import mnist as mnist_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
