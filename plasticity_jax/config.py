@@ -24,7 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # The latest checkpoints kept for resuming ...
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
-    config.data_source = 'auto'  # 'auto' (offline files if a data dir is set, else TFDS), 'idx' or 'tfds'.
+    # MNIST: 'auto' (the IDX files of the data dir if one is set, else 'download' them into the cache), 'idx',
+    # 'download' or 'tfds' (needs the tfds extra). See data.mnist.
+    config.data_source = 'auto'
     # At every task's start: 'none', 'head' (zero the output layer) or 'network' (fresh network; engine.RESETS).
     config.reset_at_task_start = 'none'
     # Swept fields, mirroring the config: e.g. config.sweep.learner.step_size = (0.01, 0.003). See `sweeps`.
