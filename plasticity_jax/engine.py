@@ -47,7 +47,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from tqdm.auto import tqdm
 
-from plasticity_jax import curvature, learners, metrics, models, problems, sweeps
+from plasticity_jax import curvature, learners, live_metrics, metrics, models, problems, sweeps
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 
 CONFIG_FILE = 'config.json'
@@ -484,6 +484,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             if writer:
                 print(f'Resuming {workdir} from its checkpoint after task {done}.')
         history = {name: values[:, :done] for name, values in load_npz(os.path.join(workdir, METRICS_FILE)).items()}
+        live = live_metrics.LiveMetrics(workdir, runs, first_task=done, enabled=writer)
 
         examples_per_task = train.problem.examples_per_task * runs.num_runs
         bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not (progress and writer),
@@ -500,6 +501,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
             if writer:
                 _report_nonfinite(chunk_metrics, done - chunk, runs)
                 save_metrics(workdir, history)
+                live.write(chunk_metrics, done - chunk)
             manager.save(done, args=ocp.args.StandardSave(state))
             bar.update(chunk)
             online = chunk_metrics[train.problem.online_metric_name][:, -1].mean()
@@ -507,6 +509,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                              train.problem.online_metric_name: f'{online:.4f}'})
         manager.wait_until_finished()
         bar.close()
+        live.close()
     return history
 
 

@@ -23,6 +23,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from plasticity_jax import logs  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
 from plasticity_jax.results import Run, load_runs  # noqa: E402
 
@@ -115,6 +116,7 @@ def _has_field(run: Run, field: str) -> bool:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logs.quiet_unless_verbosity_given()
     layer = int(_LAYER.value) if _LAYER.value.lstrip('-').isdigit() else _LAYER.value
     written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer,
                            tasks=[int(t) for t in _TASKS.value] or None, epsilon=_EPSILON.value)

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags
 from tqdm.auto import tqdm
 
-from plasticity_jax import engine, results
+from plasticity_jax import engine, logs, results
 from plasticity_jax.results import SPECTRA_FILE
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (holds config.json and checkpoints/).')
@@ -60,6 +60,7 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logs.quiet_unless_verbosity_given()
     compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
                     probe_size=_PROBE_SIZE.value, kind=_KIND.value)
     print(f"Spectra written to {os.path.join(_WORKDIR.value, SPECTRA_FILE)}; "

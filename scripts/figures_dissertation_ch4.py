@@ -101,7 +101,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from plasticity_jax import engine  # noqa: E402
 from plasticity_jax.analysis import plots  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 from plasticity_jax.results import load_run  # noqa: E402
 
 CONFIG = os.path.join(REPO_ROOT, 'configs', 'permuted_mnist.py')
@@ -177,7 +177,7 @@ FIGURES = {'4.2': ['step_sizes'], '4.3': ['width'], '4.4': ['switch'], '4.5': ['
 
 
 def make_config(scale: Scale, variants: str, overrides: dict, data_dir: str):
-    config = _load_config_file(f'{CONFIG}:{variants}')
+    config = load_config(f'{CONFIG}:{variants}')
     config.unlock()
     config.num_seeds = scale.seeds
     config.num_tasks = scale.num_tasks

@@ -43,7 +43,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from plasticity_jax import engine  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 
 CONFIG = os.path.join(REPO_ROOT, 'configs', 'slowly_changing_regression.py')
 
@@ -59,7 +59,7 @@ RUNS = {
 
 def run(name: str, num_seeds: int, num_tasks: int, examples_per_task: int, seed: int):
     variants, learner_fields = RUNS[name]
-    config = _load_config_file(f'{CONFIG}:{variants}')
+    config = load_config(f'{CONFIG}:{variants}')
     config.unlock()
     config.update({'num_seeds': num_seeds, 'num_tasks': num_tasks, 'seed': seed})
     config.problem.examples_per_task = examples_per_task

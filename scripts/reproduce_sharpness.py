@@ -51,14 +51,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from plasticity_jax import analysis, engine, results  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 
 PROBLEMS = {'pairwise_mnist': 45, 'permuted_mnist_minibatch': 10}  # config name: default number of tasks
 LEARNERS = {'sgd': 'backprop', 'sam': 'sam', 'gnp': 'gnp'}  # printed name: config variant
 
 
 def run_learner(problem: str, learner: str, args) -> results.Run:
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', f'{problem}.py:{LEARNERS[learner]}'))
+    config = load_config(os.path.join(REPO_ROOT, 'configs', f'{problem}.py:{LEARNERS[learner]}'))
     config.unlock()
     config.num_seeds = args.num_seeds
     config.num_tasks = args.num_tasks or PROBLEMS[problem]

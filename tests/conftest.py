@@ -27,8 +27,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 def load_config(name: str, arg: str | None = None):
     """`get_config(arg)` of configs/<name>, unlocked so that tests can shrink it."""
-    from plasticity_jax.main import _load_config_file
+    from plasticity_jax import config as config_lib
 
-    config = _load_config_file(str(REPO_ROOT / 'configs' / name) + (f':{arg}' if arg else ''))
+    config = config_lib.load(str(REPO_ROOT / 'configs' / name) + (f':{arg}' if arg else ''))
     config.unlock()
     return config
