@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from absl import logging
@@ -37,7 +38,7 @@ class LiveMetrics:
         """`first_task`: the task the run starts (or resumes) at; events of later tasks left by an interrupted
         attempt are dropped (TensorBoard's purge step), so a resumed run's curves have no duplicates."""
         self._runs = runs
-        self._writers: dict[str, object] = {}
+        self._writers: dict[str, Any] = {}  # tensorboardX.SummaryWriter, imported only when enabled
         if not enabled:
             return
         from tensorboardX import SummaryWriter
