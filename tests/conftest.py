@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import resource
+import time
 
 import pytest
 
@@ -32,3 +34,28 @@ def load_config(name: str, arg: str | None = None):
     config = config_lib.load(str(REPO_ROOT / 'configs' / name) + (f':{arg}' if arg else ''))
     config.unlock()
     return config
+
+
+# CPU seconds per test (this process's threads plus finished child processes), to keep the default suite within its
+# CPU budget on a shared machine where wall-clock durations (--durations) mostly measure the load.
+_CPU_SECONDS: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _cpu_now()
+    yield
+    _CPU_SECONDS[item.nodeid] = _cpu_now() - start
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _CPU_SECONDS:
+        return
+    terminalreporter.write_sep('=', f'CPU time: {sum(_CPU_SECONDS.values()) / 60:.1f} min in all; slowest 15 tests')
+    for nodeid, seconds in sorted(_CPU_SECONDS.items(), key=lambda item: -item[1])[:15]:
+        terminalreporter.write_line(f'{seconds:8.1f} s  {nodeid}')
