@@ -3,12 +3,33 @@
 import os
 import pathlib
 import resource
+import shutil
+import tempfile
 import time
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+
+
+_OWN_XLA_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """One XLA compilation cache for the whole test run, shared by every test, subprocess and notebook kernel (they
+    inherit the environment): the many identical small programs the tests build are compiled once. A fresh folder per
+    run, unless $JAX_COMPILATION_CACHE_DIR is already set."""
+    if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+        config.stash[_OWN_XLA_CACHE] = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(
+            prefix='plasticity_jax_test_xla_cache_')
+        os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+        os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+
+def pytest_unconfigure(config):
+    if _OWN_XLA_CACHE in config.stash:
+        shutil.rmtree(config.stash[_OWN_XLA_CACHE], ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
