@@ -108,7 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='compare one JAX and one PyTorch Hessian-vector product at the smallest width')
     parser.add_argument('--random_data', action='store_true', help='random MNIST-shaped inputs instead of MNIST')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
-                        '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+                        '$PLASTICITY_JAX_DATA_DIR, else downloaded into the cache)')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 

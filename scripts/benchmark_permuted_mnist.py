@@ -35,7 +35,7 @@ benchmark stays within about 10 minutes on a 2-core CPU. `--examples_per_task=N`
     python scripts/benchmark_permuted_mnist.py --widths=100 --seeds=1,8 --no-torch --out=/tmp/bench.json
     python scripts/benchmark_permuted_mnist.py --learner=cbp --no-torch      # another learner's cost
 
-Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else TensorFlow Datasets). Figures from a
+Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else downloaded). Figures from a
 machine shared with other work are noisy: run it more than once.
 """
 
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--torch_threads', type=_int_list, default=None,
                         help='torch.set_num_threads values to try (default: 1 and the usable cores)')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
-                        '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+                        '$PLASTICITY_JAX_DATA_DIR, else downloaded into the cache)')
     parser.add_argument('--learner', default='backprop',
                         help='learner of the JAX program (a `configs/permuted_mnist.py` learner variant, with its '
                         'defaults: cbp, redo, shrink_perturb, ...; default backprop). The PyTorch loop is backprop.')

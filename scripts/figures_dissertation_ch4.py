@@ -30,7 +30,7 @@ days of accelerator time for all runs); `cpu` keeps every figure's comparison wi
 and seeds (3 seeds, 30 tasks of 2,000 examples, width 100, widths 25/100/400, switches every 500/2,000/6,000 of
 60,000 examples, weight decay 1e-3 for L2 and Shrink and Perturb); `smoke` is a few tasks of a few hundred
 examples, to check the pipeline.
-MNIST: `--data_dir` (default $PLASTICITY_JAX_DATA_DIR) with the four IDX files, else TensorFlow Datasets.
+MNIST: `--data_dir` (default $PLASTICITY_JAX_DATA_DIR) with the four IDX files, else downloaded into the cache.
 
 Why weight decay 1e-3 at `--scale=cpu`: the learners' default, 1e-4 (the dissertation's released configs), pulls the
 weights in over about 1 / (step size x weight decay) = 3.3M updates, and a cpu-scale run has 60,000. With it (first

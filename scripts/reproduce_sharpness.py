@@ -91,7 +91,7 @@ def summarize(problem: str, runs: dict[str, results.Run], bin_size: int) -> None
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--workdir', required=True, help='parent of the runs (resumable)')
-    parser.add_argument('--data_dir', default=None, help='folder with mnist/ IDX files (else TFDS)')
+    parser.add_argument('--data_dir', default=None, help='folder with mnist/ IDX files (else downloaded)')
     parser.add_argument('--problems', default=','.join(PROBLEMS), help=f'comma-separated, from {list(PROBLEMS)}')
     parser.add_argument('--learners', default=','.join(LEARNERS), help=f'comma-separated, from {list(LEARNERS)}')
     parser.add_argument('--step_sizes', default='0.01,0.1', type=lambda s: [float(v) for v in s.split(',')])

@@ -24,6 +24,12 @@ def lr_sweep(**overrides):
     return config
 
 
+@pytest.fixture(scope='module')
+def lr_sweep_metrics(tmp_path_factory):
+    """`lr_sweep()` run once on one device, for the tests that compare other ways of running it with it."""
+    return engine.run(lr_sweep(), str(tmp_path_factory.mktemp('lr_sweep')), progress=False)
+
+
 def test_grid_is_the_product_of_the_swept_fields_in_name_order():
     config = small_scr()
     config.sweep.learner = {'step_size': (0.1, 0.2), 'momentum': (0.0, 0.5, 0.9)}
@@ -65,9 +71,9 @@ def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path):
     assert run.point(1).config.learner.step_size == STEP_SIZES[1]
 
 
-def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
+def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path, lr_sweep_metrics):
     """6 runs over 8 (fake CPU) devices: padded to 8, the padding dropped, every number equal to one device."""
-    one_device = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
+    one_device = lr_sweep_metrics
     script = ('import sys; sys.path.insert(0, "."); import jax; assert jax.device_count() == 8\n'
               'from plasticity_jax import engine; from tests.test_sweeps import lr_sweep\n'
               f'engine.run(lr_sweep(), {str(tmp_path / "eight")!r}, progress=False)\n')
@@ -79,7 +85,7 @@ def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
         np.testing.assert_array_equal(eight[name].reshape(values.shape), values, err_msg=name)
 
 
-def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
+def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path, lr_sweep_metrics):
     """Two CPU processes (one device each) run one sweep together through the CLI; the results equal one process."""
     import socket
 
@@ -100,8 +106,7 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
     assert 'Results are in' in outputs[0][0] and 'Results are in' not in outputs[1][0]
 
     one = load_run(str(tmp_path / 'two'))
-    alone = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
-    for name, values in alone.items():
+    for name, values in lr_sweep_metrics.items():
         np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
 
 
@@ -219,6 +224,7 @@ def _launch_two_processes(workdir, extra_flags):
             for i in range(2)]
 
 
+@pytest.mark.slow
 def test_multi_host_run_killed_at_random_points_resumes_identically(tmp_path):
     """kill -9 one process of a two-process sweep at random moments (its peer goes down with it, as on a preempted
     pod), relaunch the same command each time: the final results equal an uninterrupted single-process run."""
