@@ -358,3 +358,35 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
     config = small_scr(**{'model.normalization': 'online_norm', 'learner.name': 'gnp'})
     with pytest.raises(ValueError, match="gnp_mode='finite_difference' or model.online_norm_alpha_b=1.0"):
         engine.make_train(config)
+
+
+@pytest.mark.parametrize('learner', [None, 'cbp', 'adam'])
+def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
+    """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
+    no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run)."""
+    from plasticity_jax import hlo
+
+    width = 512
+    config = load_config('permuted_mnist.py', learner)
+    config.update({'num_seeds': 2, 'num_tasks': 1, 'data_dir': shared_data_dir})
+    config.model.width = width
+    config.problem.examples_per_task = 8
+    config.metrics.probe_size = 8
+    train = engine.make_train(config)
+    state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+    program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+    text = program.lower(state, train.data, 0, 1).compile().as_text()
+    assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
+    assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
+
+
+def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
+    params = {'w': jnp.array([[1.0, -0.0], [2.0, 3.0]]), 'b': jnp.array([0.0, 1.0])}
+    updates = {'w': jnp.array([[-0.0, -0.0], [jnp.inf, -3.0]]), 'b': jnp.array([jnp.nan, 0.5])}
+    for grads in (updates, jax.tree.map(lambda u: jnp.full_like(u, jnp.nan), updates)):
+        ordered = engine.apply_updates_after_backward(params, updates, grads)
+        expected = optax.apply_updates(params, updates)
+        for name in params:
+            np.testing.assert_array_equal(np.asarray(ordered[name]).view(np.uint32),
+                                          np.asarray(expected[name]).view(np.uint32))
