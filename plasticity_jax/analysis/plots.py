@@ -8,8 +8,9 @@ returns the Axes, or a Figure for multi-panel plots; `save_figure(fig, path)` wr
     ax = plot_rank_vs_performance(runs)                       # epsilon-rank vs accuracy, linear fit and R^2
 
 Lines are the mean over seeds of the per-bin averages, shaded bands +-1 standard error (`tables.binned_summary`);
-each such figure says so under its x axis ("mean +- 1 s.e. over N seeds"). Bands are drawn beneath every line, so
-that overlapping bands never hide a curve. Accuracies and the dead-unit fraction are drawn in percent.
+each such figure says so under its x axis ("mean +- 1 s.e. over N seeds"). Bands are drawn beneath every line, and
+lighter the more there are, so that overlapping bands never hide a curve. Accuracies and the dead-unit fraction are
+drawn in percent.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, 
     ax = _axes(ax)
     labels = list(dict.fromkeys(summary[label_column])) if label_column in summary else [None]
     colors = colors or _colors(labels)
+    alpha = min(0.2, 0.6 / len(labels))  # many overlapping bands stay light enough to see the others through
     for label in labels:
         part = summary if label is None else summary[summary[label_column] == label]
         position = part['task'].to_numpy() + 1.0
@@ -110,7 +112,7 @@ def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, 
         stderr = np.nan_to_num(part['stderr'].to_numpy() * scale)
         color = colors.get(label) if label is not None else None
         (line,) = ax.plot(position, mean, color=color, lw=1.5, label=label, zorder=LINE_ZORDER)
-        ax.fill_between(position, mean - stderr, mean + stderr, color=line.get_color(), alpha=0.2, lw=0,
+        ax.fill_between(position, mean - stderr, mean + stderr, color=line.get_color(), alpha=alpha, lw=0,
                         zorder=BAND_ZORDER)
     return ax
 

@@ -53,6 +53,9 @@ def test_plot_metric_draws_the_binned_mean_with_error_bands_and_a_legend():
     assert ax.get_ylabel() == 'Online accuracy (%)'
     # Every band lies beneath every line: a later run's band never hides an earlier run's curve.
     assert max(band.get_zorder() for band in bands(ax)) < min(line.get_zorder() for line in ax.get_lines())
+    many = {f'method {i}': simple_run(f'runs/{i}') for i in range(6)}
+    alphas = [band.get_alpha() for band in bands(plots.plot_metric(many, 'online_accuracy', bins=2))]
+    assert alphas == pytest.approx([0.1] * 6)  # six overlapping bands: lighter than one band's 0.2
 
 
 def test_plot_metric_puts_a_long_legend_outside_the_axes():
