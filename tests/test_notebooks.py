@@ -22,7 +22,7 @@ NOTEBOOKS = {
     '01_quickstart.ipynb': ['figures/quickstart_mse.png', 'figures/quickstart_correlates.png',
                             'runs/01_quickstart/backprop/metrics.npz', 'runs/01_quickstart/cbp/metrics.npz'],
     '02_compare_learners.ipynb': ['figures/compare_accuracy.png', 'figures/compare_correlates.png',
-                                  'runs/02_compare_learners/backprop/metrics.npz',
+                                  'runs/02_compare_learners/l2/metrics.npz',
                                   'runs/02_compare_learners/cbp/metrics.npz'],
     '03_hessian_spectra.ipynb': ['figures/spectra.png', 'figures/rank_vs_mse.png',
                                  'runs/03_hessian_spectra/spectra.npz'],
@@ -32,7 +32,9 @@ NOTEBOOKS = {
 # Run after each notebook's first code cell (its settings) in the default suite.
 SMOKE_SETTINGS = {
     '01_quickstart.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, BINS = 2, 4, 200, 2',
-    '02_compare_learners.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, WIDTH, PROBE_SIZE, BINS = 2, 2, 100, 16, 32, 2',
+    # Two learners (each is one more compiled program): L2 exercises LEARNER_FIELDS, CBP the default fields.
+    '02_compare_learners.ipynb': "SEEDS, TASKS, EXAMPLES_PER_TASK, WIDTH, PROBE_SIZE, BINS = 2, 2, 100, 16, 32, 2\n"
+                                 "LEARNERS = ['l2', 'cbp']",
     '03_hessian_spectra.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, CHECKPOINT_EVERY, ORDER, DRAWS = 2, 4, 200, 2, 8, 1',
 }
 
