@@ -77,7 +77,8 @@ def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path, lr_sweep_m
     script = ('import sys; sys.path.insert(0, "."); import jax; assert jax.device_count() == 8\n'
               'from plasticity_jax import engine; from tests.test_sweeps import lr_sweep\n'
               f'engine.run(lr_sweep(), {str(tmp_path / "eight")!r}, progress=False)\n')
-    env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu',  # the test run's XLA flags too, so both sides compile alike
+           'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()}
     result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     eight = load_run(str(tmp_path / 'eight')).metrics
