@@ -25,9 +25,17 @@ def lr_sweep(**overrides):
 
 
 @pytest.fixture(scope='module')
-def lr_sweep_metrics(tmp_path_factory):
-    """`lr_sweep()` run once on one device, for the tests that compare other ways of running it with it."""
-    return engine.run(lr_sweep(), str(tmp_path_factory.mktemp('lr_sweep')), progress=False)
+def lr_sweep_workdir(tmp_path_factory):
+    """The workdir of `lr_sweep()` run once on one device, for the tests that read it or compare with it."""
+    workdir = str(tmp_path_factory.mktemp('lr_sweep'))
+    engine.run(lr_sweep(), workdir, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope='module')
+def lr_sweep_metrics(lr_sweep_workdir):
+    """Its metrics, leading axes (run, task), as `engine.run` returns them."""
+    return engine.load_npz(os.path.join(lr_sweep_workdir, engine.METRICS_FILE))
 
 
 def test_grid_is_the_product_of_the_swept_fields_in_name_order():
@@ -51,9 +59,9 @@ def test_bad_sweeps_are_refused_with_the_reason(field, message):
         sweeps.grid(config)
 
 
-def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path):
-    swept = engine.run(lr_sweep(), str(tmp_path / 'sweep'), progress=False)
-    run = load_run(str(tmp_path / 'sweep'))
+def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path, lr_sweep_workdir, lr_sweep_metrics):
+    swept = lr_sweep_metrics
+    run = load_run(lr_sweep_workdir)
     assert run.metrics['online_mse'].shape == (3, 2, 2)  # (point, seed, task)
     np.testing.assert_array_equal(run.sweep['learner.step_size'], STEP_SIZES)
     assert swept['online_mse'].shape == (6, 2)
