@@ -28,6 +28,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_seeds = 4  # Independent runs, vmapped into one compiled program.
     config.num_tasks = 100
     config.tasks_per_chunk = 10  # Tasks per compiled call; metrics and a checkpoint are written after each.
+    # Steps per iteration of the compiled step loop (`lax.scan(..., unroll=...)`): fewer loop iterations, each doing
+    # several steps; the parameters do not change (the metrics' running sums may, in the last bit). Pays where a
+    # loop iteration has a fixed cost (GPUs, small networks).
+    config.step_unroll = 1
+    # The training step's forward and backward pass in 'float32' or 'bfloat16' (mixed precision: bfloat16 copies of
+    # float32 parameters, float32 loss, gradients and updates; evaluation and metrics stay float32). bfloat16 pays on
+    # TPUs and GPUs; on CPUs it is slower. Its effect on Online Permuted MNIST: docs/performance.md.
+    config.compute_dtype = 'float32'
     config.keep_checkpoints = 3  # The latest checkpoints kept for resuming ...
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
@@ -112,8 +120,9 @@ def dataset_tasks_problem(*, dataset: str, schedule: str, epochs: int, batch_siz
 
 def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
     """The `model` section of a convolutional model ('convnet' or 'resnet18'); ReLU networks (`activation` is what
-    the dead-unit metric uses)."""
-    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', **fields})
+    the dead-unit metric uses); `conv_lowering` 'auto': convolutions as patches x kernel on a CPU, XLA's elsewhere
+    (`models.conv`)."""
+    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', 'conv_lowering': 'auto', **fields})
 
 
 # Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the
@@ -165,6 +174,17 @@ def learner_variants() -> dict[str, Variant]:
             config.learner[field] = value
 
     return {name: (lambda c, n=name: select(c, n)) for name in LEARNERS}
+
+
+def learner_with(name: str, fields: Mapping[str, Any]) -> Variant:
+    """The variant of learner `name` (`learner_variants`) with some of its fields set to an experiment's values."""
+    select = learner_variants()[name]
+
+    def variant(config):
+        select(config)
+        config.learner.update(fields)
+
+    return variant
 
 
 def apply_variants(config: ml_collections.ConfigDict, arg: str | None,

@@ -22,7 +22,7 @@ One step of a task (everything inside `lax.scan`, no host round-trip):
                                                                 # (and the change of backward-pass state, if any)
     updates, opt_state = optimizer.update(grads, opt_state, params, key=..., grad_fn=...)
     params = apply_updates_after_backward(params, updates, grads)   # optax.apply_updates, with no weight copies
-    learner_state, params, opt_state = after_update(...)        # e.g. continual backprop's unit replacement
+    learner_state, params, opt_state, model_state = after_update(...)   # e.g. continual backprop's unit replacement
 
 At the start of each task the plasticity correlates are measured on a probe set of the new task; at its end the
 problem may evaluate the network (test accuracy). Seeds never interact: a non-finite loss in one seed is counted in
@@ -31,8 +31,8 @@ its own `nonfinite_steps` metric and reported on the console, and cannot reach a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
@@ -47,14 +47,21 @@ import orbax.checkpoint as ocp
 from absl import logging
 from tqdm.auto import tqdm
 
-from plasticity_jax import curvature, learners, live_metrics, metrics, models, problems, sweeps
+from plasticity_jax import curvature, learners, live_metrics, metrics, models, problems, sweeps, validation
+from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 
-CONFIG_FILE = 'config.json'
-METRICS_FILE = 'metrics.npz'
-CHECKPOINT_DIR = 'checkpoints'
-# In the parent workdir of a structural sweep (`run_programs`): its whole config; each program has its own workdir.
-SWEEP_CONFIG_FILE = 'sweep_config.json'
+# The workdir's files (`plasticity_jax.workdir`), under the names the rest of the package reads them by.
+from plasticity_jax.workdir import (  # noqa: F401
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SWEEP_CONFIG_FILE,
+    atomic_write,
+    load_npz,
+    save_metrics,
+)
+
 # fold_in index of a step's key for the learner's auxiliary batch (apart from the step's four split keys).
 AUXILIARY_BATCH_STREAM = 4
 
@@ -106,10 +113,13 @@ def task_keys(key: jax.Array, task_index: jax.Array) -> TaskKeys:
 # optimizer state is kept, as in the papers' code); 'network': parameters, model statistics, optimizer and learner
 # state start afresh (the "from scratch" baseline of class-incremental CIFAR-100 and of warm-starting).
 RESETS = ('none', 'head', 'network')
+# The training pass's dtype (`config.compute_dtype`; parameters, optimizer state and metrics stay float32).
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
-def make_train(config: ml_collections.ConfigDict) -> Train:
-    problem, data = problems.make_problem(config)
+def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) -> Train:
+    """`shapes_only`: the problem's data as shapes alone (`problems.make_problem`), for planning."""
+    problem, data = problems.make_problem(config, shapes_only=shapes_only)
     model = models.make_model(config.model, problem.num_outputs)
     example_input = jnp.zeros((1, *problem.input_shape), jnp.float32)
 
@@ -119,6 +129,16 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
     def init_params(key):
         return init_variables(key)[0]
+
+    if config.get('compute_dtype', 'float32') not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute_dtype {config.compute_dtype!r}; valid: {list(COMPUTE_DTYPES)}")
+    compute_dtype = jnp.dtype(config.get('compute_dtype', 'float32'))
+
+    def to_compute_dtype(tree):
+        """Floating-point leaves in the training pass's compute dtype (`config.compute_dtype`)."""
+        if compute_dtype == jnp.float32:
+            return tree
+        return jax.tree.map(lambda a: a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
     def predict(params, model_state, x):
         """Evaluation mode: no dropout randomness, no update of the model's statistics."""
@@ -135,8 +155,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
     def reset_at_task_start(state: RunState, learner: learners.Learner, key: jax.Array) -> RunState:
         if reset == 'head':
-            zeroed_head = jax.tree.map(jnp.zeros_like, state.params['output'])
-            return state._replace(params={**state.params, 'output': zeroed_head})
+            return state._replace(params={**state.params, 'output': jax.tree.map(jnp.zeros_like, state.params['output'])})
         if reset == 'network':
             params, model_state = init_variables(key)
             return state._replace(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),
@@ -145,7 +164,8 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
     def learner_for(hyperparams) -> learners.Learner:
         """The learner of one run: swept fields take this run's (traced) values."""
-        return learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params)
+        return learners.make_learner(sweeps.with_values(config, hyperparams).learner, init_params,
+                                     model.unit_layers())
 
     def init(key: jax.Array, hyperparams: dict[str, jax.Array] | None = None) -> RunState:
         hyperparams = hyperparams or {}
@@ -175,10 +195,12 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
 
         def loss_fn(params, gradient_state):
             # Training mode: models draw dropout masks from the 'dropout' rng and update their other collections.
-            variables = {'params': params, **forward_state, **gradient_state}
+            # With `compute_dtype` bfloat16 the pass runs on bfloat16 copies of the float32 parameters (the
+            # gradient flows back through the cast to the float32 "master" parameters) and the loss in float32.
+            variables = {'params': to_compute_dtype(params), **forward_state, **gradient_state}
             (outputs, hidden), new_forward_state = model.apply(
-                variables, x, rngs={'dropout': model_key}, mutable=list(forward_state))
-            outputs = problem.task_outputs(problem_state, outputs)
+                variables, to_compute_dtype(x), rngs={'dropout': model_key}, mutable=list(forward_state))
+            outputs = problem.task_outputs(problem_state, outputs.astype(jnp.float32))
             loss = problem.loss(outputs, y)
             # The auxiliary batch in evaluation mode: it leaves the model's statistics alone.
             auxiliary_hidden = None if auxiliary_x is None else model.apply(variables, auxiliary_x)[1]
@@ -198,12 +220,12 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
             grad_fn=lambda p, _: jax.grad(objective, has_aux=True)(p, gradient_state)[0],
             task_progress=step / active_steps)
         params = apply_updates_after_backward(params, updates, grads)
-        learner_state, params, opt_state = learner.after_update.update(
+        learner_state, params, opt_state, model_state = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward, key=after_key))
         totals = {'online_metric': totals['online_metric'] + problem.online_metric(forward.outputs, y),
                   'online_loss': totals['online_loss'] + forward.loss,
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
-        return params, forward.model_state, opt_state, learner_state, totals
+        return params, model_state, opt_state, learner_state, totals
 
     def train_steps(learner, data, problem_state, active_steps, carry, steps, step_keys):
         """The task's steps; those from `active_steps` on leave `carry` unchanged (`Problem.active_steps`)."""
@@ -214,7 +236,7 @@ def make_train(config: ml_collections.ConfigDict) -> Train:
                                 lambda c: train_step(learner, data, problem_state, active_steps, c, xs),
                                 lambda c: c, carry), None
 
-        return jax.lax.scan(step_fn, carry, (steps, step_keys))[0]
+        return jax.lax.scan(step_fn, carry, (steps, step_keys), unroll=config.get('step_unroll', 1))[0]
 
     spectrum = make_spectrum(config, problem, predict)
 
@@ -283,16 +305,21 @@ def apply_updates_after_backward(params, updates, grads):
     W^T delta that carries the gradient to the layer below) and the update writes W - lr * dW; both only need delta,
     so nothing orders the read before the write, and XLA's copy insertion keeps the old W alive by copying the whole
     matrix at every step (two 16 MB copies per step for the 3 x 2000 MLP: a third of the step's memory traffic).
-    Here every new parameter is a select on a predicate computed from the first entry of EVERY gradient leaf; the
-    earliest layer's gradient needs every backward product, so each write now follows every read and no copy is
-    needed. The predicate `g > inf` is false for every float (NaN included), so the result is exactly
-    `optax.apply_updates(params, updates)`, bit for bit, at the cost of one fused select per element.
-    (`lax.optimization_barrier` does not achieve this: XLA forwards the barrier's buffers and still copies.)
-    tests/test_engine.py compiles the Permuted MNIST program and asserts that no weight-sized buffer is copied
-    inside the step loop.
+    Here every new parameter is a select on a predicate computed from the first entry of the gradient of every
+    vector-shaped parameter (the biases; of every parameter if there are none): a layer's bias gradient is its
+    backward signal delta, and the earliest layer's delta needs every later layer's backward product W^T delta, so
+    each write now follows every read and no copy is needed. The predicate `g > inf` is false for every float (NaN
+    included), so the result is exactly `optax.apply_updates(params, updates)`, bit for bit. XLA fuses the predicate
+    into every update and evaluates it per element; from the bias gradients it is a few operations per element
+    (from the kernel gradients, which are outer products, it would cost more than the copies it saves for small
+    networks). `lax.optimization_barrier` does not achieve the ordering: XLA's CPU pipeline removes it before
+    copy insertion. tests/test_engine.py compiles the Permuted MNIST program and asserts that no weight-sized buffer
+    is copied inside the step loop.
     """
     new_params = optax.apply_updates(params, updates)
-    never = jnp.any(jnp.stack([jnp.ravel(g)[0] > jnp.inf for g in jax.tree.leaves(grads)]))
+    leaves = jax.tree.leaves(grads)
+    signals = [g for g in leaves if g.ndim <= 1] or leaves
+    never = jnp.any(jnp.stack([jnp.ravel(g)[0] > jnp.inf for g in signals]))
     return jax.tree.map(lambda new, old: jnp.where(never, old, new), new_params, params)
 
 
@@ -315,9 +342,9 @@ def make_spectrum(config: ml_collections.ConfigDict, problem: problems.Problem, 
     def spectrum(params, model_state, data, problem_state, key):
         dataset = probe_problem.batch(data, problem_state, jnp.zeros((), jnp.int32), key)
         return curvature.spectrum_summary(
-            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key,
-            curvature=c.kind, num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid),
-            sigma=c.sigma, chunk_size=c.chunk_size)
+            lambda p, x: problem.task_outputs(problem_state, predict(p, model_state, x)[0]), loss, params, dataset, key, curvature=c.kind,
+            num_draws=c.draws, order=c.order, epsilons=tuple(c.epsilons), grid=tuple(c.grid), sigma=c.sigma,
+            chunk_size=c.chunk_size)
 
     return spectrum
 
@@ -351,46 +378,6 @@ def make_sharded(train: Train, mesh: jax.sharding.Mesh):
 # The host loop: chunks of tasks, metrics, checkpoints, progress.
 
 
-def atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> None:
-    """Writes through a temporary file and renames it, so a reader never sees a half-written file."""
-    tmp = f'{path}.tmp.{os.getpid()}'
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_metrics(workdir: str, history: dict[str, np.ndarray]) -> None:
-    atomic_write(os.path.join(workdir, METRICS_FILE), lambda f: np.savez(f, **history))
-
-
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an .npz file written by `atomic_write`; {} if there is none yet."""
-    if not os.path.exists(path):
-        return {}
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
-def _write_config(workdir: str, config: ml_collections.ConfigDict, filename: str = CONFIG_FILE) -> None:
-    """Writes the resolved config; refuses to resume a workdir that holds a different experiment."""
-    path = os.path.join(workdir, filename)
-    resolved = json.loads(config.to_json_best_effort())
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = json.load(f)
-        ignore = ('num_tasks',)  # A finished run may be extended with more tasks.
-        differs = sorted(k for k in set(existing) | set(resolved)
-                         if k not in ignore and existing.get(k) != resolved.get(k))
-        if differs:
-            raise ValueError(f'{workdir} holds a run with a different config (fields {differs} differ); '
-                             'use a new --workdir, or the same config to resume it.')
-    atomic_write(path, lambda f: json.dump(resolved, f, indent=2, sort_keys=True), mode='w')
-
-
 def _report_nonfinite(chunk_metrics: dict[str, np.ndarray], first_task: int, runs: sweeps.Runs) -> None:
     counts = chunk_metrics['nonfinite_steps']  # (runs, tasks)
     for run in np.flatnonzero(counts.sum(axis=1)):
@@ -412,10 +399,11 @@ class Plan(NamedTuple):
     state_bytes_per_run: int  # params, optimizer, learner and problem state
     data_bytes: int  # the problem's data, replicated on every device
     curvature_bytes_per_run: int  # the Lanczos basis of the in-run spectrum, when it is on
-    device_bytes_limit: int | None  # what the device reports it can hold (None on CPU)
+    device_bytes_limit: int | None  # what the device reports it can hold; on CPU its share of the host's memory
     num_tasks: int
     examples_per_task: int
     tasks_per_chunk: int  # tasks between checkpoints
+    platform: str = 'cpu'
 
     @property
     def bytes_per_device(self) -> int:
@@ -425,6 +413,8 @@ class Plan(NamedTuple):
     def describe(self) -> str:
         gib = lambda b: f'{b / 2**30:.3f} GiB'
         limit = gib(self.device_bytes_limit) if self.device_bytes_limit else 'not reported'
+        if self.device_bytes_limit and self.platform == 'cpu':
+            limit += ' (the host\'s memory)'
         return (f'{self.num_points} point(s) x {self.num_seeds} seed(s) = {self.num_runs} runs over '
                 f'{self.num_devices} device(s), {self.runs_per_device} runs per device\n'
                 f'memory per device >= {gib(self.bytes_per_device)} (state {gib(self.state_bytes_per_run)} per run, '
@@ -434,21 +424,34 @@ class Plan(NamedTuple):
                 f'{self.tasks_per_chunk} tasks')
 
 
+def host_memory_bytes() -> int | None:
+    """Physical memory of this host: the limit of CPU devices, which report none."""
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def make_plan(config: ml_collections.ConfigDict, train: Train | None = None) -> Plan:
-    train = train or make_train(config)
+    """From shapes alone (`make_train(shapes_only=True)`) unless `train` is given: reads no data."""
+    validation.check_config(config)
+    train = train or make_train(config, shapes_only=True)
     devices = jax.devices()
     runs = sweeps.runs(config, len(devices))
     state = jax.eval_shape(train.init, jax.random.PRNGKey(0), {k: v[0] for k, v in runs.hyperparams().items()})
     nbytes = lambda tree: sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(tree))
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(state.params))
     curvature_bytes = (config.curvature.order + 2) * num_params * 4 if config.curvature.every_tasks else 0
-    stats = jax.local_devices()[0].memory_stats() or {}
+    device = jax.local_devices()[0]
+    limit = (device.memory_stats() or {}).get('bytes_limit')
+    if limit is None and device.platform == 'cpu' and host_memory_bytes():  # the host's CPU devices share it
+        limit = host_memory_bytes() // len(jax.local_devices())
     return Plan(num_points=runs.grid.num_points, num_seeds=runs.num_seeds, num_runs=runs.num_runs,
                 num_devices=len(devices), runs_per_device=runs.num_padded // len(devices),
                 state_bytes_per_run=nbytes(state), data_bytes=nbytes(train.data),
-                curvature_bytes_per_run=curvature_bytes, device_bytes_limit=stats.get('bytes_limit'),
+                curvature_bytes_per_run=curvature_bytes, device_bytes_limit=limit,
                 num_tasks=config.num_tasks, examples_per_task=train.problem.examples_per_task,
-                tasks_per_chunk=config.tasks_per_chunk)
+                tasks_per_chunk=config.tasks_per_chunk, platform=device.platform)
 
 
 def check_fits(plan: Plan) -> None:
@@ -477,35 +480,74 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     sweep, `results.load_run` splits it into (point, seed). A sweep over structural fields is several programs:
     `run_programs` runs it. Only process 0 writes the config and the metrics; orbax writes every process's shards of
     the checkpoint.
+
+    Before anything is written: the config is validated (`validation`), the workdir locked against a second
+    process, its config compared, the program built and its memory checked. Every checkpoint also holds the
+    metrics so far, from which a lost metrics.npz is rebuilt; a damaged newest checkpoint is moved aside and the
+    previous one resumed (`workdir`; docs/durability.md).
     """
+    validation.check_config(config)
     writer = jax.process_index() == 0
     devices = jax.devices()
     runs = sweeps.runs(config, len(devices))
-    if writer:
-        os.makedirs(workdir, exist_ok=True)
-        _write_config(workdir, config)
-    finished = load_npz(os.path.join(workdir, METRICS_FILE))
-    if finished and finished['nonfinite_steps'].shape[1] >= config.num_tasks:
-        return finished
-    train = make_train(config)
-    check_fits(make_plan(config, train))
-    init, run_chunk = make_sharded(train, jax.sharding.Mesh(np.array(devices), ('runs',)))
-    state = init(runs.keys(config.seed), runs.hyperparams())
+    with workdir_lib.Lock(workdir) if writer else contextlib.nullcontext():
+        workdir_lib.check_same_experiment(workdir, config)
+        finished = _finished_metrics(workdir, config)
+        if finished is not None:
+            if writer:
+                workdir_lib.write_config(workdir, config)
+            return finished
+        train = make_train(config)
+        check_fits(make_plan(config, train))
+        init, run_chunk = make_sharded(train, jax.sharding.Mesh(np.array(devices), ('runs',)))
+        state = init(runs.keys(config.seed), runs.hyperparams())
+        done, restored, history = workdir_lib.restore_latest(workdir, state, writer=writer)
+        _check_not_shrunk(workdir, config, done)
+        history = workdir_lib.reconcile_metrics(workdir, done, history, writer=writer)
+        if writer:
+            workdir_lib.write_config(workdir, config)
+        if restored is not None:
+            state = restored
+            if writer and done:
+                print(f'Resuming {workdir} from its checkpoint after task {done}.')
+        return _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, progress=progress)
 
+
+def _check_not_shrunk(workdir: str, config: ml_collections.ConfigDict, done: int) -> None:
+    held = max(done, workdir_lib.num_tasks_in(load_npz(os.path.join(workdir, METRICS_FILE))))
+    if held > config.num_tasks:
+        raise workdir_lib.WorkdirError(
+            f'{workdir} already holds {held} tasks, more than config.num_tasks = {config.num_tasks}: nothing is '
+            f'changed. Read the first tasks with results.load_run; to continue the run give --config.num_tasks >= '
+            f'{held}.')
+
+
+def _finished_metrics(workdir: str, config: ml_collections.ConfigDict) -> dict[str, np.ndarray] | None:
+    """The metrics of a finished run, checked against (or rebuilt from) its newest checkpoint without building
+    anything; None when there is work to do (or a damaged checkpoint to set aside)."""
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    steps = workdir_lib.checkpoint_steps(directory)
+    _check_not_shrunk(workdir, config, steps[-1] if steps else 0)
+    if not steps or steps[-1] != config.num_tasks:
+        return None
+    try:
+        history = workdir_lib.restore_history(directory, steps[-1])
+    except Exception:  # a damaged checkpoint: the full path moves it aside and resumes from the previous one
+        return None
+    return workdir_lib.reconcile_metrics(workdir, steps[-1], history, writer=jax.process_index() == 0)
+
+
+def _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, *, progress):
+    """The chunks from task `done` on: after each, metrics.npz and a checkpoint (state and metrics so far)."""
+    writer = jax.process_index() == 0
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                            keep_period=config.keep_checkpoints_every or None)
-    with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options) as manager:
-        done = manager.latest_step()
-        if done is None:  # A fresh run: checkpoint the initial state too (spectra at initialisation need it).
-            done = 0
-            manager.save(0, args=ocp.args.StandardSave(state))
-        elif done:
-            state = manager.restore(done, args=ocp.args.StandardRestore(state))
-            if writer:
-                print(f'Resuming {workdir} from its checkpoint after task {done}.')
-        history = {name: values[:, :done] for name, values in load_npz(os.path.join(workdir, METRICS_FILE)).items()}
+    directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    fresh = not workdir_lib.checkpoint_steps(directory)
+    with ocp.CheckpointManager(directory, options=options) as manager:
+        if fresh:  # A fresh run: checkpoint the initial state too (spectra at initialisation need it).
+            manager.save(0, args=workdir_lib.save_args(state, {}))
         live = live_metrics.LiveMetrics(workdir, runs, first_task=done, enabled=writer)
-
         examples_per_task = train.problem.examples_per_task * runs.num_runs
         bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not (progress and writer),
                    dynamic_ncols=True)
@@ -522,7 +564,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
                 _report_nonfinite(chunk_metrics, done - chunk, runs)
                 save_metrics(workdir, history)
                 live.write(chunk_metrics, done - chunk)
-            manager.save(done, args=ocp.args.StandardSave(state))
+            manager.save(done, args=workdir_lib.save_args(state, history))
             bar.update(chunk)
             online = chunk_metrics[train.problem.online_metric_name][:, -1].mean()
             bar.set_postfix({'examples/s': f'{chunk * examples_per_task / elapsed:.3g}',
@@ -543,7 +585,10 @@ def run_programs(config: ml_collections.ConfigDict, workdir: str, *, only: int |
     """
     programs = sweeps.programs(config)
     chosen = sweeps.select(programs, only)
+    for program in chosen:  # every program's config is checked before any program runs or anything is written
+        validation.check_config(program.config)
     if programs[0].name and jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        _write_config(workdir, config, SWEEP_CONFIG_FILE)
+        workdir_lib.check_same_experiment(workdir, config, SWEEP_CONFIG_FILE)
+        workdir_lib.write_config(workdir, config, SWEEP_CONFIG_FILE)
     return {program.name: run(program.config, program.workdir(workdir), progress=progress) for program in chosen}

@@ -16,7 +16,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from plasticity_jax import config as config_lib
-from plasticity_jax import engine, logs, sweeps
+from plasticity_jax import engine, logs, sweeps, validation
+from plasticity_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: configs/<experiment>.py[:variants].',
                                           lock_config=True)
@@ -28,7 +29,8 @@ _SWEEP = flags.DEFINE_multi_string(
 _PROGRAM = flags.DEFINE_integer('program', None, 'Run only program i (from 0, as --dry_run lists them) of a sweep '
                                 'over structural fields: spreads the programs over jobs or hosts.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print what would run (programs, runs per device, memory per '
-                              'device) and exit without compiling or writing anything.')
+                              'device) and exit without compiling or writing anything; reads no data (plans from '
+                              'the datasets\' shapes).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Join a multi-process run (jax.distributed.initialize): detected automatically on Cloud '
     'TPU pods and under SLURM; elsewhere give --coordinator_address, --num_processes and --process_id.')
@@ -74,6 +76,8 @@ def main(argv: list[str]) -> None:
         config = sweeps.with_sweep_flags(_CONFIG.value, _SWEEP.value)
         programs = sweeps.programs(config)
         chosen = sweeps.select(programs, _PROGRAM.value)
+        for program in chosen:
+            validation.check_config(program.config)
     except ValueError as error:
         sys.exit(f'error: {error}')
     structural = bool(programs[0].name)
@@ -82,9 +86,17 @@ def main(argv: list[str]) -> None:
             print(f'{len(programs)} programs, run one after another (--program=i runs program i alone):')
         for program in chosen:
             name = f'program {program.index}: {program.name}\n' if structural else ''
-            print(f'{name}{engine.make_plan(program.config).describe()}, in {program.workdir(workdir)}')
+            plan = engine.make_plan(program.config)  # from shapes: needs no data
+            print(f'{name}{plan.describe()}, in {program.workdir(workdir)}')
+            try:
+                engine.check_fits(plan)
+            except MemoryError as error:
+                print(str(error).splitlines()[-1])
         return
-    engine.run_programs(config, workdir, only=_PROGRAM.value)
+    try:
+        engine.run_programs(config, workdir, only=_PROGRAM.value)
+    except (validation.ConfigError, workdir_lib.WorkdirError, MemoryError) as error:
+        sys.exit(f'error: {error}')
     if jax.process_index() == 0:
         if structural:
             print(f'Results are in {workdir}/<program>: one run directory per program. '

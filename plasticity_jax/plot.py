@@ -15,6 +15,7 @@ folder name, sweeps over continuous fields expanded into their points. Writes PN
 from __future__ import annotations
 
 import os
+import sys
 
 import matplotlib
 
@@ -26,6 +27,7 @@ from absl import app, flags  # noqa: E402
 from plasticity_jax import logs  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
 from plasticity_jax.results import Run, load_runs  # noqa: E402
+from plasticity_jax.workdir import WorkdirError  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory, a structural sweep\'s directory or a folder of '
                                 'run directories.')
@@ -37,9 +39,13 @@ _EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (def
 
 
 def find_runs(workdir: str) -> dict[str, Run]:
-    """label -> run (`results.load_runs`); runs without metrics yet are left out unless no run has any."""
+    """label -> run (`results.load_runs`); runs without metrics yet are left out; none with metrics is an error."""
     runs = load_runs(workdir)
-    return {name: run for name, run in runs.items() if run.metrics} or runs
+    with_metrics = {name: run for name, run in runs.items() if run.metrics}
+    if not with_metrics:
+        raise FileNotFoundError(f'{workdir} holds no metrics yet (no run in it has finished a chunk of tasks, '
+                                f'{", ".join(sorted(runs))}): plot it once its first chunk is done.')
+    return with_metrics
 
 
 def _flat(config, prefix='') -> dict:
@@ -118,8 +124,17 @@ def main(argv):
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
     layer = int(_LAYER.value) if _LAYER.value.lstrip('-').isdigit() else _LAYER.value
-    written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer,
-                           tasks=[int(t) for t in _TASKS.value] or None, epsilon=_EPSILON.value)
+    if layer not in ('mean', 'last') and not isinstance(layer, int):
+        sys.exit(f"error: --layer={_LAYER.value}: give 'mean', 'last' or a layer index such as 0 or -1.")
+    bad = [t for t in _TASKS.value if not t.isdigit()]
+    if bad:
+        sys.exit(f'error: --tasks={",".join(_TASKS.value)}: {bad} are not task indices; give numbers such as '
+                 '--tasks=0,50,99.')
+    try:
+        written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer,
+                               tasks=[int(t) for t in _TASKS.value] or None, epsilon=_EPSILON.value)
+    except (FileNotFoundError, WorkdirError) as error:
+        sys.exit(f'error: {error}')
     for path in written:
         print(path)
 

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from plasticity_jax import engine, sweeps
+from plasticity_jax.workdir import WorkdirError
 
 SPECTRA_FILE = 'spectra.npz'
 
@@ -77,8 +78,11 @@ class Run:
 
 
 def _read_config(path: str) -> ml_collections.ConfigDict:
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except ValueError as error:
+        raise WorkdirError(f'cannot read {path} ({error}): it is not a config this package wrote.') from None
 
 
 def load_run(workdir: str) -> Run:
@@ -109,6 +113,9 @@ def load_runs(workdir: str) -> dict[str, Run]:
     * one run: itself, by its folder's name;
     * else every subfolder that is a run, by name, sorted.
     """
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f'{workdir} does not exist' if not os.path.exists(workdir) else
+                                f'{workdir} is a file, not a run directory')
     sweep_config = os.path.join(workdir, engine.SWEEP_CONFIG_FILE)
     if os.path.exists(sweep_config):
         names = [program.name for program in sweeps.programs(_read_config(sweep_config))]

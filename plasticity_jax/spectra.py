@@ -11,14 +11,15 @@ reads it back. Keep checkpoints of the tasks you want with `--config.keep_checkp
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, flags
 from tqdm.auto import tqdm
 
 from plasticity_jax import engine, logs, results
+from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.results import SPECTRA_FILE
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (holds config.json and checkpoints/).')
@@ -40,19 +41,29 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
     abstract_state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
     spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None)))
 
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(directory, options=options) as manager:
-        available = list(manager.all_steps())
-        chosen = available if tasks is None else [int(t) for t in tasks]
-        missing = sorted(set(chosen) - set(available))
-        if missing:
-            raise ValueError(f'no checkpoint after tasks {missing} in {directory}; available: {sorted(available)}')
-        per_checkpoint = []
-        for step in tqdm(sorted(chosen), unit='checkpoint'):
-            state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-            per_checkpoint.append(jax.device_get(spectrum(state, train.data)))
+    available = workdir_lib.checkpoint_steps(directory)  # finished checkpoints only, never one being written
+    chosen = available if tasks is None else sorted({int(t) for t in tasks})
+    missing = sorted(set(chosen) - set(available))
+    if missing:
+        raise ValueError(f'no checkpoint after tasks {missing} in {directory}; available: {available}')
+    per_checkpoint, done = [], []
+    for step in tqdm(chosen, unit='checkpoint'):
+        try:
+            state = workdir_lib.restore_state(directory, step, abstract_state)
+        except Exception as error:
+            if tasks is None and not os.path.isdir(os.path.join(directory, str(step))):
+                # A running job removed it (it keeps only its newest checkpoints) while it was being read.
+                print(f'checkpoint {step} was removed by the running job while it was read: skipped.')
+                continue
+            raise workdir_lib.WorkdirError(f'cannot read checkpoint {os.path.join(directory, str(step))} '
+                                       f'({type(error).__name__}): choose other --tasks of {available}.') from None
+        per_checkpoint.append(jax.device_get(spectrum(state, train.data)))
+        done.append(step)
+    if not per_checkpoint:
+        raise workdir_lib.WorkdirError(f'no checkpoint of {directory} could be read: start again when the run has '
+                                   'written new ones.')
     spectra = {name: np.stack([c[name] for c in per_checkpoint], axis=1) for name in per_checkpoint[0]}
-    spectra['task'] = np.asarray(sorted(chosen))
+    spectra['task'] = np.asarray(done)
     engine.atomic_write(os.path.join(workdir, SPECTRA_FILE), lambda f: np.savez(f, **spectra))
     return spectra
 
@@ -61,8 +72,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
-    compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
-                    probe_size=_PROBE_SIZE.value, kind=_KIND.value)
+    try:
+        compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
+                        probe_size=_PROBE_SIZE.value, kind=_KIND.value)
+    except (FileNotFoundError, ValueError, workdir_lib.WorkdirError) as error:
+        sys.exit(f'error: {error}')
     print(f"Spectra written to {os.path.join(_WORKDIR.value, SPECTRA_FILE)}; "
           f"load with plasticity_jax.results.load_run('{_WORKDIR.value}').spectra")
 

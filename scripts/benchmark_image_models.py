@@ -15,6 +15,10 @@ so the per-task work (probe metrics, test evaluation) cancels.
 
     python scripts/benchmark_image_models.py --models=convnet,resnet18 --seeds=1,8
     python scripts/benchmark_image_models.py --models=resnet18 --seeds=1 --base_width=16 --epochs=2 --repeats=1
+    python scripts/benchmark_image_models.py --models=convnet --seeds=1 --conv_lowering=xla   # XLA's conv on a CPU
+
+`--conv_lowering` (`models.conv`): 'auto' (patches x kernel on a CPU, XLA's convolution on accelerators), 'xla' or
+'patches'.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ sys.path.insert(0, REPO_ROOT)
 
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
 
-from plasticity_jax import engine  # noqa: E402
+from plasticity_jax import engine, models  # noqa: E402
 from plasticity_jax.config import load as load_config  # noqa: E402
 
 MODELS = {  # model -> (config file, classes in the folder, training images per class)
@@ -52,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=2)
     parser.add_argument('--base_width', type=int, default=64, help="ResNet-18's first stage width")
+    parser.add_argument('--conv_lowering', default='auto', choices=models.CONV_LOWERINGS,
+                        help="how convolutions are computed (models.conv): 'auto' is patches on a CPU, XLA's elsewhere")
     parser.add_argument('--out', default='', help='write the results as JSON here')
     return parser.parse_args(argv)
 
@@ -75,6 +81,7 @@ def make_config(model: str, seeds: int, epochs: int, folder: str, args: argparse
     p.epochs = epochs
     if model == 'resnet18':
         config.model.base_width = args.base_width
+    config.model.conv_lowering = args.conv_lowering
     return config
 
 
@@ -98,6 +105,7 @@ def bench(model: str, seeds: int, folder: str, args: argparse.Namespace) -> dict
     steps = (args.epochs - 1) * steps_per_epoch
     seconds = min(times[args.epochs]['call_s']) - min(times[1]['call_s'])
     return {'model': model, 'seeds': seeds, 'base_width': args.base_width if model == 'resnet18' else None,
+            'conv_lowering': args.conv_lowering,
             'timed_steps': steps, 'steps_per_s': steps / seconds, 'seed_steps_per_s': seeds * steps / seconds,
             'calls': times}
 

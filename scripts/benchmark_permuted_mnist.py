@@ -58,7 +58,7 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from plasticity_jax import engine  # noqa: E402
+from plasticity_jax import engine, hlo  # noqa: E402
 from plasticity_jax.problems import permuted_mnist  # noqa: E402
 
 STEP_SIZE = 0.003
@@ -96,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--learner', default='backprop',
                         help='learner of the JAX program (a `configs/permuted_mnist.py` learner variant, with its '
                         'defaults: cbp, redo, shrink_perturb, ...; default backprop). The PyTorch loop is backprop.')
+    parser.add_argument('--step_unroll', type=int, default=1,
+                        help='config.step_unroll: steps per iteration of the compiled step loop (default 1)')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 
@@ -130,6 +132,7 @@ def make_config(width: int, seeds: int, steps: int, args: argparse.Namespace):
     config.num_tasks = 1
     config.tasks_per_chunk = 1
     config.data_dir = args.data_dir
+    config.step_unroll = args.step_unroll
     return config
 
 
@@ -192,8 +195,9 @@ def _count_compile_seconds(result: dict):
     result['compile_s'] = _compile_seconds[0] - before
 
 
-def _engine_program(width: int, seeds: int, steps: int, args: argparse.Namespace):
-    """The engine's program for `seeds` seeds of one task of `steps` steps, as `engine.run` builds it."""
+def _engine_program(width: int, seeds: int, steps: int, args: argparse.Namespace, compile_only: bool = False):
+    """The engine's program for `seeds` seeds of one task of `steps` steps, as `engine.run` builds it, with its
+    state; with `compile_only`, XLA's estimate of the bytes the program moves (`hlo.bytes_accessed`) instead."""
     config = make_config(width, seeds, steps, args)
     train = engine.make_train(config)
     test_x, test_y = train.data['test_x'], train.data['test_y']
@@ -205,8 +209,38 @@ def _engine_program(width: int, seeds: int, steps: int, args: argparse.Namespace
         # The evaluation pads the test set to whole chunks of EVAL_CHUNK images; a smaller chunk (read when the
         # program is traced, at its first call) keeps a small test set small.
         permuted_mnist.EVAL_CHUNK = min(permuted_mnist.EVAL_CHUNK, args.test_images)
+    if compile_only:
+        state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+        program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+        return hlo.bytes_accessed(program.lower(state, train.data, 0, 1).compile()), state
     state = jax.block_until_ready(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)))
     return engine.make_vmapped(train), state
+
+
+def bytes_per_seed_step(width: int, seeds: int, args: argparse.Namespace) -> tuple[float, int]:
+    """XLA's bytes accessed by one step of one seed in the step loop, and the minimum (`minimum_bytes_per_seed_step`).
+
+    XLA's cost analysis (jaxlib 0.10) counts a loop's body once, whatever its trip count: the programs of 2 and 3
+    steps then cost the same, and one step is the program of 2 steps minus that of none (a 1-step scan would be
+    inlined and miss the loop's own costs). Where a backend multiplies by the trip count, one step is the program
+    of 3 steps minus that of 2.
+    """
+    two, state = _engine_program(width, seeds, 2, args, compile_only=True)
+    three, _ = _engine_program(width, seeds, 3, args, compile_only=True)
+    if abs(three - two) > 1e-3 * two:
+        step = three - two
+    else:
+        step = two - _engine_program(width, seeds, 0, args, compile_only=True)[0]
+    return step / seeds, minimum_bytes_per_seed_step(state)
+
+
+def minimum_bytes_per_seed_step(state) -> int:
+    """What one SGD step of one seed must move at least: every float of the parameters and optimizer state read
+    and written once (the activations of a batch-size-1 step and the example are a few KB on top)."""
+    leaves = jax.tree.leaves((state.params, state.opt_state))
+    seeds = state.task_index.shape[0]
+    return 2 * sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in leaves
+                   if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating)) // seeds
 
 
 def _time_calls(run_chunk, state, repeats: int) -> dict:
@@ -235,6 +269,7 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
     del run_chunk, state
     run_empty, state = _engine_program(width, seeds, 0, args)
     empty = _time_calls(run_empty, state, args.repeats)
+    step_bytes, minimum_bytes = bytes_per_seed_step(width, seeds, args)
 
     step_s = (min(task['call_s']) - min(empty['call_s'])) / steps
     step_s_median = (statistics.median(task['call_s']) - statistics.median(empty['call_s'])) / steps
@@ -245,7 +280,10 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
             'step_s': step_s, 'seed_steps_per_s': rate(step_s), 'seed_steps_per_s_median': rate(step_s_median),
             'task_overhead_s': min(empty['call_s']),
             'seed_steps_per_s_with_overhead': seeds * steps / min(task['call_s']),
-            'online_accuracy_last_call': float(np.mean(task['metrics']['online_accuracy']))}
+            'online_accuracy_last_call': float(np.mean(task['metrics']['online_accuracy'])),
+            'bytes_per_seed_step': step_bytes, 'minimum_bytes_per_seed_step': minimum_bytes,
+            'bytes_ratio': step_bytes / minimum_bytes,
+            'step_unroll': args.step_unroll}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -358,18 +396,20 @@ def main(argv=None) -> dict:
 
     print()
     print('| width | seeds | steps | JAX compile (s) | JAX seed-steps/s | JAX seed-steps/s incl. task work | '
-          'JAX task work (s) | PyTorch seed-steps/s (threads) | JAX / PyTorch |')
-    print('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+          'JAX task work (s) | MB per seed-step (minimum, ratio) | PyTorch seed-steps/s (threads) | JAX / PyTorch |')
+    print('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
     for measured in results['jax']:
         baseline = best_torch.get(measured['width'])
         torch_cell = f'{_fmt(baseline["seed_steps_per_s"])} ({baseline["threads"]})' if baseline else 'n/a'
         speedup = measured['seed_steps_per_s'] / baseline['seed_steps_per_s'] if baseline else None
         print(f'| {measured["width"]} | {measured["seeds"]} | {measured["steps"]} | {measured["compile_s"]:.1f} | '
               f'{_fmt(measured["seed_steps_per_s"])} | {_fmt(measured["seed_steps_per_s_with_overhead"])} | '
-              f'{measured["task_overhead_s"]:.2f} | {torch_cell} | '
+              f'{measured["task_overhead_s"]:.2f} | {measured["bytes_per_seed_step"] / 1e6:.3g} '
+              f'({measured["minimum_bytes_per_seed_step"] / 1e6:.3g}, {measured["bytes_ratio"]:.2f}x) | {torch_cell} | '
               f'{"n/a" if speedup is None or speedup != speedup else f"{speedup:.3g}x"} |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
-          'T(steps), with one task\'s start and end work in it; task work: T(0).')
+          'T(steps), with one task\'s start and end work in it; task work: T(0). MB per seed-step: XLA\'s bytes '
+          'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: parameters and optimizer state read and written once.')
     if args.torch:
         print('\nPyTorch: one seed (S seeds are S sequential loops, so seed-steps/s do not depend on S); the faster of '
               f'torch.set_num_threads({", ".join(map(str, threads))}).')

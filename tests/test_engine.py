@@ -172,7 +172,8 @@ def _hooked_learner(config, init_params):
 
     def after_update(state, inputs):
         output = {**inputs.params['output'], 'bias': jnp.zeros_like(inputs.params['output']['bias'])}
-        return state + inputs.forward.hidden[0].shape[0], {**inputs.params, 'output': output}, inputs.opt_state
+        return (state + inputs.forward.hidden[0].shape[0], {**inputs.params, 'output': output}, inputs.opt_state,
+                inputs.forward.model_state)
 
     return learners.Learner(
         optimizer=optax.GradientTransformationExtraArgs(lambda params: jnp.zeros(()), update),
@@ -268,7 +269,8 @@ def _counting_learner(config, init_params):
     """Plain SGD whose after-update routine counts the steps it ran."""
     learner = learners.make_learner(ml_collections.ConfigDict({**config, 'name': 'backprop'}), init_params)
     count = AfterUpdate(init=lambda params: jnp.zeros((), jnp.int32),
-                        update=lambda state, inputs: (state + 1, inputs.params, inputs.opt_state))
+                        update=lambda state, inputs: (state + 1, inputs.params, inputs.opt_state,
+                                                      inputs.forward.model_state))
     return learner._replace(after_update=count)
 
 
@@ -364,7 +366,7 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
 def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
     no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
-    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run)."""
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run), and nothing calls back to the host."""
     from plasticity_jax import hlo
 
     width = 512
@@ -379,6 +381,7 @@ def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     text = program.lower(state, train.data, 0, 1).compile().as_text()
     assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
     assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
+    assert 'callback' not in text.lower(), 'a host callback in the program forces a host round-trip'
 
 
 def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
@@ -390,3 +393,62 @@ def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
         for name in params:
             np.testing.assert_array_equal(np.asarray(ordered[name]).view(np.uint32),
                                           np.asarray(expected[name]).view(np.uint32))
+
+
+def test_unrolled_step_loop_gives_the_same_run():
+    """`step_unroll` leaves the parameters bit-identical; XLA may fuse the metrics' running sums across unrolled
+    steps, so those agree to float rounding."""
+    config = small_scr(**{'model.width': 6, 'num_tasks': 2})
+    rolled = engine.make_train(config)
+    unrolled = engine.make_train(small_scr(**{'model.width': 6, 'num_tasks': 2, 'step_unroll': 4}))
+    keys = engine.seed_keys(config)
+    results = [jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
+        jax.vmap(train.init)(keys), train.data, 0, 2) for train in (rolled, unrolled)]
+    np.testing.assert_array_equal(*(jax.flatten_util.ravel_pytree(state.params)[0] for state, _ in results))
+    rolled_metrics, unrolled_metrics = (jax.device_get(metrics) for _, metrics in results)
+    assert rolled_metrics.keys() == unrolled_metrics.keys()
+    for name in rolled_metrics:
+        np.testing.assert_allclose(unrolled_metrics[name], rolled_metrics[name], rtol=1e-6, err_msg=name)
+
+
+def test_bfloat16_training_pass_keeps_float32_parameters_and_tracks_the_float32_run():
+    runs = {}
+    for dtype in ('float32', 'bfloat16'):
+        config = small_scr(**{'model.width': 6, 'num_tasks': 2, 'compute_dtype': dtype})
+        train = engine.make_train(config)
+        runs[dtype] = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
+            jax.vmap(train.init)(engine.seed_keys(config)), train.data, 0, 2)
+    (state32, metrics32), (state16, metrics16) = runs['float32'], runs['bfloat16']
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.params))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.opt_state)
+               if jnp.issubdtype(leaf.dtype, jnp.floating))
+    loss32, loss16 = np.asarray(metrics32['online_loss']), np.asarray(metrics16['online_loss'])
+    assert not np.array_equal(loss32, loss16)  # the pass really ran in bfloat16 ...
+    np.testing.assert_allclose(loss16, loss32, rtol=0.05)  # ... and learned the same thing to bfloat16's precision
+
+
+def test_unknown_compute_dtype_is_refused():
+    with pytest.raises(ValueError, match='compute_dtype'):
+        engine.make_train(small_scr(compute_dtype='float8'))
+
+
+def test_a_plan_larger_than_the_hosts_memory_is_refused_before_anything_is_written(tmp_path):
+    config = small_scr(**{'model.width': 200_000, 'model.depth': 3})
+    plan = engine.make_plan(config)
+    assert plan.device_bytes_limit == engine.host_memory_bytes() // len(jax.local_devices())
+    assert "(the host's memory)" in plan.describe()
+    with pytest.raises(MemoryError, match='This does not fit'):
+        engine.check_fits(plan)
+    with pytest.raises(MemoryError):
+        engine.run(config, str(tmp_path / 'run'), progress=False)
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('name', ['permuted_mnist.py', 'pairwise_mnist.py', 'incremental_cifar100.py',
+                                  'continual_imagenet.py'])
+def test_a_plan_needs_no_data(name):
+    """--dry_run plans from the datasets' published shapes: no data directory is read."""
+    config = load_config(name)
+    config.data_dir = '/nonexistent'
+    plan = engine.make_plan(config)
+    assert plan.data_bytes > 0 and plan.state_bytes_per_run > 0 and plan.examples_per_task > 0

@@ -82,3 +82,10 @@ def test_permuted_mnist_variants_follow_the_dissertation():
     switch = load_config('permuted_mnist.py', 'switch10k')
     assert switch.problem.examples_per_task * switch.num_tasks == 48_000_000
     assert load_config('permuted_mnist.py', 'width10000').model.width == 10_000
+
+
+def test_cli_refuses_a_bad_value_in_one_line_before_writing_anything(tmp_path):
+    result = run_main(SCR, f'--workdir={tmp_path / "run"}', '--config.num_seeds=-2', '--dry_run')
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert 'error: invalid config: config.num_seeds = -2 must be an integer >= 1' in result.stderr
+    assert not (tmp_path / 'run').exists()

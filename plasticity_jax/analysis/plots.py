@@ -197,10 +197,18 @@ def plot_sweep(runs, metric: str, param: str, *, tasks=None, group: str | None =
     name, scale = metric_label(metric)
     column = tables._short(param)
     groups = [(None, summary)] if not group else list(summary.groupby(tables._short(group), sort=False))
+    diverged_label = 'diverged (non-finite)'
     for value, part in groups:
-        ax.errorbar(part[column].to_numpy(float), part['mean'].to_numpy() * scale,
-                    yerr=np.nan_to_num(part['stderr'].to_numpy() * scale), marker='o',
-                    capsize=3, label=None if value is None else f'{tables._short(group)}={value}')
+        line = ax.errorbar(part[column].to_numpy(float), part['mean'].to_numpy() * scale,
+                           yerr=np.nan_to_num(part['stderr'].to_numpy() * scale), marker='o',
+                           capsize=3, label=None if value is None else f'{tables._short(group)}={value}')
+        # A point whose mean is not finite (a diverged run) is marked with an x at the top edge, not left out.
+        diverged = ~np.isfinite(part['mean'].to_numpy(float))
+        if diverged.any():
+            ax.plot(part[column].to_numpy(float)[diverged], np.full(diverged.sum(), 0.97), 'x', markersize=9,
+                    color=line.lines[0].get_color(), transform=ax.get_xaxis_transform(), clip_on=False,
+                    label=diverged_label)
+            diverged_label = None
     values = summary[column].to_numpy(dtype=float)
     if logx is None:
         logx = bool(np.all(values > 0) and values.max() / values.min() >= 10)
@@ -210,7 +218,7 @@ def plot_sweep(runs, metric: str, param: str, *, tasks=None, group: str | None =
     ax.set_xlabel(column.replace('_', ' ') + '\n' + seeds_caption(summary['n_seeds']))
     what = 'all tasks' if tasks is None else (f'last {tasks} tasks' if isinstance(tasks, int) else 'chosen tasks')
     ax.set_ylabel(f'{name}\n(mean over {what})')
-    if group:
+    if group or diverged_label is None:
         _legend(ax)
     if title:
         ax.set_title(title)

@@ -42,14 +42,16 @@ class LearnerSpec(NamedTuple):
     hyperparameters with the published values: the config variant named after the learner adds them to
     `config.learner` (next to the optimizer fields every learner has)."""
 
-    make: Callable[[ml_collections.ConfigDict, Callable], Learner]
+    make: Callable[..., Learner]
     defaults: Mapping[str, Any] = {}
+    # Learners that replace hidden units take the model's unit layers too: make(config, init_params, unit_layers).
+    replaces_units: bool = False
 
 
 LEARNERS: dict[str, LearnerSpec] = {
     'backprop': LearnerSpec(make_backprop),
-    'cbp': LearnerSpec(make_continual_backprop, CBP_DEFAULTS),  # continual backprop (Dohare et al., 2024)
-    'redo': LearnerSpec(make_redo, REDO_DEFAULTS),  # recycling dormant neurons (Sokar et al., 2023)
+    'cbp': LearnerSpec(make_continual_backprop, CBP_DEFAULTS, True),  # continual backprop (Dohare et al., 2024)
+    'redo': LearnerSpec(make_redo, REDO_DEFAULTS, True),  # recycling dormant neurons (Sokar et al., 2023)
     'l2': LearnerSpec(make_l2, L2_DEFAULTS),  # L2 regularisation (Dohare dissertation eq. 2.6)
     'l2_init': LearnerSpec(make_l2_init, L2_INIT_DEFAULTS),  # L2 toward the initial params (Kumar et al., 2023)
     'shrink_perturb': LearnerSpec(make_shrink_perturb, SHRINK_PERTURB_DEFAULTS),  # Ash & Adams (2020); eq. 2.7
@@ -62,12 +64,15 @@ LEARNERS: dict[str, LearnerSpec] = {
 }
 
 
-def make_learner(config: ml_collections.ConfigDict, init_params) -> Learner:
+def make_learner(config: ml_collections.ConfigDict, init_params, unit_layers=None) -> Learner:
     """Builds the learner named by `config.name` (`config` is the run config's `learner` section), with the step
-    size decayed within every task when `config.step_size_milestones` is set (`learners.schedule`)."""
+    size decayed within every task when `config.step_size_milestones` is set (`learners.schedule`). `unit_layers`:
+    the model's replaceable units (`models.UnitLayer`s, e.g. `model.unit_layers()`), for the learners that replace
+    units (continual backprop, ReDo); None: the params must be a bare MLP's."""
     if config.name not in LEARNERS:
         raise ValueError(f'unknown learner.name {config.name!r}; valid: {sorted(LEARNERS)}')
-    learner = LEARNERS[config.name].make(config, init_params)
+    spec = LEARNERS[config.name]
+    learner = spec.make(config, init_params, unit_layers) if spec.replaces_units else spec.make(config, init_params)
     milestones = tuple(config.get('step_size_milestones', ()))
     if milestones:
         learner = learner._replace(optimizer=optax.chain(

@@ -12,8 +12,9 @@ A learner is three pure pieces, each written for ONE run (the engine vmaps them 
 2. `objective`: maps the step's loss function to the function that is differentiated, for regularisers that are
    extra loss terms (L2-ER's feature rank term, gradient norm penalty). A loss function is
    `loss_fn(params) -> (loss, ForwardPass)`; the default objective returns it unchanged.
-3. `after_update`: a routine run after the optimizer's update that may rewrite params and optimizer state given the
-   step's hidden activations (continual backprop, ReDo), with its own state in the run state.
+3. `after_update`: a routine run after the optimizer's update that may rewrite params, optimizer state and the
+   model's other collections (batch norm statistics) given the step's hidden activations (continual backprop, ReDo),
+   with its own state in the run state.
 
 A learner may also ask for an auxiliary batch (`auxiliary_batch_size`): examples of the current task drawn at every
 step besides the training batch, whose hidden activations the loss function computes too (L2-ER computes its rank
@@ -57,15 +58,19 @@ class AfterUpdateInputs(NamedTuple):
 
 
 class AfterUpdate(NamedTuple):
-    """`init(params) -> state`; `update(state, inputs) -> (state, params, opt_state)`."""
+    """`init(params) -> state`; `update(state, inputs) -> (state, params, opt_state, model_state)`, where the
+    model state is the model's non-parameter collections after the step (`inputs.forward.model_state` unless the
+    routine rewrites them, as unit replacement resets a replaced channel's batch norm statistics)."""
 
     init: Callable[[Params], Any]
-    update: Callable[[Any, AfterUpdateInputs], tuple[Any, Params, OptState]]
+    update: Callable[[Any, AfterUpdateInputs], tuple[Any, Params, OptState, Any]]
 
 
 def identity_after_update() -> AfterUpdate:
-    """The after-update routine of learners that have none: keeps params and optimizer state as they are."""
-    return AfterUpdate(init=lambda params: (), update=lambda state, inputs: (state, inputs.params, inputs.opt_state))
+    """The after-update routine of learners that have none: keeps params, optimizer and model state as they are."""
+    return AfterUpdate(init=lambda params: (),
+                       update=lambda state, inputs: (state, inputs.params, inputs.opt_state,
+                                                     inputs.forward.model_state))
 
 
 def identity_objective(loss_fn: LossFn) -> LossFn:

@@ -1,8 +1,12 @@
 """Continual backprop (Dohare et al., Nature 2024, Methods and Algorithm 1; Dohare, Sutton & Mahmood 2021): backprop
 plus, after every update, the replacement of a small fraction of mature, low-utility hidden units by fresh ones.
 
-Each step, for every hidden layer l with activations h (batch, width) of this step's forward pass and the weights
-after the optimizer's update (the papers' code does the same), in the order of the papers' `lop/algos/gnt.py`:
+Each step, for every unit layer l the model declares (`models.UnitLayer`: hidden units of dense layers, output
+channels of convolutions, `learners.reinit`) with activations h (batch, width) of this step's forward pass (a
+convolution's (batch, ..., channels) map: every mean over the batch below is also over the positions, as the papers'
+`convGnT.py` and `res_gnt.py`; "incoming weights" then include the receptive field, "outgoing weights" every
+position of every module that reads the channel) and the weights after the optimizer's update (the papers' code does
+the same), in the order of the papers' `lop/algos/gnt.py`:
 
 1. age += 1 for every unit.
 2. Running mean of the activation, f = eta f + (1 - eta) mean_batch(h), bias-corrected f_hat = f / (1 - eta^age).
@@ -96,7 +100,8 @@ def default_chunk_size(replacement_rate, width: int) -> int:
 def continual_backprop_after_update(optimizer, init_params, *, replacement_rate: float, decay_rate: float,
                                     maturity_threshold: int, utility: str,
                                     bias_correction: bool | None = None, layers=None) -> AfterUpdate:
-    """The unit-replacement routine; its state is a tuple of `UnitStats`, one per hidden layer.
+    """The unit-replacement routine; its state is a tuple of `UnitStats`, one per unit layer (`layers`: the model's
+    `models.UnitLayer`s; None: a bare MLP's, `reinit.mlp_unit_layers`).
 
     `bias_correction=None` means: on for the mean-corrected utilities, off for 'contribution'."""
     if utility not in UTILITIES:
@@ -111,7 +116,7 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
     eta = decay_rate
 
     def init(params):
-        widths = [params[incoming]['kernel'].shape[-1] for incoming, _ in reinit.resolve_layers(params, layers)]
+        widths = [reinit.layer_width(params, layer) for layer in reinit.resolve_layers(params, layers)]
         return tuple(UnitStats(utility=jnp.zeros(w, jnp.float32), mean_activation=jnp.zeros(w, jnp.float32),
                                age=jnp.zeros(w, jnp.int32), to_replace=jnp.zeros((), jnp.float32),
                                num_replaced=jnp.zeros((), jnp.int32)) for w in widths)
@@ -120,19 +125,19 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
         params = inputs.params
         unit_layers = reinit.resolve_layers(params, layers)
         layer_stats = []
-        for (incoming, outgoing), stats, h in zip(unit_layers, state, inputs.forward.hidden):
+        for layer, stats in zip(unit_layers, state):
+            h = inputs.forward.hidden[layer.activation]  # (batch, units) or (batch, ..., units): positions average
             age = stats.age + 1
             correction = 1.0 - eta ** age.astype(jnp.float32)
-            mean_activation = eta * stats.mean_activation + (1 - eta) * jnp.mean(h, axis=0)
+            mean_activation = eta * stats.mean_activation + (1 - eta) * reinit.unit_means(h)
             mean_hat = mean_activation / correction
-            w_out = params[outgoing]['kernel']  # (width, next width)
-            out_magnitude = jnp.mean(jnp.abs(w_out), axis=1)
+            out_magnitude = reinit.outgoing_magnitude(params, layer)
             if utility == 'contribution':
-                instant = out_magnitude * jnp.mean(jnp.abs(h), axis=0)
+                instant = out_magnitude * reinit.unit_means(jnp.abs(h))
             else:
-                instant = out_magnitude * jnp.mean(jnp.abs(h - mean_hat), axis=0)
+                instant = out_magnitude * reinit.unit_means(jnp.abs(h - mean_hat))
                 if utility == 'adaptable_contribution':
-                    instant = instant / jnp.mean(jnp.abs(params[incoming]['kernel']), axis=0)
+                    instant = instant / reinit.incoming_magnitude(params, layer)
             util = eta * stats.utility + (1 - eta) * instant
             util_hat = util / correction
 
@@ -146,32 +151,33 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
 
         def select(_):
             """Per layer: the units in replacement order (lowest u_hat first; ineligible units: none) and the shift
-            of the next layer's bias."""
+            of the biases of the modules that read them."""
             orders, shifts = [], []
-            for (_, outgoing), s in zip(unit_layers, layer_stats):
+            for layer, s in zip(unit_layers, layer_stats):
                 order = reinit.lowest_scores_order(s['util_hat'], s['eligible'])
                 orders.append(order)
-                if bias_correction:  # the removed units' mean contribution moves to the next layer's bias
-                    # A vector-matrix product (the sum over the replaced units), in full float32 precision on every
-                    # backend.
+                if bias_correction:  # the removed units' mean contribution moves to the reading modules' biases
                     weights = jnp.where(reinit.first_units_mask(order, s['num_now']), s['mean_hat'], 0.0)
-                    shifts.append(jnp.dot(weights, params[outgoing]['kernel'], precision=jax.lax.Precision.HIGHEST))
+                    shifts.append(tuple(reinit.constant_input_response(params, layer, weights)))
             return tuple(orders), tuple(shifts)
 
         def nothing(_):  # no unit, no shift
             orders, shifts = jax.eval_shape(select, None)
             return (tuple(jnp.full(o.shape, o.shape[0], o.dtype) for o in orders),
-                    tuple(jnp.zeros(t.shape, t.dtype) for t in shifts))
+                    jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), shifts))
 
         # Skipped, with the replacement, at the steps where no run replaces a unit (`reinit.any_run`).
         due = reinit.any_run(jnp.any(jnp.stack([s['num_now'] > 0 for s in layer_stats])))
         orders, shifts = jax.lax.cond(due, select, nothing, None)
-        for (_, outgoing), shift in zip(unit_layers, shifts):  # before the replacement zeroes new units' own bias
-            params = reinit.with_param(params, outgoing, 'bias', params[outgoing]['bias'] + shift)
+        for layer, layer_shifts in zip(unit_layers, shifts):  # before the replacement zeroes new units' own bias
+            for module, shift in zip(layer.outgoing, layer_shifts):
+                reader = reinit.get_path(params, module)
+                if 'bias' in reader:
+                    params = reinit.with_param(params, module, 'bias', reader['bias'] + shift)
         chunk_sizes = [default_chunk_size(replacement_rate, s['eligible'].shape[0]) for s in layer_stats]
-        params, opt_state, masks = reinit.reinitialize_units_in_order(
+        params, opt_state, model_state, masks = reinit.reinitialize_units_in_order(
             params, inputs.opt_state, optimizer, orders, [s['num_now'] for s in layer_stats], inputs.key,
-            init_params, unit_layers, chunk_sizes)
+            init_params, unit_layers, chunk_sizes, inputs.forward.model_state)
 
         new_state = tuple(
             UnitStats(utility=jnp.where(mask, 0.0, s['util']),
@@ -179,16 +185,17 @@ def continual_backprop_after_update(optimizer, init_params, *, replacement_rate:
                       age=jnp.where(mask, 0, s['age']), to_replace=s['to_replace'],
                       num_replaced=stats.num_replaced + s['num_now'])
             for mask, stats, s in zip(masks, state, layer_stats))
-        return new_state, params, opt_state
+        return new_state, params, opt_state, model_state
 
     return AfterUpdate(init=init, update=update)
 
 
-def make_continual_backprop(config: ml_collections.ConfigDict, init_params) -> Learner:
-    """Continual backprop with the optimizer of `config` (SGD, or Adam with per-element step counts)."""
+def make_continual_backprop(config: ml_collections.ConfigDict, init_params, unit_layers=None) -> Learner:
+    """Continual backprop with the optimizer of `config` (SGD, or Adam with per-element step counts; plus coupled
+    weight decay when `config.weight_decay` is set) on the model's `unit_layers` (`models.UnitLayer`)."""
     optimizer = reinit.make_unit_reset_optimizer(config)
     learner = make_learner_with(optimizer)
     after_update = continual_backprop_after_update(
         learner.optimizer, init_params, replacement_rate=config.replacement_rate, decay_rate=config.decay_rate,
-        maturity_threshold=config.maturity_threshold, utility=config.utility)
+        maturity_threshold=config.maturity_threshold, utility=config.utility, layers=unit_layers)
     return learner._replace(after_update=after_update)

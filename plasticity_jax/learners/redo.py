@@ -10,7 +10,11 @@ baseline (`lop/algos/gntRedo.py`) likewise scores the |activations| accumulated 
 are all silent (mean a = 0) has every score 0 (a 1e-9 guard in the denominator, as the ReDo code), so all of its
 units are recycled.
 
-Recycling goes through `reinit.reinitialize_units`, as continual backprop: incoming weights from the model's
+Units are those the model declares (`models.UnitLayer`): hidden units of dense layers and output channels of
+convolutions, whose |activation| is averaged over the batch and the positions of the map.
+
+Recycling goes through `reinit.reinitialize_units`, as continual backprop (a replaced channel's batch norm, if any,
+is reset to its initial scale, bias and running statistics): incoming weights from the model's
 initialisation distribution (the ReDo code draws Xavier uniform instead), incoming bias 0, outgoing weights 0, and
 the optimizer state of those weights reset (momentum; Adam's moments and, with `learners.adam_counts`, which this
 learner uses for Adam, the per-element step counts; the ReDo code resets Adam's moments only). Any number of units
@@ -56,7 +60,7 @@ def redo_after_update(optimizer, init_params, *, recycle_period: int, dormancy_t
         raise ValueError(f'recycle_period must be at least 1, got {recycle_period}')
 
     def init(params):
-        widths = [params[incoming]['kernel'].shape[-1] for incoming, _ in reinit.resolve_layers(params, layers)]
+        widths = [reinit.layer_width(params, layer) for layer in reinit.resolve_layers(params, layers)]
         return ReDoState(activity=tuple(jnp.zeros(w, jnp.float32) for w in widths),
                          steps=jnp.zeros((), jnp.int32),
                          num_recycled=tuple(jnp.zeros((), jnp.int32) for _ in widths))
@@ -64,23 +68,26 @@ def redo_after_update(optimizer, init_params, *, recycle_period: int, dormancy_t
     def update(state: ReDoState, inputs: AfterUpdateInputs):
         steps = state.steps + 1
         recycle_now = steps >= recycle_period
-        hidden = inputs.forward.hidden
-        activity = tuple(total + jnp.mean(jnp.abs(h), axis=0) for total, h in zip(state.activity, hidden))
+        unit_layers = reinit.resolve_layers(inputs.params, layers)
+        hidden = [inputs.forward.hidden[layer.activation] for layer in unit_layers]
+        activity = tuple(total + reinit.unit_means(jnp.abs(h)) for total, h in zip(state.activity, hidden))
         masks = tuple(recycle_now & (dormancy_scores(total / steps.astype(jnp.float32)) <= dormancy_threshold)
                       for total in activity)
-        params, opt_state = reinit.reinitialize_units(inputs.params, inputs.opt_state, optimizer, masks, inputs.key,
-                                                      init_params, layers)
+        params, opt_state, model_state = reinit.reinitialize_units(
+            inputs.params, inputs.opt_state, optimizer, masks, inputs.key, init_params, unit_layers,
+            model_state=inputs.forward.model_state)
         new_state = ReDoState(activity=tuple(jnp.where(recycle_now, 0.0, total) for total in activity),
                               steps=jnp.where(recycle_now, 0, steps),
                               num_recycled=tuple(n + jnp.sum(m) for n, m in zip(state.num_recycled, masks)))
-        return new_state, params, opt_state
+        return new_state, params, opt_state, model_state
 
     return AfterUpdate(init=init, update=update)
 
 
-def make_redo(config: ml_collections.ConfigDict, init_params) -> Learner:
-    """ReDo with the optimizer of `config` (SGD, or Adam with per-element step counts)."""
+def make_redo(config: ml_collections.ConfigDict, init_params, unit_layers=None) -> Learner:
+    """ReDo with the optimizer of `config` (SGD, or Adam with per-element step counts; plus coupled weight decay
+    when `config.weight_decay` is set) on the model's `unit_layers` (`models.UnitLayer`)."""
     learner = make_learner_with(reinit.make_unit_reset_optimizer(config))
     after_update = redo_after_update(learner.optimizer, init_params, recycle_period=config.recycle_period,
-                                     dormancy_threshold=config.dormancy_threshold)
+                                     dormancy_threshold=config.dormancy_threshold, layers=unit_layers)
     return learner._replace(after_update=after_update)

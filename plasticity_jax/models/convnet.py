@@ -27,7 +27,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax.models.conv import conv_module
 from plasticity_jax.models.initializers import FanInScaling
+from plasticity_jax.models.units import UnitLayer, sequential_unit_layers
 
 # (filters, kernel size) of the three convolutional layers, and the width of the two dense hidden layers.
 CONV_LAYERS = ((32, 5), (64, 3), (128, 3))
@@ -51,16 +53,27 @@ class ConvNet(nn.Module):
     """Continual ImageNet's network; params `conv_0..2`, `hidden_0..1`, `output`, each `{'kernel', 'bias'}`.
 
     A convolution's kernel is (height, width, in_channels, filters): the incoming weights of channel c of
-    `conv_l` are `kernel[..., c]`.
+    `conv_l` are `kernel[..., c]`. `conv_lowering`: how the convolutions are computed (`models.conv`).
     """
 
     num_outputs: int
+    conv_lowering: str = 'auto'
+
+    def unit_layers(self) -> tuple[UnitLayer, ...]:
+        """The channels of `conv_0..2` and the units of `hidden_0..1`, each read by the next layer (`hidden_0`
+        reads `conv_2`'s channels at the 2 x 2 pooled positions); activations `hidden[0..4]`, the convolutions'
+        before pooling."""
+        names = [f'conv_{l}' for l in range(len(CONV_LAYERS))] + [f'hidden_{l}' for l in range(DENSE_DEPTH)]
+        return sequential_unit_layers([(name,) for name in names] + [('output',)])
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        if x.ndim == 3:  # (batch, height, width) grayscale images (MNIST): one channel
+            x = x[..., None]
         hidden = []
+        conv = conv_module(self.conv_lowering)
         for layer, (filters, size) in enumerate(CONV_LAYERS):
-            x = nn.relu(nn.Conv(filters, (size, size), padding='VALID', name=f'conv_{layer}',
+            x = nn.relu(conv(filters, (size, size), padding='VALID', name=f'conv_{layer}',
                                 **torch_default_init(size * size * x.shape[-1]))(x))
             hidden.append(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))

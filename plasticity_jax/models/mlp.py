@@ -45,6 +45,7 @@ import jax.numpy as jnp
 
 from plasticity_jax.models.initializers import kaiming_init
 from plasticity_jax.models.normalization import DEFAULT_ALPHA_B, DEFAULT_ALPHA_F, OnlineNorm
+from plasticity_jax.models.units import UnitLayer, sequential_unit_layers
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
@@ -110,6 +111,10 @@ class MLP(nn.Module):
             return OnlineNorm(alpha_f=self.online_norm_alpha_f, alpha_b=self.online_norm_alpha_b, epsilon=NORM_EPSILON,
                               name=f'norm_{layer}')(x)
         return x
+
+    def unit_layers(self) -> tuple[UnitLayer, ...]:
+        """Hidden layer l's units: columns of `hidden_l`, read by the next layer; activations `hidden[l]`."""
+        return sequential_unit_layers([(f'hidden_{l}',) for l in range(self.depth)] + [('output',)])
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:

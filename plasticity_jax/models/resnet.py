@@ -25,7 +25,16 @@ ResNet init differs: fan_out convolutions, PyTorch's default head.)
 
 `__call__(x)` returns `(outputs, hidden)`, `hidden` holding the post-ReLU output of each of the 4 stages (that of
 its last block): (batch, H, W, base_width), (batch, H/2, W/2, 2 base_width), (batch, H/4, W/4, 4 base_width),
-(batch, H/8, W/8, 8 base_width).
+(batch, H/8, W/8, 8 base_width); then the inner activation relu(norm_0(conv_0(x))) of each of the 8 blocks, in
+order (the units continual backprop and ReDo replace, `unit_layers`).
+
+Replaceable units (`unit_layers`): the channels of every block's first convolution `conv_0`, with its batch norm
+`norm_0`, read only by the block's `conv_1`. Zeroing a channel's weights in `conv_1` removes it from the network
+whatever its batch-norm output, so a replacement leaves the output as with the old channel's outgoing weights zeroed,
+in training and in evaluation mode. The papers' ResNet code (`lop/algos/res_gnt.py`) also replaces the channels of
+the stem and of every block's `conv_1`: those feed the residual stream, which carries them through the identity
+shortcuts (and the projection shortcuts, which that code leaves alone) however the next convolution's weights are
+zeroed, so a replacement there changes the output at once; they are not declared here.
 """
 
 from __future__ import annotations
@@ -35,16 +44,18 @@ import math
 import flax.linen as nn
 import jax
 
+from plasticity_jax.models.conv import conv_module
 from plasticity_jax.models.initializers import kaiming_init
+from plasticity_jax.models.units import UnitLayer
 
 NUM_STAGES, BLOCKS_PER_STAGE = 4, 2
 BATCH_NORM_MOMENTUM = 0.9  # flax convention: torch.nn.BatchNorm2d's momentum 0.1.
 BATCH_NORM_EPSILON = 1e-5
 
 
-def _conv(channels: int, size: int, stride: int, name: str) -> nn.Conv:
-    return nn.Conv(channels, (size, size), strides=stride, padding=size // 2,
-                   kernel_init=kaiming_init(math.sqrt(2.0), 'normal'), name=name)
+def _conv(channels: int, size: int, stride: int, name: str, lowering: str) -> nn.Conv:
+    return conv_module(lowering)(channels, (size, size), strides=stride, padding=size // 2,
+                                 kernel_init=kaiming_init(math.sqrt(2.0), 'normal'), name=name)
 
 
 def _batch_norm(module: nn.Module, name: str) -> nn.BatchNorm:
@@ -59,15 +70,18 @@ class BasicBlock(nn.Module):
 
     channels: int
     stride: int = 1
+    conv_lowering: str = 'auto'
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        residual = nn.relu(_batch_norm(self, 'norm_0')(_conv(self.channels, 3, self.stride, 'conv_0')(x)))
-        residual = _batch_norm(self, 'norm_1')(_conv(self.channels, 3, 1, 'conv_1')(residual))
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(the block's output, its inner activation relu(norm_0(conv_0(x))))."""
+        inner = nn.relu(_batch_norm(self, 'norm_0')(_conv(self.channels, 3, self.stride, 'conv_0', self.conv_lowering)(x)))
+        residual = _batch_norm(self, 'norm_1')(_conv(self.channels, 3, 1, 'conv_1', self.conv_lowering)(inner))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.channels:
-            shortcut = _batch_norm(self, 'shortcut_norm')(_conv(self.channels, 1, self.stride, 'shortcut_conv')(x))
-        return nn.relu(residual + shortcut)
+            shortcut = _batch_norm(self, 'shortcut_norm')(_conv(self.channels, 1, self.stride, 'shortcut_conv',
+                                                                  self.conv_lowering)(x))
+        return nn.relu(residual + shortcut), inner
 
 
 class ResNet18(nn.Module):
@@ -76,16 +90,28 @@ class ResNet18(nn.Module):
 
     num_outputs: int
     base_width: int = 64
+    conv_lowering: str = 'auto'  # how the convolutions are computed (`models.conv`)
+
+    def unit_layers(self) -> tuple[UnitLayer, ...]:
+        """Every block's `conv_0` channels with their `norm_0`, read by the block's `conv_1` (module docstring);
+        activations `hidden[4:]`."""
+        blocks = [f'stage_{s}_block_{b}' for s in range(NUM_STAGES) for b in range(BLOCKS_PER_STAGE)]
+        return tuple(UnitLayer(incoming=(block, 'conv_0'), outgoing=((block, 'conv_1'),), activation=NUM_STAGES + i,
+                               normalization=(block, 'norm_0')) for i, block in enumerate(blocks))
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        x = nn.relu(_batch_norm(self, 'stem_norm')(_conv(self.base_width, 3, 1, 'stem_conv')(x)))
-        hidden = []
+        if x.ndim == 3:  # (batch, height, width) grayscale images (MNIST): one channel
+            x = x[..., None]
+        x = nn.relu(_batch_norm(self, 'stem_norm')(_conv(self.base_width, 3, 1, 'stem_conv', self.conv_lowering)(x)))
+        stages, inner = [], []
         for stage in range(NUM_STAGES):
             for block in range(BLOCKS_PER_STAGE):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = BasicBlock(self.base_width * 2**stage, stride, name=f'stage_{stage}_block_{block}')(x)
-            hidden.append(x)
+                x, block_inner = BasicBlock(self.base_width * 2**stage, stride, self.conv_lowering,
+                                            name=f'stage_{stage}_block_{block}')(x)
+                inner.append(block_inner)
+            stages.append(x)
         features = x.mean(axis=(1, 2))  # global average pool
         outputs = nn.Dense(self.num_outputs, kernel_init=kaiming_init(1.0, 'normal'), name='output')(features)
-        return outputs, tuple(hidden)
+        return outputs, (*stages, *inner)

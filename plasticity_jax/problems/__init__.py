@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -15,18 +16,18 @@ from plasticity_jax.problems.permuted_mnist import PermutedMNIST
 from plasticity_jax.problems.slowly_changing_regression import SlowlyChangingRegression
 
 
-def _permuted_mnist(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
-    from plasticity_jax.data import load_mnist
+def _permuted_mnist(config: ml_collections.ConfigDict, shapes_only: bool = False) -> tuple[Problem, Any]:
+    from plasticity_jax.data import load_mnist, shapes
 
-    mnist = load_mnist(config.data_dir or None, source=config.data_source)
+    mnist = shapes.stand_in('mnist') if shapes_only else load_mnist(config.data_dir or None, source=config.data_source)
     problem = PermutedMNIST(kind='classification', input_shape=(28 * 28,), num_outputs=10,
                             examples_per_task=config.problem.examples_per_task,
                             batch_size=config.problem.batch_size, probe_size=config.metrics.probe_size,
                             reshuffle_each_epoch=config.problem.get('reshuffle_each_epoch', False))
-    return problem, PermutedMNIST.make_data(*mnist)
+    return problem, PermutedMNIST.host_data(*mnist)
 
 
-def _slowly_changing_regression(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
+def _slowly_changing_regression(config: ml_collections.ConfigDict, shapes_only: bool = False) -> tuple[Problem, Any]:
     p = config.problem
     problem = SlowlyChangingRegression(kind='regression', input_shape=(p.num_bits,), num_outputs=1,
                                        examples_per_task=p.examples_per_task, batch_size=p.batch_size,
@@ -35,11 +36,17 @@ def _slowly_changing_regression(config: ml_collections.ConfigDict) -> tuple[Prob
     return problem, {}
 
 
-def _labelled_images(config: ml_collections.ConfigDict):
-    """(train_x, train_y, test_x, test_y) as host arrays, from `config.problem.dataset`."""
+def _labelled_images(config: ml_collections.ConfigDict, shapes_only: bool = False):
+    """(train_x, train_y, test_x, test_y) as host arrays, from `config.problem.dataset` (stand-ins of its published
+    shapes, holding no data, if `shapes_only`; `train_per_class` already applied)."""
     from plasticity_jax import data as datasets
+    from plasticity_jax.data import shapes
 
     dataset = config.problem.dataset
+    if shapes_only:
+        p = config.problem
+        return shapes.stand_in(dataset, train_per_class=p.train_per_class, test_per_class=p.test_per_class,
+                               num_classes=p.num_classes)
     if dataset == 'mnist':
         return tuple(datasets.load_mnist(config.data_dir or None, source=config.data_source))
     if dataset in ('cifar10', 'cifar100'):
@@ -59,17 +66,19 @@ def _first_per_class(images, labels, per_class: int):
     return images[keep], labels[keep]
 
 
-def _dataset_tasks(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
+def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False) -> tuple[Problem, Any]:
     p = config.problem
     if not p.get('dataset'):
         raise ValueError('problem.dataset is empty; set it to one of cifar10, cifar100, imagenet32, mnist.')
-    train_x, train_y, test_x, test_y = (np.asarray(a) for a in _labelled_images(config))
-    if p.dataset != 'imagenet32' and p.train_per_class:
+    train_x, train_y, test_x, test_y = (np.asarray(a) for a in _labelled_images(config, shapes_only))
+    if p.dataset != 'imagenet32' and p.train_per_class and not shapes_only:
         train_x, train_y = _first_per_class(train_x, train_y, p.train_per_class)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    data = dataset_tasks.make_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
+    data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
     normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
                      else {})
+    if p.get('raw_pixels', False):  # pixel values 0..255 as the papers' Continual ImageNet code feeds them
+        normalization = {'mean': (0.0,), 'std': (1.0 / 255.0,)}
     problem = DatasetTasks.create(data, schedule=p.schedule, epochs=p.epochs, batch_size=p.batch_size,
                                   probe_size=config.metrics.probe_size,
                                   classes_per_increment=p.classes_per_increment, augment=p.augment,
@@ -77,19 +86,28 @@ def _dataset_tasks(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
     return problem, data
 
 
-# name -> factory(run_config) -> (problem, data on the device)
-PROBLEMS: dict[str, Callable[[ml_collections.ConfigDict], tuple[Problem, Any]]] = {
+# name -> factory(run_config[, shapes_only=True]) -> (problem, data as host or device arrays, uploaded by
+# `make_problem`); with shapes_only=True (planning), a factory reads no data and builds from stand-ins of the
+# datasets' published shapes (`data.shapes`).
+PROBLEMS: dict[str, Callable[[ml_collections.ConfigDict, bool], tuple[Problem, Any]]] = {
     'permuted_mnist': _permuted_mnist,
     'slowly_changing_regression': _slowly_changing_regression,
     'dataset_tasks': _dataset_tasks,
 }
 
 
-def make_problem(config: ml_collections.ConfigDict) -> tuple[Problem, Any]:
-    """Builds the problem named by `config.problem.name` and uploads its data to the device, once."""
+def make_problem(config: ml_collections.ConfigDict, *, shapes_only: bool = False) -> tuple[Problem, Any]:
+    """Builds the problem named by `config.problem.name` and uploads its data to the device, once.
+
+    `shapes_only`: reads no data (`data.shapes` stand-ins) and returns the data as `jax.ShapeDtypeStruct`s, enough
+    to plan a run's memory (`engine.make_plan`) on a machine without the datasets.
+    """
     if config.problem.name not in PROBLEMS:
         raise ValueError(f'unknown problem.name {config.problem.name!r}; valid: {sorted(PROBLEMS)}')
-    problem, data = PROBLEMS[config.problem.name](config)
+    factory = PROBLEMS[config.problem.name]
+    problem, data = factory(config, shapes_only=True) if shapes_only else factory(config)
+    data = (jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), data) if shapes_only
+            else jax.device_put(data))
     if problem.examples_per_task % problem.batch_size:
         raise ValueError(f'problem.examples_per_task ({problem.examples_per_task}) must be a multiple of '
                          f'problem.batch_size ({problem.batch_size}).')

@@ -69,12 +69,16 @@ def class_index(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.nd
 
 def make_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, jax.Array]:
     """The problem's device data from host arrays (images uint8, labels in [0, num_classes))."""
+    return jax.device_put(host_data(train_x, train_y, test_x, test_y, num_classes))
+
+
+def host_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, np.ndarray]:
+    """`make_data` before the upload (what `problems.make_problem` uploads, or only measures when planning)."""
     data = {}
     for split, images, labels in (('train', train_x, train_y), ('test', test_x, test_y)):
         by_class, counts = class_index(labels, num_classes)
-        data.update({f'{split}_x': jnp.asarray(np.asarray(images, np.uint8)),
-                     f'{split}_y': jnp.asarray(labels, jnp.int32),
-                     f'{split}_by_class': jnp.asarray(by_class), f'{split}_counts': jnp.asarray(counts)})
+        data.update({f'{split}_x': np.asarray(images, np.uint8), f'{split}_y': np.asarray(labels, np.int32),
+                     f'{split}_by_class': by_class, f'{split}_counts': counts})
     return data
 
 

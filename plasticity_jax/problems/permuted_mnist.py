@@ -35,9 +35,14 @@ class PermutedMNIST(Problem):
 
     @staticmethod
     def make_data(train_images, train_labels, test_images, test_labels) -> dict[str, jax.Array]:
-        flat = lambda images: jnp.asarray(np.asarray(images, np.uint8).reshape(len(images), -1))
-        return {'train_x': flat(train_images), 'train_y': jnp.asarray(train_labels, jnp.int32),
-                'test_x': flat(test_images), 'test_y': jnp.asarray(test_labels, jnp.int32)}
+        return jax.device_put(PermutedMNIST.host_data(train_images, train_labels, test_images, test_labels))
+
+    @staticmethod
+    def host_data(train_images, train_labels, test_images, test_labels) -> dict[str, np.ndarray]:
+        """`make_data` before the upload (what `problems.make_problem` uploads, or only measures when planning)."""
+        flat = lambda images: np.asarray(images, np.uint8).reshape(len(images), -1)
+        return {'train_x': flat(train_images), 'train_y': np.asarray(train_labels, np.int32),
+                'test_x': flat(test_images), 'test_y': np.asarray(test_labels, np.int32)}
 
     def init(self, data, key):
         num_pixels = data['train_x'].shape[1]

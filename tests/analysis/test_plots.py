@@ -139,3 +139,33 @@ def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path):
     names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse'}
     assert {f'{out}/{n}.{e}' for n in names for e in ('png', 'pdf')} <= set(result.stdout.split())
     assert all(os.path.getsize(out / f'{n}.png') > 1000 for n in names)
+
+
+def test_plot_sweep_marks_a_diverged_point_instead_of_dropping_it():
+    run = sweep_run()
+    run.metrics['online_accuracy'][1] = np.nan  # every seed of step size 0.01 diverged
+    ax = plots.plot_sweep(run, 'online_accuracy', 'learner.step_size')
+    marks = [line for line in ax.get_lines() if line.get_label() == 'diverged (non-finite)']
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.01]
+    assert 'diverged (non-finite)' in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _plot_cli(*args):
+    return subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_plot_errors_name_the_problem(tmp_path):
+    from plasticity_jax import results
+
+    with pytest.raises(FileNotFoundError, match='missing does not exist'):
+        results.load_runs(str(tmp_path / 'missing'))
+    run = tmp_path / 'started'
+    run.mkdir()
+    (run / engine.CONFIG_FILE).write_text(load_config('slowly_changing_regression.py').to_json())
+    for flags, message in [((), 'holds no metrics yet'), (('--tasks=0,abc',), "['abc'] are not task indices")]:
+        result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={run}', *flags],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+        assert message in result.stderr
+    assert not (run / 'figures').exists()

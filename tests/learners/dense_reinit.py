@@ -1,6 +1,7 @@
 """The dense statement of unit replacement: the tests' reference for `plasticity_jax.learners.reinit`.
 
-One (width,) bool mask per hidden layer and a full fresh network whose columns are copied. The package runs the same
+One (width,) bool mask per unit layer and a full fresh network whose units' incoming weights are copied; dense
+layers only (a unit's incoming weights are a kernel column, its outgoing weights a row of the reading kernel). The package runs the same
 rewrite by scatters of the replaced units only (`reinit.replace_units_at`, `reinit.reset_optimizer_state_at`); the
 tests check these definitions by hand and the package against them.
 """
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from plasticity_jax.learners.reinit import Params, UnitLayers, resolve_layers, with_param
+from plasticity_jax.learners.reinit import Params, UnitLayers, get_path, resolve_layers, with_param
 
 
 def replace_units(params: Params, fresh_params: Params, masks: Sequence[jax.Array],
@@ -22,11 +23,13 @@ def replace_units(params: Params, fresh_params: Params, masks: Sequence[jax.Arra
     layers = resolve_layers(params, layers)
     if len(masks) != len(layers):
         raise ValueError(f'got {len(masks)} masks for {len(layers)} hidden layers')
-    for (incoming, outgoing), mask in zip(layers, masks):
-        params = with_param(params, incoming, 'kernel',
-                            jnp.where(mask[None, :], fresh_params[incoming]['kernel'], params[incoming]['kernel']))
-        params = with_param(params, incoming, 'bias', jnp.where(mask, 0.0, params[incoming]['bias']))
-        params = with_param(params, outgoing, 'kernel', jnp.where(mask[:, None], 0.0, params[outgoing]['kernel']))
+    for layer, mask in zip(layers, masks):
+        incoming, (outgoing,) = layer.incoming, layer.outgoing
+        params = with_param(params, incoming, 'kernel', jnp.where(mask[None, :], get_path(fresh_params, incoming)['kernel'],
+                                                                  get_path(params, incoming)['kernel']))
+        params = with_param(params, incoming, 'bias', jnp.where(mask, 0.0, get_path(params, incoming)['bias']))
+        params = with_param(params, outgoing, 'kernel',
+                            jnp.where(mask[:, None], 0.0, get_path(params, outgoing)['kernel']))
     return params
 
 
@@ -34,10 +37,11 @@ def replaced_entries(params: Params, masks: Sequence[jax.Array], layers: UnitLay
     """A bool tree shaped like `params`: true at every entry `replace_units` rewrites for these masks."""
     layers = resolve_layers(params, layers)
     entries = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), bool), params)
-    for (incoming, outgoing), mask in zip(layers, masks):
-        entries = with_param(entries, incoming, 'kernel', entries[incoming]['kernel'] | mask[None, :])
-        entries = with_param(entries, incoming, 'bias', entries[incoming]['bias'] | mask)
-        entries = with_param(entries, outgoing, 'kernel', entries[outgoing]['kernel'] | mask[:, None])
+    for layer, mask in zip(layers, masks):
+        incoming, (outgoing,) = layer.incoming, layer.outgoing
+        entries = with_param(entries, incoming, 'kernel', get_path(entries, incoming)['kernel'] | mask[None, :])
+        entries = with_param(entries, incoming, 'bias', get_path(entries, incoming)['bias'] | mask)
+        entries = with_param(entries, outgoing, 'kernel', get_path(entries, outgoing)['kernel'] | mask[:, None])
     return entries
 
 

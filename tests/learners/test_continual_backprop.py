@@ -53,7 +53,7 @@ def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
             state, params, opt_state = carry
             activation_key, reinit_key = jax.random.split(step_key)
             hidden = [jnp.abs(jax.random.normal(k, (2, width))) for k in jax.random.split(activation_key, depth)]
-            state, params, opt_state = after.update(
+            state, params, opt_state, _ = after.update(
                 state, AfterUpdateInputs(params, opt_state, forward_with(hidden), reinit_key))
             return (state, params, opt_state), (jnp.stack([s.age for s in state]),
                                                 jnp.stack([s.num_replaced for s in state]))
@@ -120,7 +120,7 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
                        age=age, to_replace=jnp.asarray(0.99, jnp.float32), num_replaced=jnp.zeros((), jnp.int32)),)
     key = jax.random.PRNGKey(7)
     inputs = AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward_with([h[None, :]]), key=key)
-    (new,), new_params, new_opt_state = jax.jit(learner.after_update.update)(state, inputs)
+    (new,), new_params, new_opt_state, _ = jax.jit(learner.after_update.update)(state, inputs)
 
     replaced = np.array([False, True, False, False, False])
     np.testing.assert_array_equal(new.age, [201, 0, 201, 51, 201])
@@ -178,9 +178,9 @@ def test_replacing_units_does_not_change_the_output():
 
     state = after.init(params)
     for t in range(maturity):  # nobody is mature yet: nothing changes
-        state, new_params, _ = step(state, params, xs[t], keys[t])
+        state, new_params, _, _ = step(state, params, xs[t], keys[t])
         jax.tree.map(np.testing.assert_array_equal, new_params, params)
-    state, new_params, _ = step(state, params, xs[maturity], keys[maturity])
+    state, new_params, _, _ = step(state, params, xs[maturity], keys[maturity])
     np.testing.assert_array_equal(state[0].age == 0, [False, False, True, False])
     np.testing.assert_array_equal(state[1].age == 0, [True, False, False, False])
 
@@ -263,7 +263,7 @@ def test_a_swept_rate_replaces_as_a_fixed_one_in_more_chunks():
 
         def step(carry, xs):
             state, params, opt_state = carry
-            carry = after.update(state, AfterUpdateInputs(params, opt_state, forward_with(list(xs[0])), xs[1]))
+            carry = after.update(state, AfterUpdateInputs(params, opt_state, forward_with(list(xs[0])), xs[1]))[:3]
             return carry, jnp.stack([s.num_replaced for s in carry[0]])
 
         return jax.lax.scan(step, (after.init(params), params, opt_state), (hidden, keys))
@@ -313,3 +313,113 @@ def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
         for name in alone:
             np.testing.assert_array_equal(run.metrics[name][point], alone[name], err_msg=f'{name} at {rate}')
     assert not np.array_equal(run.metrics['online_mse'][0], run.metrics['online_mse'][1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolutional networks and ResNets (`models.UnitLayer`s declared by the models).
+
+@pytest.mark.parametrize('name', ['convnet', 'resnet18'])
+def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
+    """Continual backprop alone on a ConvNet's and a small ResNet-18's unit layers (channels averaged over
+    positions), 2 runs under jit(vmap), random activations: every layer replaces floor(sum of rate x eligible) units
+    (the fractional carry), and every replaced unit was mature (age > maturity) when replaced."""
+    from tests.learners.test_reinit import IMAGE_NETWORKS
+    model, shape = IMAGE_NETWORKS[name]
+    init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
+    layers = model.unit_layers()
+    rate, maturity, steps = 0.03, 6, 30
+    optimizer = optax.with_extra_args_support(optax.sgd(0.1, momentum=0.9))
+    after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.9,
+                                            maturity_threshold=maturity, utility='adaptable_contribution',
+                                            layers=layers)
+    _, hidden_shapes = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros(shape)),
+                                                          jnp.zeros(shape)))
+
+    def run(key):
+        params = init_params(key)
+        variables = model.init(key, jnp.zeros(shape))
+        model_state = {name: value for name, value in variables.items() if name != 'params'}
+
+        def step(carry, step_key):
+            state, params, opt_state, model_state = carry
+            keys = jax.random.split(step_key, len(hidden_shapes) + 1)
+            hidden = [jax.nn.relu(jax.random.normal(k, (2, 3, 3, h.shape[-1]) if h.ndim == 4 else (2, h.shape[-1])))
+                      for k, h in zip(keys[1:], hidden_shapes)]
+            forward = ForwardPass(outputs=jnp.zeros((2, OUT)), hidden=tuple(hidden), loss=jnp.zeros(()),
+                                  model_state=model_state)
+            carry = after.update(state, AfterUpdateInputs(params, opt_state, forward, keys[0]))
+            return carry, jnp.stack([jnp.pad(s.age, (0, 128 - s.age.shape[0])) for s in carry[0]])
+
+        carry = (after.init(params), params, optimizer.init(params), model_state)
+        return jax.lax.scan(step, carry, jax.random.split(key, steps))
+
+    (states, *_), ages = jax.device_get(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), 2)))
+    for l, layer in enumerate(layers):
+        width = states[l].age.shape[-1]
+        age = ages[:, :, l, :width]  # (runs, steps, width), after each step
+        before = np.concatenate([np.zeros_like(age[:, :1]), age[:, :-1]], axis=1) + 1  # the age when tested
+        replaced = age == 0
+        assert np.all(before[replaced] > maturity)
+        eligible = (before > maturity).sum(axis=2)  # (runs, steps)
+        expected = np.floor(rate * eligible.sum(axis=1) + 1e-4)
+        np.testing.assert_array_equal(replaced.sum(axis=(1, 2)), expected)
+        np.testing.assert_array_equal(states[l].num_replaced, expected)
+        assert expected.min() >= 1, layer
+
+
+def resnet_cbp_config(shared_data_dir, num_tasks):
+    """A small ResNet-18 with continual backprop (momentum, weight decay) on class-pair MNIST, 2 sweep points of the
+    replacement rate in one program."""
+    from plasticity_jax import config as config_lib
+    config = load_config('pairwise_mnist.py', 'cbp')
+    config.update({'num_seeds': 1, 'num_tasks': num_tasks, 'tasks_per_chunk': 1, 'data_dir': shared_data_dir})
+    config.model = config_lib.image_model_config('resnet18', base_width=2)
+    config.problem.update({'train_per_class': 20, 'batch_size': 8, 'epochs': 1})
+    config.metrics.probe_size = 16
+    config.learner.update({'momentum': 0.9, 'step_size': 0.01, 'maturity_threshold': 2, 'utility': 'contribution'})
+    config.learner.weight_decay = 5e-4
+    config.sweep.learner = {'replacement_rate': (0.05, 0.2)}
+    return config
+
+
+def _final_state(config, workdir):
+    import orbax.checkpoint as ocp
+
+    from plasticity_jax import sweeps
+    train = engine.make_train(config)
+    runs = sweeps.runs(config, 1)
+    abstract = jax.eval_shape(jax.vmap(train.init), runs.keys(config.seed), runs.hyperparams())
+    directory = str(workdir / engine.CHECKPOINT_DIR)
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+        return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+
+
+@pytest.mark.slow  # compiles the whole engine program of a ResNet-18: minutes of CPU
+def test_resnet_cbp_through_the_engine_under_a_sweep(tmp_path, shared_data_dir):
+    """Two tasks through the engine (jit(vmap) over 2 sweep points): channels are replaced, more at the higher
+    rate, never more than rate x width x mature steps; the points differ."""
+    config = resnet_cbp_config(shared_data_dir, 2)
+    metrics = engine.run(config, str(tmp_path), progress=False)
+    state = _final_state(config, tmp_path)
+    counts = np.stack([np.asarray(s.num_replaced) for s in state.learner_state], axis=1)  # (points, layers)
+    steps = 2 * 40 // 8  # two tasks of 40 images in batches of 8
+    widths = np.array([2, 2, 4, 4, 8, 8, 16, 16])
+    assert np.all(counts <= np.array([[0.05], [0.2]]) * widths * (steps - 2) + 1e-6)
+    assert counts[0].sum() < counts[1].sum() and counts[1].sum() > 0
+    assert np.all(np.isfinite(metrics['online_loss']))
+    assert not np.array_equal(metrics['online_loss'][0], metrics['online_loss'][1])
+
+
+@pytest.mark.slow
+def test_resnet_cbp_resumes_bit_identically(tmp_path, shared_data_dir):
+    """Run 1 task, then resume to 2 (batch norm statistics, learner state and momentum through a checkpoint): the
+    metrics and the final state equal a run of 2 tasks at once. (A kill -9 resumes from the same checkpoint:
+    tests/test_engine.py kills a run.)"""
+    whole = engine.run(resnet_cbp_config(shared_data_dir, 2), str(tmp_path / 'whole'), progress=False)
+    engine.run(resnet_cbp_config(shared_data_dir, 1), str(tmp_path / 'resumed'), progress=False)
+    resumed = engine.run(resnet_cbp_config(shared_data_dir, 2), str(tmp_path / 'resumed'), progress=False)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
+    config = resnet_cbp_config(shared_data_dir, 2)
+    jax.tree.map(np.testing.assert_array_equal, _final_state(config, tmp_path / 'whole'),
+                 _final_state(config, tmp_path / 'resumed'))

@@ -3,15 +3,16 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from plasticity_jax import engine, learners
-from plasticity_jax.learners import AfterUpdateInputs, reinit
-from plasticity_jax.learners.redo import dormancy_scores
+from plasticity_jax.learners import AfterUpdateInputs, ForwardPass, reinit
+from plasticity_jax.learners.redo import dormancy_scores, redo_after_update
 from tests.conftest import load_config
 from tests.learners import dense_reinit
 from tests.learners.test_continual_backprop import forward_with
-from tests.learners.test_reinit import optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import OUT, optimizer_config, random_tree, tiny_network
 
 
 def test_registered_with_the_published_defaults():
@@ -51,8 +52,8 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
             h = jnp.asarray(means, jnp.float32)[None, :] * wiggle
             new = after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key))
             if t < 3:  # not yet: params and optimizer state untouched
-                jax.tree.map(np.testing.assert_array_equal, new[1:], (params, opt_state))
-            state, new_params, new_opt_state = new
+                jax.tree.map(np.testing.assert_array_equal, new[1:3], (params, opt_state))
+            state, new_params, new_opt_state, _ = new
         return state, new_params, new_opt_state, key
 
     for means, recycled, first_key in (([1.0, 2.0, 0.05, 1.5, 0.0], [False, False, True, False, True], 100),
@@ -103,3 +104,33 @@ def test_end_to_end_through_the_engine():
     assert counts.min() < 600 and np.all(counts % 50 == 0)
     np.testing.assert_array_equal(state.opt_state.inner_state[0].count['output']['bias'], 600)
     assert np.all(np.isfinite(metrics['online_mse']))
+
+
+def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
+    """ReDo on a small ResNet-18's declared channels (every block's conv_0): a channel silent at every position is
+    recycled (fresh incoming kernel, batch norm reset), the active ones are untouched."""
+    from tests.learners.test_reinit import IMAGE_NETWORKS
+    model, shape = IMAGE_NETWORKS['resnet18']
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
+    params = variables['params']
+    model_state = {'batch_stats': jax.tree.map(lambda s: s + 0.5, variables['batch_stats'])}
+    layers = model.unit_layers()
+    optimizer = optax.with_extra_args_support(optax.sgd(0.1, momentum=0.9))
+    after = redo_after_update(optimizer, lambda k: model.init(k, jnp.zeros(shape))['params'], recycle_period=1,
+                              dormancy_threshold=0.1, layers=layers)
+    _, hidden = jax.eval_shape(lambda: model.apply(variables, jnp.zeros(shape)))
+    activations = [jnp.ones(h.shape) for h in hidden]
+    block = layers[2]  # stage 1, block 0: 4 channels
+    activations[block.activation] = activations[block.activation].at[..., 1].set(0.0)
+    forward = ForwardPass(outputs=jnp.zeros((shape[0], OUT)), hidden=tuple(activations), loss=jnp.zeros(()),
+                          model_state=model_state)
+    state, new_params, _, new_model_state = jax.jit(after.update)(
+        after.init(params), AfterUpdateInputs(params, optimizer.init(params), forward, jax.random.PRNGKey(1)))
+    assert [int(n) for n in state.num_recycled] == [0, 0, 1, 0, 0, 0, 0, 0]
+    old, new = reinit.get_path(params, block.incoming), reinit.get_path(new_params, block.incoming)
+    assert np.all(np.asarray(new['kernel'][..., 1]) != np.asarray(old['kernel'][..., 1]))
+    np.testing.assert_array_equal(np.delete(np.asarray(new['kernel']), 1, -1), np.delete(np.asarray(old['kernel']), 1, -1))
+    stats = reinit.get_path(new_model_state['batch_stats'], block.normalization)
+    np.testing.assert_array_equal(stats['mean'], [0.5, 0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(stats['var'], [1.5, 1.0, 1.5, 1.5])
+    assert np.all(np.asarray(reinit.get_path(new_params, block.outgoing[0])['kernel'][..., 1, :]) == 0)

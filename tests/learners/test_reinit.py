@@ -1,5 +1,6 @@
 """The shared unit-replacement mechanism and the Adam with per-element step counts."""
 
+import flax
 import flax.linen as nn
 import jax
 import jax.extend
@@ -11,7 +12,7 @@ import pytest
 
 from plasticity_jax.learners import adam_counts, reinit
 from plasticity_jax.learners.backprop import make_optimizer
-from plasticity_jax.models import MLP
+from plasticity_jax.models import MLP, ConvNet, ResNet18, UnitLayer
 from plasticity_jax.models.mlp import KAIMING_GAIN
 from tests.learners import dense_reinit
 
@@ -45,12 +46,14 @@ MASKS = (np.array([True, False, False, True]), np.array([False, True, False, Fal
 
 
 def test_mlp_unit_layers_pairs_each_hidden_layer_with_the_next():
-    _, init_params, _ = tiny_network(depth=3)
-    assert reinit.mlp_unit_layers(init_params(jax.random.PRNGKey(0))) == (
-        ('hidden_0', 'hidden_1'), ('hidden_1', 'hidden_2'), ('hidden_2', 'output'))
+    model, init_params, _ = tiny_network(depth=3)
+    expected = (UnitLayer(('hidden_0',), (('hidden_1',),), 0), UnitLayer(('hidden_1',), (('hidden_2',),), 1),
+                UnitLayer(('hidden_2',), (('output',),), 2))
+    assert reinit.mlp_unit_layers(init_params(jax.random.PRNGKey(0))) == expected
+    assert model.unit_layers() == expected  # what the model declares
     with pytest.raises(ValueError, match='hidden_0'):
         reinit.mlp_unit_layers({'hidden_1': {}, 'output': {}})
-    with pytest.raises(ValueError, match=r"MLP \(model.name=mlp\) only.*\['conv_0'\]"):
+    with pytest.raises(ValueError, match=r"MLP's params.*\['conv_0'\]"):
         reinit.mlp_unit_layers({'conv_0': {}, 'hidden_0': {}, 'output': {}})
 
 
@@ -61,7 +64,8 @@ def test_replace_units_rewrites_exactly_the_replaced_units_weights():
     new = dense_reinit.replace_units(params, fresh, [jnp.asarray(m) for m in MASKS])
 
     expected = jax.tree.map(np.array, params)
-    for (incoming, outgoing), mask in zip(reinit.mlp_unit_layers(params), MASKS):
+    for layer, mask in zip(reinit.mlp_unit_layers(params), MASKS):
+        (incoming,), ((outgoing,),) = layer.incoming, layer.outgoing
         expected[incoming]['kernel'][:, mask] = np.asarray(fresh[incoming]['kernel'])[:, mask]
         expected[incoming]['bias'][mask] = 0.0
         expected[outgoing]['kernel'][mask, :] = 0.0
@@ -225,7 +229,7 @@ def test_reinitialize_units_under_jit_and_vmap_over_runs():
     for run in range(3):
         alone = single(*jax.tree.map(lambda a: a[run], (params, state, masks, reinit_keys)))
         jax.tree.map(lambda b, s: np.testing.assert_allclose(b[run], s, rtol=1e-6), batched, alone)
-    new_params, new_state = batched
+    new_params, new_state, _ = batched
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[1], new_params),
                  jax.tree.map(lambda a: a[1], params))  # run 1 replaced nothing
     # Run 2 replaced all of layer 0: its incoming weights are the fresh columns of places 0 to 3.
@@ -260,7 +264,7 @@ def test_kernel_initializers_are_found_for_the_layers_that_declare_fan_in_scalin
         model = MLP(width=WIDTH, depth=2, num_outputs=OUT, init_distribution=distribution)
         inits = reinit.kernel_initializers(lambda k: model.init(k, jnp.zeros((1, IN)))['params'],
                                            jax.random.PRNGKey(0))
-        assert sorted(inits) == ['hidden_0', 'hidden_1', 'output']
+        assert sorted(inits) == [('hidden_0',), ('hidden_1',), ('output',)]
     # Xavier (fan_avg) depends on the number of columns: not used; nor is an undeclared initialiser, even one that
     # would qualify, nor anything that is not flax.
     for init in (nn.initializers.xavier_normal(), nn.initializers.lecun_normal()):
@@ -317,7 +321,8 @@ def test_fresh_columns_fall_back_to_a_full_draw_for_an_unknown_initialiser():
 def with_columns(like, columns, units):
     """A tree shaped like the params whose hidden kernels hold `columns[l][:, j]` at column `units[l][j]`."""
     tree = jax.tree.map(jnp.zeros_like, like)
-    for (incoming, _), cols, idx in zip(reinit.mlp_unit_layers(like), columns, units):
+    for layer, cols, idx in zip(reinit.mlp_unit_layers(like), columns, units):
+        (incoming,) = layer.incoming
         tree = reinit.with_param(tree, incoming, 'kernel', tree[incoming]['kernel'].at[:, idx].set(cols, mode='drop'))
     return tree
 
@@ -378,7 +383,7 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
     unchunked = reinit.reinitialize_units_in_order(*jax.tree.map(lambda a: a[0], (params, state)), optimizer,
                                                    *jax.tree.map(lambda a: a[0], (orders, counts, keys)), init_params)
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[0], a), batched, unchunked)
-    new_params, new_state, masks = jax.tree.map(lambda a: a[0], batched)
+    new_params, new_state, _, masks = jax.tree.map(lambda a: a[0], batched)
     old_params, old_state = jax.tree.map(lambda a: a[0], (params, state))
     expected_masks = [np.isin(np.arange(width), [5, 1, 3]), np.isin(np.arange(width), [1, 4])]
     jax.tree.map(np.testing.assert_array_equal, masks, tuple(expected_masks))
@@ -409,3 +414,144 @@ def random_draw_sizes(jaxpr) -> list[int]:
                 elif isinstance(sub, jax.extend.core.Jaxpr):
                     sizes += random_draw_sizes(sub)
     return sizes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolutional networks and ResNets: the same mechanism on channels, flattening and batch norm.
+
+IMAGE_NETWORKS = {  # name -> (model, input shape): small widths and images
+    'convnet': (ConvNet(num_outputs=OUT), (6, 28, 28, 1)),  # MNIST's shape: 2 x 2 ... 1 x 1 maps at conv_2
+    'resnet18': (ResNet18(num_outputs=OUT, base_width=2), (6, 8, 8, 3)),
+}
+
+
+def _unit_entries(params, layers, masks):
+    """Bool trees shaped like the params: per leaf, the entries a replacement of these units rewrites (incoming
+    kernel and bias, batch norm scale and bias), and the outgoing entries it zeroes, built densely."""
+    rewritten = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)
+    zeroed = jax.tree.map(lambda p: np.zeros(p.shape, bool), params)
+    for layer, mask in zip(layers, masks):
+        mask = np.asarray(mask)
+        incoming = reinit.get_path(rewritten, layer.incoming)
+        incoming['kernel'][..., mask] = True
+        incoming['bias'][mask] = True
+        if layer.normalization is not None:
+            for field in ('scale', 'bias'):
+                reinit.get_path(rewritten, layer.normalization)[field][mask] = True
+        for module in layer.outgoing:
+            kernel = reinit.get_path(zeroed, module)['kernel']
+            view = kernel.reshape(*kernel.shape[:-2], -1, mask.size, kernel.shape[-1])  # a view: writes go through
+            view[..., mask, :] = True
+    return rewritten, zeroed
+
+
+@pytest.fixture(scope='module', params=list(IMAGE_NETWORKS))
+def replaced_image_network(request):
+    """A ConvNet and a small ResNet-18 with perturbed params and statistics, about a third of the units of every
+    unit layer replaced at once (jit), with SGD momentum everywhere nonzero."""
+    model, shape = IMAGE_NETWORKS[request.param]
+    init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
+
+    @jax.jit
+    def perturbed(key):  # one compiled program instead of an eager op per leaf
+        variables = model.init(key, jnp.zeros(shape))
+        params = jax.tree.map(lambda p, r: p + 0.1 * r, variables['params'],
+                              random_tree(jax.random.fold_in(key, 1), variables['params']))
+        model_state = {name: jax.tree.map(lambda s, r: s + 0.1 * jnp.abs(r), value,
+                                          random_tree(jax.random.fold_in(key, 2), value))
+                       for name, value in variables.items() if name != 'params'}
+        return params, model_state
+
+    params, model_state = perturbed(jax.random.PRNGKey(0))
+    layers = model.unit_layers()
+    masks = [jax.random.bernoulli(jax.random.fold_in(jax.random.PRNGKey(3), l), 0.35,
+                                  (reinit.layer_width(params, layer),)).at[:2].set(jnp.array([True, False]))
+             for l, layer in enumerate(layers)]
+    optimizer = optax.with_extra_args_support(make_optimizer(optimizer_config('sgd')))
+    opt_state = jax.jit(lambda p: optimizer.update(random_tree(jax.random.PRNGKey(4), p), optimizer.init(p), p)[1])(
+        params)
+    new = jax.jit(lambda p, s, m, key: reinit.reinitialize_units(p, s, optimizer, masks, key, init_params, layers,
+                                                                 model_state=m))(
+        params, opt_state, model_state, jax.random.PRNGKey(5))
+    x = jax.random.normal(jax.random.PRNGKey(6), shape)
+    return model, layers, masks, (params, opt_state, model_state), new, x
+
+
+def test_replaced_channels_leave_the_output_as_with_their_outgoing_weights_zeroed(replaced_image_network):
+    """In evaluation mode and in training mode (batch norm on the batch's statistics, running statistics updated),
+    the replaced network computes what the old one computes with the replaced units' outgoing weights zeroed,
+    whatever was drawn; and it differs from the old network (something was replaced)."""
+    model, layers, masks, (params, _, model_state), (new_params, _, new_model_state), x = replaced_image_network
+    _, zeroed = _unit_entries(params, layers, masks)
+    ablated = jax.tree.map(lambda p, z: jnp.where(z, 0.0, p), params, zeroed)
+    apply = jax.jit(lambda p, s: model.apply({'params': p, **s}, x)[0])
+    np.testing.assert_allclose(apply(new_params, new_model_state), apply(ablated, model_state), rtol=1e-5, atol=1e-5)
+    assert np.max(np.abs(apply(new_params, new_model_state) - apply(params, model_state))) > 1e-3
+    if model_state:  # training mode
+        train = jax.jit(lambda p, s: model.apply({'params': p, **s}, x, mutable=list(s))[0][0])
+        np.testing.assert_allclose(train(new_params, new_model_state), train(ablated, model_state), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_replaced_channels_weights_statistics_and_momentum(replaced_image_network):
+    """Incoming kernels of replaced channels are fresh, biases 0, batch norm scale 1, bias 0, running mean 0 and
+    variance 1, outgoing weights 0 (where no fresh incoming weight of a replaced reader is written); every other
+    entry is as it was; the momentum is zero exactly at the rewritten and zeroed entries."""
+    model, layers, masks, (params, opt_state, model_state), (new_params, new_opt_state, new_state), _ = \
+        replaced_image_network
+    rewritten, zeroed = _unit_entries(params, layers, masks)
+    for layer, mask in zip(layers, masks):
+        mask = np.asarray(mask)
+        old, new = reinit.get_path(params, layer.incoming), reinit.get_path(new_params, layer.incoming)
+        assert np.all(np.asarray(new['kernel'])[..., mask] != np.asarray(old['kernel'])[..., mask])
+        assert np.all(np.asarray(new['bias'])[mask] == 0)
+        if layer.normalization is not None:
+            norm = reinit.get_path(new_params, layer.normalization)
+            assert np.all(np.asarray(norm['scale'])[mask] == 1) and np.all(np.asarray(norm['bias'])[mask] == 0)
+            stats = reinit.get_path(new_state['batch_stats'], layer.normalization)
+            assert np.all(np.asarray(stats['mean'])[mask] == 0) and np.all(np.asarray(stats['var'])[mask] == 1)
+    # Outgoing entries are 0 unless a replaced reader's fresh incoming weight was written there.
+    only_zeroed = jax.tree.map(lambda z, r: z & ~r, zeroed, rewritten)
+    jax.tree.map(lambda p, z: np.testing.assert_array_equal(np.asarray(p)[z], 0), new_params, only_zeroed)
+    untouched = jax.tree.map(lambda r, z: ~(r | z), rewritten, zeroed)
+    jax.tree.map(lambda n, o, u: np.testing.assert_array_equal(np.asarray(n)[u], np.asarray(o)[u]),
+                 new_params, params, untouched)
+    if model_state:  # the other running statistics are untouched
+        old_flat = flax.traverse_util.flatten_dict(model_state['batch_stats'])
+        new_flat = flax.traverse_util.flatten_dict(new_state['batch_stats'])
+        norms = {layer.normalization: np.asarray(mask) for layer, mask in zip(layers, masks)}
+        for path, value in old_flat.items():
+            keep = ~norms.get(path[:-1], np.zeros(value.shape, bool))
+            np.testing.assert_array_equal(np.asarray(new_flat[path])[keep], np.asarray(value)[keep])
+    momentum = optax.tree_utils.tree_get(opt_state, 'trace')
+    new_momentum = optax.tree_utils.tree_get(new_opt_state, 'trace')
+    reset = jax.tree.map(lambda r, z: r | z, rewritten, zeroed)
+    jax.tree.map(lambda n, r: np.testing.assert_array_equal(np.asarray(n)[r], 0), new_momentum, reset)
+    jax.tree.map(lambda n, o, r: np.testing.assert_array_equal(np.asarray(n)[~r], np.asarray(o)[~r]),
+                 new_momentum, momentum, reset)
+    assert all(np.all(np.asarray(m) != 0) for m in jax.tree.leaves(momentum))
+
+
+def test_conv_fresh_weights_come_from_the_layers_initialisers():
+    """A channel's fresh incoming weights: the layer's own initialiser with the receptive field in fan_in (the
+    ConvNet's PyTorch-default uniform bound 1/sqrt(fan_in), the ResNet's Kaiming normal std sqrt(2/fan_in))."""
+    for name, bound_or_std in (('convnet', lambda fan_in: 1 / np.sqrt(fan_in)),
+                               ('resnet18', lambda fan_in: np.sqrt(2 / fan_in))):
+        model, shape = IMAGE_NETWORKS[name]
+        init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
+        params = jax.eval_shape(init_params, jax.random.PRNGKey(0))
+        layers = model.unit_layers()
+        inits = reinit.kernel_initializers(init_params, jax.random.PRNGKey(0))
+        assert {layer.incoming for layer in layers} <= set(inits)
+        layer = layers[1]
+        kernel = reinit.get_path(params, layer.incoming)['kernel']
+        units = [jnp.arange(reinit.layer_width(params, l)) for l in layers]
+        blocks = jax.jit(lambda k: reinit.fresh_incoming_weights(init_params, params, units, k, layers))(
+            jax.random.PRNGKey(1))
+        block = np.asarray(blocks[1])
+        assert block.shape == kernel.shape
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        if name == 'convnet':
+            assert np.abs(block).max() <= bound_or_std(fan_in) and np.abs(block).max() > 0.9 * bound_or_std(fan_in)
+        else:
+            np.testing.assert_allclose(block.std(), bound_or_std(fan_in), rtol=0.1)

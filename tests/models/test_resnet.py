@@ -59,7 +59,8 @@ def test_shapes_and_parameter_names(variables):
     outputs, hidden = _evaluate(variables, jnp.zeros((5, 32, 32, 3)))
     assert outputs.shape == (5, OUTPUTS)
     assert isinstance(hidden, tuple)
-    assert [h.shape for h in hidden] == [(5, 32, 32, 16), (5, 16, 16, 32), (5, 8, 8, 64), (5, 4, 4, 128)]
+    stages = [(5, 32, 32, 16), (5, 16, 16, 32), (5, 8, 8, 64), (5, 4, 4, 128)]
+    assert [h.shape for h in hidden] == stages + [shape for shape in stages for _ in range(2)]  # + blocks' inner
 
 
 def test_parameter_count_at_full_width():
@@ -145,7 +146,7 @@ def test_training_mode_updates_every_running_average_and_evaluation_mode_none(va
         assert not np.allclose(before[path], after[path]), path
     # Evaluation mode: no mutable collection; updating an immutable collection would raise.
     outputs, hidden = _evaluate(variables, _images(1))
-    assert outputs.shape == (6, OUTPUTS) and len(hidden) == 4
+    assert outputs.shape == (6, OUTPUTS) and len(hidden) == 12
 
 
 def test_evaluation_mode_uses_the_running_averages(variables):
