@@ -23,7 +23,7 @@ Variants (comma-separated after a colon, e.g. `configs/permuted_mnist.py:lr0.01`
   online_norm                Online Normalization (Chiley et al., 2019) before each hidden activation (Sec. 4.3),
                              decays alpha_f = 0.999, alpha_b = 0.99 (plasticity_jax/models/normalization.py)
 
-Data: MNIST from TensorFlow Datasets, or offline from the four IDX files with `--config.data_dir=DIR` (or
+Data: MNIST's four IDX files, downloaded into the cache on first use, or offline from `--config.data_dir=DIR` (or
 $PLASTICITY_JAX_DATA_DIR); see `plasticity_jax/data/mnist.py`.
 
 Measured on a 2-core CPU (2026-11-20), reduced: `:lr0.01` with --config.num_seeds=4 --config.num_tasks=60

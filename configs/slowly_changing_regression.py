@@ -16,9 +16,9 @@ Variants (comma-separated after a colon, e.g. `configs/slowly_changing_regressio
                              and 0.99) in the hidden layer: the Permuted MNIST settings of the dissertation's
                              Sec. 4.3; the papers do not run them on this problem
 
-Expected: 7-15 s on a 2-core CPU for 4 seeds, about 25 s for 30 (measured 2026-11-20, see BENCHMARKS.md). With SGD 0.01 and ReLU, the
-per-task MSE first falls, then rises again over the 100 tasks as units die and plasticity is lost (the papers'
-pattern); the identity (linear) network's error stays flat at a higher level.
+Expected: 7-15 s on a 2-core CPU for 4 seeds, about 25 s for 30 (measured 2026-11-20, see BENCHMARKS.md).
+With SGD 0.01 and ReLU, the per-task MSE first falls, then rises again over the 100 tasks as units die and
+plasticity is lost (the papers' pattern); the identity (linear) network's error stays flat at a higher level.
 """
 
 from plasticity_jax import config as config_lib

@@ -2,14 +2,21 @@
 
 A run is fully described by one `ml_collections.ConfigDict`. Each file `configs/<experiment>.py` defines
 `get_config(arg)`, built from `base_config()` and a dict of named variants; `arg` selects variants, several joined
-by commas: `configs/slowly_changing_regression.py:tanh,adam`.
+by commas: `configs/slowly_changing_regression.py:tanh,adam`. `load(spec, overrides)` gives the config of a
+`--config=` spec from Python (notebooks, scripts, tests), as the command line would.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import importlib.util
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import ml_collections
+
+# configs/ of a checkout: `load` falls back to it for a relative spec not found from the working directory.
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 Variant = Callable[[ml_collections.ConfigDict], None]
 
@@ -32,7 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # The latest checkpoints kept for resuming ...
     config.keep_checkpoints_every = 0  # ... plus, if > 0, every checkpoint after a multiple of this many tasks.
     config.data_dir = ''  # Folder with offline data (e.g. the MNIST IDX files); '' = $PLASTICITY_JAX_DATA_DIR.
-    config.data_source = 'auto'  # 'auto' (offline files if a data dir is set, else TFDS), 'idx' or 'tfds'.
+    # MNIST: 'auto' (the IDX files of the data dir if one is set, else 'download' them into the cache), 'idx',
+    # 'download' or 'tfds' (needs the tfds extra). See data.mnist.
+    config.data_source = 'auto'
     # At every task's start: 'none', 'head' (zero the output layer) or 'network' (fresh network; engine.RESETS).
     config.reset_at_task_start = 'none'
     # Swept fields, mirroring the config: e.g. config.sweep.learner.step_size = (0.01, 0.003). See `sweeps`.
@@ -190,3 +199,56 @@ def apply_variants(config: ml_collections.ConfigDict, arg: str | None,
         variants[name](config)
     config.lock()
     return config
+
+
+def load(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """The config of `--config=spec --config.<field>=<value> ...`: `get_config(variants)` of the file, then overrides.
+
+    Args:
+      spec: `path/to/config.py[:variant1,variant2]`, e.g. `'configs/permuted_mnist.py:lr0.01,cbp'`. A relative path
+        that does not exist from the working directory is looked up in the checkout's root (so notebooks can say
+        `configs/x.py` from `notebooks/`).
+      overrides: dotted field -> value, e.g. `{'num_seeds': 2, 'model.width': 100}`.
+
+    Returns:
+      The config, locked as the command line's is: existing fields can be set, new ones cannot (`config.unlock()`).
+
+    Raises:
+      FileNotFoundError: the config file does not exist (naming the paths tried).
+      KeyError: an override names a field the config lacks (listing the valid ones).
+    """
+    path, _, variants = spec.partition(':')
+    candidates = [pathlib.Path(path).expanduser()]
+    if not candidates[0].is_absolute():
+        candidates.append(REPO_ROOT / path)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f'config file {path!r} not found; tried {", ".join(map(str, candidates))}.')
+    module_spec = importlib.util.spec_from_file_location(f'plasticity_jax_config_{found.stem}', found)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(variants or None)
+    for name, value in (overrides or {}).items():
+        parent, leaf = field_parent(config, name)
+        parent[leaf] = value
+    return config
+
+
+def field_parent(config: ml_collections.ConfigDict, name: str) -> tuple[ml_collections.ConfigDict, str]:
+    """The ConfigDict holding the dotted field `name` (e.g. 'model.width'), and the field's last part.
+
+    Raises:
+      KeyError: the config has no such field; the message names where the path breaks and the valid fields there.
+    """
+    *parents, leaf = name.split('.')
+    node = config
+    for depth, field in enumerate([*parents, leaf]):
+        if not isinstance(node, ml_collections.ConfigDict) or field not in node:
+            where = '.'.join(['config', *parents[:depth]])
+            valid = ', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else \
+                '(none: it is a value)'
+            raise KeyError(f"unknown config field '{name}': {where} has no field {field!r}. Valid: {valid}")
+        if depth < len(parents):
+            node = node[field]
+    return node, leaf

@@ -35,7 +35,8 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,12 +47,20 @@ import orbax.checkpoint as ocp
 from absl import logging
 from tqdm.auto import tqdm
 
-from plasticity_jax import curvature, learners, metrics, models, problems, sweeps, validation
+from plasticity_jax import curvature, learners, live_metrics, metrics, models, problems, sweeps, validation
 from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
+
 # The workdir's files (`plasticity_jax.workdir`), under the names the rest of the package reads them by.
 from plasticity_jax.workdir import (  # noqa: F401
-    CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, atomic_write, load_npz, save_metrics)
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SWEEP_CONFIG_FILE,
+    atomic_write,
+    load_npz,
+    save_metrics,
+)
 
 # fold_in index of a step's key for the learner's auxiliary batch (apart from the step's four split keys).
 AUXILIARY_BATCH_STREAM = 4
@@ -553,6 +562,7 @@ def _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, *
     with ocp.CheckpointManager(directory, options=options) as manager:
         if fresh:  # A fresh run: checkpoint the initial state too (spectra at initialisation need it).
             manager.save(0, args=workdir_lib.save_args(state, {}))
+        live = live_metrics.LiveMetrics(workdir, runs, first_task=done, enabled=writer)
         examples_per_task = train.problem.examples_per_task * runs.num_runs
         bar = tqdm(total=config.num_tasks, initial=done, unit='task', disable=not (progress and writer),
                    dynamic_ncols=True)
@@ -568,6 +578,7 @@ def _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, *
             if writer:
                 _report_nonfinite(chunk_metrics, done - chunk, runs)
                 save_metrics(workdir, history)
+                live.write(chunk_metrics, done - chunk)
             manager.save(done, args=workdir_lib.save_args(state, history))
             bar.update(chunk)
             online = chunk_metrics[train.problem.online_metric_name][:, -1].mean()
@@ -575,6 +586,7 @@ def _run_chunks(config, workdir, train, runs, run_chunk, state, done, history, *
                              train.problem.online_metric_name: f'{online:.4f}'})
         manager.wait_until_finished()
         bar.close()
+        live.close()
     return history
 
 

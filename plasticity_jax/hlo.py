@@ -19,7 +19,7 @@ of a compiled program (`jax.jit(f).lower(...).compile().as_text()`).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 FLOAT_DTYPES = ('f64', 'f32', 'bf16', 'f16')
 

@@ -9,14 +9,15 @@ again resumes from the latest checkpoint in DIR, skipping finished programs.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from plasticity_jax import engine, sweeps, validation, workdir as workdir_lib
+from plasticity_jax import config as config_lib
+from plasticity_jax import engine, logs, sweeps, validation
+from plasticity_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: configs/<experiment>.py[:variants].',
                                           lock_config=True)
@@ -39,31 +40,18 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, w
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _load_config_file(spec: str):
-    path, _, arg = spec.partition(':')
-    module_spec = importlib.util.spec_from_file_location('experiment_config', path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-
-
 def unknown_override(argv: list[str]) -> str | None:
     """Names the first `--config.<field>` override that the config lacks, with the valid fields beside it."""
     spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
     if spec is None:
         return None
-    config = _load_config_file(spec)
+    config = config_lib.load(spec)
     for arg in argv:
-        if not arg.startswith('--config.'):
-            continue
-        path = arg[len('--config.'):].split('=', 1)[0].split('.')
-        node, prefix = config, []
-        for field in path:
-            if not hasattr(node, 'keys') or field not in node:
-                where = '.'.join(['config', *prefix])
-                valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none: it is a value)'
-                return f"unknown config field '{'.'.join(path)}': {where} has no field {field!r}. Valid: {valid}"
-            node, prefix = node[field], [*prefix, field]
+        if arg.startswith('--config.'):
+            try:
+                config_lib.field_parent(config, arg[len('--config.'):].split('=', 1)[0])
+            except KeyError as error:
+                return error.args[0]
     return None
 
 
@@ -78,8 +66,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if not flags.FLAGS['verbosity'].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
+    logs.quiet_unless_verbosity_given()
     workdir = _WORKDIR.value
     if _DISTRIBUTED.value:
         jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # Collectives between CPU processes.
@@ -115,8 +102,9 @@ def main(argv: list[str]) -> None:
             print(f'Results are in {workdir}/<program>: one run directory per program. '
                   f"Load them with plasticity_jax.results.load_runs('{workdir}').")
         else:
-            print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/. '
+            print(f'Results are in {workdir}: metrics.npz, config.json, checkpoints/, tensorboard/. '
                   f"Load them with plasticity_jax.results.load_run('{workdir}').")
+        print(f'Plot them: python -m plasticity_jax.plot --workdir={workdir} --out={workdir}/figures')
 
 
 if __name__ == '__main__':

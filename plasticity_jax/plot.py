@@ -26,6 +26,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from plasticity_jax import logs  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
 from plasticity_jax.results import Run, load_runs  # noqa: E402
 from plasticity_jax.workdir import WorkdirError  # noqa: E402
@@ -132,6 +133,7 @@ def _has_field(run: Run, field: str) -> bool:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logs.quiet_unless_verbosity_given()
     layer = int(_LAYER.value) if _LAYER.value.lstrip('-').isdigit() else _LAYER.value
     if layer not in ('mean', 'last') and not isinstance(layer, int):
         sys.exit(f"error: --layer={_LAYER.value}: give 'mean', 'last' or a layer index such as 0 or -1.")

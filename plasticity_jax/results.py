@@ -16,7 +16,7 @@ from plasticity_jax.workdir import WorkdirError
 SPECTRA_FILE = 'spectra.npz'
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Run:
     """A run's resolved config and its metrics: name -> array with leading axes (seed, task), or (point, seed, task)
     for a sweep (`config.sweep`), whose coordinates are in `sweep` (field name -> value at each point).
@@ -32,7 +32,17 @@ class Run:
     spectra: dict[str, np.ndarray]
     sweep: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-    def point(self, index: int) -> 'Run':
+    def __repr__(self) -> str:
+        """One line: where, how much, which metrics (the arrays themselves are in `metrics`)."""
+        names = ('points', 'seeds', 'tasks') if self.sweep else ('seeds', 'tasks')
+        shape = self.metrics['nonfinite_steps'].shape if self.metrics else ()
+        axes = ' x '.join(f'{n} {name}' for n, name in zip(shape, names))
+        sweep = ''.join(f', {name}={tuple(np.round(v, 6).tolist())}' for name, v in self.sweep.items())
+        spectra = f', spectra: {len(self.spectra.get("task", []))} checkpoints' if self.spectra else ''
+        return (f"Run('{self.workdir}', {self.config.learner.name}, {axes or 'no tasks yet'}{sweep}, "
+                f"metrics: {', '.join(sorted(self.metrics))}{spectra})")
+
+    def point(self, index: int) -> Run:
         """Point `index` of a sweep as a run of its own (metrics with leading axes (seed, task))."""
         if not self.sweep:
             raise ValueError(f'{self.workdir} is not a sweep.')

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 from tqdm.auto import tqdm
 
-from plasticity_jax import engine, results
+from plasticity_jax import engine, logs, results
 from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.results import SPECTRA_FILE
 
@@ -74,6 +74,7 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logs.quiet_unless_verbosity_given()
     try:
         compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
                         probe_size=_PROBE_SIZE.value, kind=_KIND.value, exact_ggn_probe_size=_EXACT_GGN.value)

@@ -18,7 +18,8 @@ import json
 import os
 import shutil
 import socket
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import ml_collections
 import numpy as np
@@ -137,7 +138,7 @@ class Lock:
         self.file = None
         self.created = False
 
-    def __enter__(self) -> 'Lock':
+    def __enter__(self) -> Lock:
         self.created = not os.path.exists(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.file = open(self.path, 'a+')

@@ -1,4 +1,5 @@
-"""Benchmark: Lanczos / SLQ on the loss Hessian of the Permuted-MNIST MLP, JAX (`plasticity_jax.curvature`) vs PyHessian.
+"""Benchmark: Lanczos / SLQ on the loss Hessian of the Permuted-MNIST MLP, JAX (`plasticity_jax.curvature`) vs
+PyHessian.
 
 A benchmark script, not a timed test. The network is the 784 -> depth x width ReLU -> 10 MLP of Online Permuted MNIST
 (`models.MLP`, Kaiming-normal weights, zero biases; width 2000 and depth 3 give 9,594,010 parameters), the loss is
@@ -30,7 +31,8 @@ loss. For every hidden width, number of seeds S and Lanczos order N it reports
   Gram-Schmidt against all previous vectors, same per-step host syncs).
 
 Both sides use float32 (JAX with `jax_enable_x64` off, so the Lanczos basis is float32 as PyHessian's vectors are).
-JAX runs on its default backend (all usable cores on a CPU); PyTorch on CUDA if available, else the CPU. `--check` compares one Hessian-vector product of both at the smallest width.
+JAX runs on its default backend (all usable cores on a CPU); PyTorch on CUDA if available, else the CPU.
+`--check` compares one Hessian-vector product of both at the smallest width.
 
 Memory: the JAX Lanczos basis is (N, params) per seed, N x params x 4 bytes (N = 10 at width 2000: 0.38 GB per seed,
 3.1 GB for 8 seeds; N = 100: 31 GB for 8 seeds, which fits an 80 GB GPU); PyHessian keeps its N vectors the same way.
@@ -65,15 +67,16 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from plasticity_jax import curvature  # noqa: E402
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
 from benchmark_permuted_mnist import _version, usable_cores  # noqa: E402
+
+from plasticity_jax import curvature  # noqa: E402
 from plasticity_jax.models.mlp import MLP  # noqa: E402
 
 DEPTH = 3
@@ -113,7 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='compare one JAX and one PyTorch Hessian-vector product at the smallest width')
     parser.add_argument('--random_data', action='store_true', help='random MNIST-shaped inputs instead of MNIST')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
-                        '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+                        '$PLASTICITY_JAX_DATA_DIR, else downloaded into the cache)')
     parser.add_argument('--dual_ggn_probes', type=_int_list, default=[],
                         help='also time the exact GGN spectrum through its dual Gram matrix '
                         '(curvature.exact_ggn_spectrum) on the first P of the examples, for each P (e.g. 500,2000)')
@@ -446,7 +449,8 @@ def main(argv=None) -> dict:
         try:
             import pyhessian  # noqa: F401
         except ImportError:
-            print("pyhessian is not installed (pip install --no-deps pyhessian); timing the built-in re-implementation.")
+            print("pyhessian is not installed (pip install --no-deps pyhessian); "
+                  "timing the built-in re-implementation.")
             impl = 'builtin'
     threads_list = sorted(set(args.torch_threads or [1, usable_cores()]))
     warnings.filterwarnings('ignore', message='Using backward\\(\\) with create_graph=True')

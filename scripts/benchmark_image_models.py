@@ -38,8 +38,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
+
 from plasticity_jax import engine, models  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 
 MODELS = {  # model -> (config file, classes in the folder, training images per class)
     'convnet': ('continual_imagenet.py', 2, 600),
@@ -69,7 +70,7 @@ def write_class_folder(directory: str, num_classes: int, per_class: int) -> None
 
 def make_config(model: str, seeds: int, epochs: int, folder: str, args: argparse.Namespace):
     config_file, num_classes, train_per_class = MODELS[model]
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', config_file))
+    config = load_config(os.path.join(REPO_ROOT, 'configs', config_file))
     config.unlock()
     config.num_seeds, config.num_tasks, config.tasks_per_chunk = seeds, 1, 1
     config.data_dir = folder

@@ -35,7 +35,7 @@ benchmark stays within about 10 minutes on a 2-core CPU. `--examples_per_task=N`
     python scripts/benchmark_permuted_mnist.py --widths=100 --seeds=1,8 --no-torch --out=/tmp/bench.json
     python scripts/benchmark_permuted_mnist.py --learner=cbp --no-torch      # another learner's cost
 
-Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else TensorFlow Datasets). Figures from a
+Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else downloaded). Figures from a
 machine shared with other work are noisy: run it more than once.
 """
 
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--torch_threads', type=_int_list, default=None,
                         help='torch.set_num_threads values to try (default: 1 and the usable cores)')
     parser.add_argument('--data_dir', default='', help='folder with the MNIST IDX files (default: '
-                        '$PLASTICITY_JAX_DATA_DIR, else TensorFlow Datasets)')
+                        '$PLASTICITY_JAX_DATA_DIR, else downloaded into the cache)')
     parser.add_argument('--learner', default='backprop',
                         help='learner of the JAX program (a `configs/permuted_mnist.py` learner variant, with its '
                         'defaults: cbp, redo, shrink_perturb, ...; default backprop). The PyTorch loop is backprop.')
@@ -389,7 +389,8 @@ def main(argv=None) -> dict:
             measured = bench_jax(width, seeds, args)
             results['jax'].append(measured)
             print(f'jax width {width}, {seeds} seeds: compile {measured["compile_s"]:.1f} s, '
-                  f'{measured["seed_steps_per_s"]:.1f} seed-steps/s (medians: {measured["seed_steps_per_s_median"]:.1f}); '
+                  f'{measured["seed_steps_per_s"]:.1f} seed-steps/s '
+                  f'(medians: {measured["seed_steps_per_s_median"]:.1f}); '
                   f'calls {", ".join(f"{t:.2f}" for t in measured["call_s"])} s of {measured["steps"]} steps, '
                   f'{", ".join(f"{t:.2f}" for t in measured["empty_task_call_s"])} s of none', flush=True)
 

@@ -65,9 +65,9 @@ def measure(num_runs: int, args: argparse.Namespace) -> dict:
     import numpy as np
 
     from plasticity_jax import engine, sweeps
-    from plasticity_jax.main import _load_config_file
+    from plasticity_jax.config import load as load_config
 
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', 'slowly_changing_regression.py'))
+    config = load_config(os.path.join(REPO_ROOT, 'configs', 'slowly_changing_regression.py'))
     config.unlock()
     config.num_seeds, config.num_tasks, config.tasks_per_chunk = num_runs, 1, 1
     config.problem.examples_per_task = args.steps

@@ -12,7 +12,8 @@ memory is about 2.2 GB (the images of the classes not yet complete). Then
 
     python scripts/prepare_continual_imagenet.py --out_dir=data/continual_imagenet [--tfds_data_dir=DIR]
 
-TFDS downloads the downsampled ImageNet on first use, which needs internet and TensorFlow (pip install tensorflow);
+TFDS downloads the downsampled ImageNet on first use, which needs internet and the TFDS extra
+(pip install 'plasticity_jax[tfds]': TFDS and TensorFlow);
 offline, pass --tfds_data_dir=DIR where ``imagenet_resized/32x32`` is already prepared.
 """
 
@@ -22,8 +23,8 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tfds_data_dir", default=None, help="TFDS data directory (default: TFDS's own)")
     args = parser.parse_args(argv)
 
-    fix = ("Fix: install TensorFlow for the TFDS path (pip install tensorflow) on a machine with internet, or pass "
+    fix = ("Fix: install the TFDS extra (pip install 'plasticity_jax[tfds]') on a machine with internet, or pass "
            f"--tfds_data_dir=DIR where {TFDS_NAME} is already prepared.")
     tfds = import_tfds(TFDS_NAME, fix)
     try:

@@ -43,7 +43,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from plasticity_jax import engine  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 
 CONFIG = os.path.join(REPO_ROOT, 'configs', 'slowly_changing_regression.py')
 
@@ -59,7 +59,7 @@ RUNS = {
 
 def run(name: str, num_seeds: int, num_tasks: int, examples_per_task: int, seed: int):
     variants, learner_fields = RUNS[name]
-    config = _load_config_file(f'{CONFIG}:{variants}')
+    config = load_config(f'{CONFIG}:{variants}')
     config.unlock()
     config.update({'num_seeds': num_seeds, 'num_tasks': num_tasks, 'seed': seed})
     config.problem.examples_per_task = examples_per_task
@@ -109,7 +109,7 @@ def main():
         print('  MSE    ' + ' '.join(f'{m:9.4f}' for m in per_bin.mean(axis=0)))
         print('  +-     ' + ' '.join(f'{s:9.4f}' for s in per_bin.std(axis=0, ddof=1) / np.sqrt(args.num_seeds)))
         print('  dead   ' + ' '.join(f'{dead[:, b:b + args.bin].mean():9.3f}' for b in bins))
-    print(f'\nsecond bin (early) vs last bin (late), and vs backprop on the same seeds and tasks:')
+    print('\nsecond bin (early) vs last bin (late), and vs backprop on the same seeds and tasks:')
     for name, per_bin in results.items():
         early, late = per_bin[:, 1].mean(), per_bin[:, -1].mean()
         line = f'  {name:18s} early {early:.4f}  late {late:.4f}  late / early {late / early:.2f}'

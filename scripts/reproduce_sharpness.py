@@ -47,19 +47,18 @@ import os
 import sys
 import time
 
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from plasticity_jax import analysis, engine, results  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax.config import load as load_config  # noqa: E402
 
 PROBLEMS = {'pairwise_mnist': 45, 'permuted_mnist_minibatch': 10}  # config name: default number of tasks
 LEARNERS = {'sgd': 'backprop', 'sam': 'sam', 'gnp': 'gnp'}  # printed name: config variant
 
 
 def run_learner(problem: str, learner: str, args) -> results.Run:
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', f'{problem}.py:{LEARNERS[learner]}'))
+    config = load_config(os.path.join(REPO_ROOT, 'configs', f'{problem}.py:{LEARNERS[learner]}'))
     config.unlock()
     config.num_seeds = args.num_seeds
     config.num_tasks = args.num_tasks or PROBLEMS[problem]
@@ -92,7 +91,7 @@ def summarize(problem: str, runs: dict[str, results.Run], bin_size: int) -> None
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--workdir', required=True, help='parent of the runs (resumable)')
-    parser.add_argument('--data_dir', default=None, help='folder with mnist/ IDX files (else TFDS)')
+    parser.add_argument('--data_dir', default=None, help='folder with mnist/ IDX files (else downloaded)')
     parser.add_argument('--problems', default=','.join(PROBLEMS), help=f'comma-separated, from {list(PROBLEMS)}')
     parser.add_argument('--learners', default=','.join(LEARNERS), help=f'comma-separated, from {list(LEARNERS)}')
     parser.add_argument('--step_sizes', default='0.01,0.1', type=lambda s: [float(v) for v in s.split(',')])

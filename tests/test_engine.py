@@ -1,17 +1,17 @@
 """The engine: determinism, seed independence, resume after a kill, and the learner extension points."""
 
+import dataclasses
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
-import dataclasses
 
 import jax
-import ml_collections
 import jax.flatten_util
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -60,8 +60,14 @@ def test_run_writes_every_metric_with_seed_and_task_axes(tmp_path):
     assert run.num_tasks_done == 4 and run.diverged_seeds.size == 0
 
 
-def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path):
-    first = engine.run(small_scr(), str(tmp_path / 'a'), progress=False)
+@pytest.fixture(scope='module')
+def small_scr_metrics(tmp_path_factory):
+    """`small_scr()` run once, for the tests that compare other ways of running it with it."""
+    return engine.run(small_scr(), str(tmp_path_factory.mktemp('small_scr')), progress=False)
+
+
+def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path, small_scr_metrics):
+    first = small_scr_metrics
     second = engine.run(small_scr(), str(tmp_path / 'b'), progress=False)
     assert_same_metrics(first, second)
     assert not np.array_equal(first['online_mse'][0], first['online_mse'][1])
@@ -69,14 +75,14 @@ def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path):
     assert not np.array_equal(first['online_mse'], other_base_seed['online_mse'])
 
 
-def test_seed_results_do_not_depend_on_how_many_seeds_run(tmp_path):
-    two = engine.run(small_scr(num_seeds=2), str(tmp_path / 'two'), progress=False)
+def test_seed_results_do_not_depend_on_how_many_seeds_run(tmp_path, small_scr_metrics):
+    two = small_scr_metrics  # 2 seeds
     three = engine.run(small_scr(num_seeds=3), str(tmp_path / 'three'), progress=False)
     np.testing.assert_allclose(two['online_mse'], three['online_mse'][:2], rtol=1e-6)
 
 
-def test_extending_a_finished_run_equals_running_it_whole(tmp_path):
-    whole = engine.run(small_scr(num_tasks=4), str(tmp_path / 'whole'), progress=False)
+def test_extending_a_finished_run_equals_running_it_whole(tmp_path, small_scr_metrics):
+    whole = small_scr_metrics  # 4 tasks
     engine.run(small_scr(num_tasks=2), str(tmp_path / 'extended'), progress=False)
     extended = engine.run(small_scr(num_tasks=4), str(tmp_path / 'extended'), progress=False)
     assert_same_metrics(whole, extended)

@@ -1,5 +1,6 @@
 """The command line: config overrides, clear errors for unknown fields and variants."""
 
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,10 @@ def test_cli_runs_overrides_and_variants_and_says_where_results_went(tmp_path):
                       '--config.problem.examples_per_task=200', '--config.metrics.probe_size=32')
     assert result.returncode == 0, result.stderr
     assert str(workdir) in result.stdout
+    assert f'python -m plasticity_jax.plot --workdir={workdir}' in result.stdout
+    info_lines = [line for line in result.stderr.splitlines() if re.match(r'I\d{4} ', line)]
+    assert not info_lines, info_lines  # quiet by default: no orbax / absl INFO
+    assert (workdir / 'tensorboard' / 'seed_1').is_dir()
     from plasticity_jax.results import load_run
     run = load_run(str(workdir))
     assert run.config.model.activation == 'tanh' and run.config.learner.step_size == 0.001

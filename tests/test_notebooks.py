@@ -1,7 +1,9 @@
 """The notebooks in notebooks/ run top to bottom (nbclient, a fresh python3 kernel of this interpreter, in a
 temporary folder, MNIST from the shared offline data) and produce their figures; they are stored without outputs.
 
-Each takes a minute or two on a 2-core CPU with the small settings of its first code cell.
+The default suite runs each notebook with tiny settings (`SMOKE_SETTINGS`, a cell inserted after the notebook's own
+settings cell): every cell runs, in seconds. The notebooks' own settings, which take minutes and show the phenomenon,
+run under `-m slow`.
 """
 
 import os
@@ -18,11 +20,22 @@ nbclient = pytest.importorskip('nbclient')
 
 NOTEBOOKS = {
     '01_quickstart.ipynb': ['figures/quickstart_mse.png', 'figures/quickstart_correlates.png',
-                            'runs/01_quickstart/metrics.npz'],
+                            'runs/01_quickstart/backprop/metrics.npz', 'runs/01_quickstart/cbp/metrics.npz'],
     '02_compare_learners.ipynb': ['figures/compare_accuracy.png', 'figures/compare_correlates.png',
-                                  'runs/02_compare_learners/backprop/metrics.npz'],
+                                  'runs/02_compare_learners/l2/metrics.npz',
+                                  'runs/02_compare_learners/cbp/metrics.npz'],
     '03_hessian_spectra.ipynb': ['figures/spectra.png', 'figures/rank_vs_mse.png',
                                  'runs/03_hessian_spectra/spectra.npz'],
+}
+
+
+# Run after each notebook's first code cell (its settings) in the default suite.
+SMOKE_SETTINGS = {
+    '01_quickstart.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, BINS = 2, 4, 200, 2',
+    # Two learners (each is one more compiled program): L2 exercises LEARNER_FIELDS, CBP the default fields.
+    '02_compare_learners.ipynb': "SEEDS, TASKS, EXAMPLES_PER_TASK, WIDTH, PROBE_SIZE, BINS = 2, 2, 100, 16, 32, 2\n"
+                                 "LEARNERS = ['l2', 'cbp']",
+    '03_hessian_spectra.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, CHECKPOINT_EVERY, ORDER, DRAWS = 2, 4, 200, 2, 8, 1',
 }
 
 
@@ -46,14 +59,16 @@ def test_every_notebook_is_listed_and_stored_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f'{name}: clear the outputs'
 
 
-@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
-def test_notebook_runs_and_writes_its_figures(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel):
+def execute(name, tmp_path, monkeypatch, shared_data_dir, kernel, smoke):
     monkeypatch.setenv('PLASTICITY_JAX_DATA_DIR', shared_data_dir)  # the kernel inherits the environment
     monkeypatch.setenv('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
     # The package, also when it is not pip-installed (running from a checkout).
     monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
     notebook = nbformat.read(REPO_ROOT / 'notebooks' / name, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=900, kernel_name=python3_kernel,
+    if smoke:
+        settings = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == 'code')
+        notebook.cells.insert(settings + 1, nbformat.v4.new_code_cell(SMOKE_SETTINGS[name]))
+    client = nbclient.NotebookClient(notebook, timeout=1800, kernel_name=kernel,
                                      resources={'metadata': {'path': str(tmp_path)}})
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
@@ -63,3 +78,15 @@ def test_notebook_runs_and_writes_its_figures(name, tmp_path, monkeypatch, share
     assert not errors
     for path in NOTEBOOKS[name]:
         assert (tmp_path / path).is_file() and os.path.getsize(tmp_path / path) > 0, path
+
+
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_notebook_runs_and_writes_its_figures(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel):
+    execute(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel, smoke=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_notebook_at_its_own_settings(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel):
+    """As a user runs it: minutes, with the settings that show loss of plasticity (times in docs/results.md)."""
+    execute(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel, smoke=False)

@@ -24,6 +24,20 @@ def lr_sweep(**overrides):
     return config
 
 
+@pytest.fixture(scope='module')
+def lr_sweep_workdir(tmp_path_factory):
+    """The workdir of `lr_sweep()` run once on one device, for the tests that read it or compare with it."""
+    workdir = str(tmp_path_factory.mktemp('lr_sweep'))
+    engine.run(lr_sweep(), workdir, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope='module')
+def lr_sweep_metrics(lr_sweep_workdir):
+    """Its metrics, leading axes (run, task), as `engine.run` returns them."""
+    return engine.load_npz(os.path.join(lr_sweep_workdir, engine.METRICS_FILE))
+
+
 def test_grid_is_the_product_of_the_swept_fields_in_name_order():
     config = small_scr()
     config.sweep.learner = {'step_size': (0.1, 0.2), 'momentum': (0.0, 0.5, 0.9)}
@@ -45,9 +59,9 @@ def test_bad_sweeps_are_refused_with_the_reason(field, message):
         sweeps.grid(config)
 
 
-def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path):
-    swept = engine.run(lr_sweep(), str(tmp_path / 'sweep'), progress=False)
-    run = load_run(str(tmp_path / 'sweep'))
+def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path, lr_sweep_workdir, lr_sweep_metrics):
+    swept = lr_sweep_metrics
+    run = load_run(lr_sweep_workdir)
     assert run.metrics['online_mse'].shape == (3, 2, 2)  # (point, seed, task)
     np.testing.assert_array_equal(run.sweep['learner.step_size'], STEP_SIZES)
     assert swept['online_mse'].shape == (6, 2)
@@ -65,13 +79,14 @@ def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path):
     assert run.point(1).config.learner.step_size == STEP_SIZES[1]
 
 
-def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
+def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path, lr_sweep_metrics):
     """6 runs over 8 (fake CPU) devices: padded to 8, the padding dropped, every number equal to one device."""
-    one_device = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
+    one_device = lr_sweep_metrics
     script = ('import sys; sys.path.insert(0, "."); import jax; assert jax.device_count() == 8\n'
               'from plasticity_jax import engine; from tests.test_sweeps import lr_sweep\n'
               f'engine.run(lr_sweep(), {str(tmp_path / "eight")!r}, progress=False)\n')
-    env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu',  # the test run's XLA flags too, so both sides compile alike
+           'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()}
     result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     eight = load_run(str(tmp_path / 'eight')).metrics
@@ -79,7 +94,7 @@ def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path):
         np.testing.assert_array_equal(eight[name].reshape(values.shape), values, err_msg=name)
 
 
-def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
+def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path, lr_sweep_metrics):
     """Two CPU processes (one device each) run one sweep together through the CLI; the results equal one process."""
     import socket
 
@@ -100,14 +115,14 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path):
     assert 'Results are in' in outputs[0][0] and 'Results are in' not in outputs[1][0]
 
     one = load_run(str(tmp_path / 'two'))
-    alone = engine.run(lr_sweep(), str(tmp_path / 'one'), progress=False)
-    for name, values in alone.items():
+    for name, values in lr_sweep_metrics.items():
         np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     workdir = tmp_path / 'never'
-    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main',
+                             '--config=configs/slowly_changing_regression.py',
                              f'--workdir={workdir}', '--sweep=learner.step_size=0.01,0.001', '--config.num_seeds=3',
                              '--dry_run'], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -218,6 +233,7 @@ def _launch_two_processes(workdir, extra_flags):
             for i in range(2)]
 
 
+@pytest.mark.slow
 def test_multi_host_run_killed_at_random_points_resumes_identically(tmp_path):
     """kill -9 one process of a two-process sweep at random moments (its peer goes down with it, as on a preempted
     pod), relaunch the same command each time: the final results equal an uninterrupted single-process run."""
@@ -229,7 +245,7 @@ def test_multi_host_run_killed_at_random_points_resumes_identically(tmp_path):
              '--sweep=learner.step_size=0.03,0.01,0.003']
     workdir = tmp_path / 'preempted'
     rng = random.Random(0)
-    for attempt in range(3):
+    for _ in range(3):
         processes = _launch_two_processes(workdir, flags)
         time.sleep(rng.uniform(4.0, 12.0))
         processes[rng.randrange(2)].kill()

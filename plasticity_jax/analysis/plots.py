@@ -7,18 +7,20 @@ returns the Axes, or a Figure for multi-panel plots; `save_figure(fig, path)` wr
     fig = plot_spectra(runs, tasks=[0, 50, 100])              # Hessian density on a log axis at chosen tasks
     ax = plot_rank_vs_performance(runs)                       # epsilon-rank vs accuracy, linear fit and R^2
 
-Lines are the mean over seeds of the per-bin averages, shaded bands +-1 standard error (`tables.binned_summary`).
-Accuracies and the dead-unit fraction are drawn in percent.
+Lines are the mean over seeds of the per-bin averages, shaded bands +-1 standard error (`tables.binned_summary`);
+each such figure says so under its x axis ("mean +- 1 s.e. over N seeds"). Bands are drawn beneath every line, and
+lighter the more there are, so that overlapping bands never hide a curve. Accuracies and the dead-unit fraction are
+drawn in percent.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from plasticity_jax.analysis import tables
 
@@ -76,6 +78,24 @@ def _legend(ax, **kwargs):
         ax.legend(frameon=False, fontsize='small', **kwargs)
 
 
+# Bands beneath lines: a later run's band must not cover an earlier run's line.
+BAND_ZORDER, LINE_ZORDER = 1.0, 2.5
+
+
+def seeds_caption(n_seeds) -> str:
+    """'mean +- 1 s.e. over 5 seeds' (or '3-5 seeds' when the runs differ): what a figure's lines and bands are."""
+    n = np.unique(np.asarray(n_seeds, int))
+    count = f'{n.min()}' if len(n) == 1 else f'{n.min()}-{n.max()}'
+    return f'mean $\\pm$ 1 s.e. over {count} seed{"s" if n.max() != 1 else ""}'
+
+
+def _plain_log_ticks(axis, values) -> None:
+    """Log-scale ticks at the plotted values, labelled plainly ('100', '0.003'), without crowded minor labels."""
+    axis.set_ticks(sorted(set(values)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, colors: dict | None = None,
                 label_column: str = 'label'):
     """Draws a `tables.binned_summary`: per label a line of the mean at the bin's task number (task index + 1, or
@@ -83,6 +103,7 @@ def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, 
     ax = _axes(ax)
     labels = list(dict.fromkeys(summary[label_column])) if label_column in summary else [None]
     colors = colors or _colors(labels)
+    alpha = min(0.2, 0.6 / len(labels))  # many overlapping bands stay light enough to see the others through
     for label in labels:
         part = summary if label is None else summary[summary[label_column] == label]
         position = part['task'].to_numpy() + 1.0
@@ -91,8 +112,9 @@ def plot_binned(summary, ax=None, *, scale: float = 1.0, x: dict | None = None, 
         mean = part['mean'].to_numpy() * scale
         stderr = np.nan_to_num(part['stderr'].to_numpy() * scale)
         color = colors.get(label) if label is not None else None
-        (line,) = ax.plot(position, mean, color=color, lw=1.5, label=label)
-        ax.fill_between(position, mean - stderr, mean + stderr, color=line.get_color(), alpha=0.2, lw=0)
+        (line,) = ax.plot(position, mean, color=color, lw=1.5, label=label, zorder=LINE_ZORDER)
+        ax.fill_between(position, mean - stderr, mean + stderr, color=line.get_color(), alpha=alpha, lw=0,
+                        zorder=BAND_ZORDER)
     return ax
 
 
@@ -118,7 +140,9 @@ def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None
     elif x != 'task':
         raise ValueError(f"x must be 'task' or 'examples', not {x!r}")
     ax = plot_binned(summary, ax, scale=scale, x=per_example, colors=colors)
-    ax.set_xlabel(f'Examples seen ({unit})' if x == 'examples' else 'Task number')
+    ax.set_xlabel((f'Examples seen ({unit})' if x == 'examples' else 'Task number') + '\n'
+                  + seeds_caption(summary.groupby('label')['n_seeds'].max() if 'label' in summary
+                                  else summary['n_seeds'].max()))
     if x == 'task':
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if layer == 'last' and metric in tables.LAYER_METRICS:
@@ -191,7 +215,8 @@ def plot_sweep(runs, metric: str, param: str, *, tasks=None, group: str | None =
         logx = bool(np.all(values > 0) and values.max() / values.min() >= 10)
     if logx:
         ax.set_xscale('log')
-    ax.set_xlabel(column.replace('_', ' '))
+        _plain_log_ticks(ax.xaxis, values)
+    ax.set_xlabel(column.replace('_', ' ') + '\n' + seeds_caption(summary['n_seeds']))
     what = 'all tasks' if tasks is None else (f'last {tasks} tasks' if isinstance(tasks, int) else 'chosen tasks')
     ax.set_ylabel(f'{name}\n(mean over {what})')
     if group or diverged_label is None:

@@ -14,7 +14,8 @@ dissertation's figures: one point per bin of tasks), then the seeds' means give 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

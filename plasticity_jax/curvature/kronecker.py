@@ -39,8 +39,15 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, dataset_average, get_loss, \
-    is_cross_entropy
+from plasticity_jax.curvature.products import (
+    ApplyFn,
+    Dataset,
+    LossFn,
+    Params,
+    dataset_average,
+    get_loss,
+    is_cross_entropy,
+)
 
 KFAC_MODES = ('exact', 'sampled')
 

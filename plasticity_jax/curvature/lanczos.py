@@ -47,7 +47,8 @@ between releases. Memory is O(order * dim) for the basis (order=100 and 1e6 floa
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

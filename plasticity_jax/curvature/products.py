@@ -46,7 +46,8 @@ Everything here is for ONE run and pure: the engine may `jax.vmap` any of these 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -54,9 +54,9 @@ def load_tfds_images(name: str, data_dir: str | os.PathLike | None = None) -> Im
     Raises:
       DataSourceError: TensorFlow is missing, the download failed, or the splits are not (image, label) batches.
     """
-    fix = (f"Fix: install TensorFlow for the TFDS path (pip install tensorflow), or pass data_dir=... a TFDS data "
-           f"directory in which {name!r} is already prepared (e.g. copied from a machine with internet where "
-           f"tensorflow_datasets.load({name!r}, data_dir=...) has run).")
+    fix = (f"Fix: install the TFDS extra (pip install 'plasticity_jax[tfds]': TFDS and TensorFlow), or pass "
+           f"data_dir=... a TFDS data directory in which {name!r} is already prepared (e.g. copied from a machine "
+           f"with internet where tensorflow_datasets.load({name!r}, data_dir=...) has run).")
     train_x, train_y, test_x, test_y = load_tfds(name, data_dir, fix)
     data = ImageDataset(np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32),
                         np.asarray(test_x, np.uint8), np.asarray(test_y, np.int32))

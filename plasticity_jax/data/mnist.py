@@ -1,9 +1,12 @@
-"""MNIST, from TensorFlow Datasets or from the four original IDX files.
+"""MNIST, from the four original IDX files: downloaded into a cache, or read from a folder; or from TFDS.
 
-Two sources:
+Three sources:
 
-* ``'tfds'`` -- ``tensorflow_datasets.load('mnist')``; downloads on first use, so it needs internet and
-  TensorFlow installed (``pip install tensorflow``).
+* ``'download'`` -- the four gzipped IDX files, downloaded on first use from the first mirror of :data:`MIRRORS`
+  that answers into ``<cache dir>/mnist/`` (11 MB), each written atomically and checked against its md5; later
+  loads find them there and never touch the network. Needs only the standard library.
+* ``'tfds'`` -- ``tensorflow_datasets.load('mnist')``; needs the ``tfds`` extra
+  (``pip install 'plasticity_jax[tfds]'``: TFDS and TensorFlow).
 * ``'idx'`` -- the four original files (``train-images-idx3-ubyte.gz`` and friends, gzipped or not) read
   from a local directory. Each file's md5 is checked against the well-known checksum before decoding, and
   the decoded arrays are cached in one ``.npz`` file (the issue's "decoded .npy": an ``.npz`` holds the
@@ -11,7 +14,7 @@ Two sources:
   stale cache. A cache that cannot be read is discarded and rebuilt; cache writes are atomic.
 
 ``load_mnist`` picks ``'idx'`` when a directory is given (argument ``data_dir`` or environment variable
-``PLASTICITY_JAX_DATA_DIR``) and ``'tfds'`` otherwise. Every failure of a data source raises
+``PLASTICITY_JAX_DATA_DIR``) and ``'download'`` otherwise. Every failure of a data source raises
 :class:`DataSourceError` with what failed, the paths involved and how to fix it.
 
 Images are returned as uint8 in [0, 255]; normalisation is left to the problems that use them.
@@ -23,6 +26,7 @@ import gzip
 import hashlib
 import os
 import tempfile
+import urllib.request
 import warnings
 import zlib
 from pathlib import Path
@@ -37,7 +41,9 @@ __all__ = [
     "DATA_DIR_ENV",
     "DataSourceError",
     "MNIST",
+    "MIRRORS",
     "MNIST_FILES",
+    "download_mnist",
     "load_mnist",
     "read_idx",
 ]
@@ -45,8 +51,15 @@ __all__ = [
 DATA_DIR_ENV = "PLASTICITY_JAX_DATA_DIR"
 CACHE_DIR_ENV = "PLASTICITY_JAX_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/plasticity_jax"
-SOURCES = ("auto", "idx", "tfds")
+SOURCES = ("auto", "idx", "download", "tfds")
 OFFICIAL_URL = "https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+# Where source 'download' fetches the gzipped files from, tried in order (the original site often refuses scripts).
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://yann.lecun.com/exdb/mnist/",
+)
+DOWNLOAD_TIMEOUT_S = 60
 
 _IMAGES_MAGIC = 0x00000803
 _LABELS_MAGIC = 0x00000801
@@ -101,26 +114,85 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, source: str = "auto
     Args:
       data_dir: for ``source='idx'``, the folder holding the four IDX files, or a parent folder with them
         in ``mnist/`` (defaults to ``$PLASTICITY_JAX_DATA_DIR``). For ``source='tfds'``, the TFDS data
-        directory (``None``: TFDS's default).
-      source: ``'idx'``, ``'tfds'``, or ``'auto'`` (``'idx'`` if ``data_dir`` or
-        ``$PLASTICITY_JAX_DATA_DIR`` is set, else ``'tfds'``).
-      cache_dir: where ``'idx'`` caches the decoded arrays (defaults to ``$PLASTICITY_JAX_CACHE_DIR``,
-        else ``~/.cache/plasticity_jax``).
+        directory (``None``: TFDS's default). Unused by ``'download'``.
+      source: ``'idx'``, ``'download'``, ``'tfds'``, or ``'auto'`` (``'idx'`` if ``data_dir`` or
+        ``$PLASTICITY_JAX_DATA_DIR`` is set, else ``'download'``).
+      cache_dir: where ``'idx'`` and ``'download'`` cache the decoded arrays, and ``'download'`` the files in
+        ``mnist/`` (defaults to ``$PLASTICITY_JAX_CACHE_DIR``, else ``~/.cache/plasticity_jax``).
 
     Returns:
       An :class:`MNIST` of uint8 arrays.
 
     Raises:
-      ValueError: ``source`` is not one of ``'auto'``, ``'idx'``, ``'tfds'``.
+      ValueError: ``source`` is not one of :data:`SOURCES`.
       DataSourceError: the data source is missing, corrupt, or could not be loaded.
     """
     if source not in SOURCES:
         raise ValueError(f"Unknown MNIST source {source!r}; valid sources are {', '.join(map(repr, SOURCES))}.")
     if source == "auto":
-        source = "idx" if data_dir is not None or _env_path(DATA_DIR_ENV) is not None else "tfds"
+        source = "idx" if data_dir is not None or _env_path(DATA_DIR_ENV) is not None else "download"
     if source == "tfds":
         return _load_tfds(data_dir)
+    if source == "download":
+        return _load_idx(download_mnist(_cache_dir(cache_dir) / "mnist"), cache_dir)
     return _load_idx(data_dir, cache_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Download source
+# --------------------------------------------------------------------------------------------------
+
+
+def download_mnist(folder: str | os.PathLike, mirrors: tuple[str, ...] | None = None) -> Path:
+    """Makes sure ``folder`` holds the four official gzipped IDX files, downloading those it lacks; returns it.
+
+    A file already there with the right md5 is kept. Each missing (or corrupt) file is fetched from the first
+    mirror that serves it with the official md5, through a temporary file renamed into place, so an interrupted
+    download never leaves a partial file under the final name.
+
+    Raises:
+      DataSourceError: no mirror served a file, naming every URL tried and the offline fix.
+    """
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, spec in MNIST_FILES.items():
+        path = folder / (name + ".gz")
+        if path.is_file() and _md5(path) == spec.gz_md5:
+            continue
+        failures = []
+        for mirror in mirrors or MIRRORS:
+            url = mirror + path.name
+            try:
+                _fetch(url, path, spec.gz_md5)
+                break
+            except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors; ValueError: bad md5 or URL.
+                failures.append(f"  {url}: {e}")
+        else:
+            raise DataSourceError(
+                f"Could not download MNIST file {path.name}. URLs tried:\n" + "\n".join(failures) + "\n"
+                f"Fix: check the internet connection, or download the four files by hand into {folder} (or any "
+                f"folder, then set data_dir / {DATA_DIR_ENV} to it).")
+    return folder
+
+
+def _fetch(url: str, path: Path, md5: str) -> None:
+    """Downloads ``url`` to ``path`` atomically, refusing content whose md5 is not ``md5``."""
+    tmp_name = None
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, tempfile.NamedTemporaryFile(
+                dir=path.parent, prefix=f".{path.name}-", suffix=".tmp", delete=False) as f:
+            tmp_name = f.name
+            digest = hashlib.md5()
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                f.write(chunk)
+        if digest.hexdigest() != md5:
+            raise ValueError(f"md5 {digest.hexdigest()}, expected {md5}")
+        os.replace(tmp_name, path)
+        tmp_name = None
+    finally:
+        if tmp_name is not None:
+            os.unlink(tmp_name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,7 +214,7 @@ def _load_idx(data_dir, cache_dir) -> MNIST:
             "MNIST source 'idx' needs a directory with the IDX files, but none was given.\n"
             f"Fix: pass data_dir=... or set the environment variable {DATA_DIR_ENV} to the folder holding "
             f"{', '.join(f + '.gz' for f in MNIST_FILES)} (or to its parent containing mnist/), "
-            "or use source='tfds'.")
+            "or leave both unset to download them (source='download').")
     files = _find_idx_files(Path(data_dir).expanduser())
     md5s = {name: _verify_md5(name, path) for name, path in files.items()}
 
@@ -178,8 +250,8 @@ def _find_idx_files(root: Path) -> dict[str, Path]:
         "Could not find the four MNIST IDX files. Paths tried:\n" + "\n".join(tried) + "\n"
         f"Fix: set data_dir (or the environment variable {DATA_DIR_ENV}) to a folder holding "
         f"{', '.join(f + '.gz' for f in MNIST_FILES)} (gzipped or not; the folder or its parent with them in "
-        f"mnist/), downloading them from {OFFICIAL_URL} if needed; or use source='tfds' "
-        "(needs internet and tensorflow).")
+        f"mnist/), downloading them from {OFFICIAL_URL} if needed; or leave data_dir unset (source='download') "
+        "to download them into the cache.")
 
 
 def _md5(path: Path) -> str:
@@ -325,8 +397,9 @@ def _write_cache(path: Path, data: MNIST) -> None:
 
 
 def _tfds_fix() -> str:
-    return (f"Fix: install TensorFlow for the TFDS path (pip install tensorflow), or set data_dir / "
-            f"{DATA_DIR_ENV} to a folder with the four MNIST IDX files (or pass source='idx').")
+    return (f"Fix: install the TFDS extra (pip install 'plasticity_jax[tfds]': TFDS and TensorFlow), or use the "
+            f"default source, which downloads the four IDX files (source='download'), or set data_dir / "
+            f"{DATA_DIR_ENV} to a folder with them (source='idx').")
 
 
 def _load_tfds(data_dir) -> MNIST:

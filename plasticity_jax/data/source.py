@@ -1,8 +1,9 @@
 """What every data source shares: the error it raises, and the one way datasets are loaded from TFDS.
 
-TensorFlow Datasets (``tensorflow_datasets``, a dependency of this package) builds and returns datasets through
-TensorFlow, which is not a dependency (``pip install tensorflow``); without it, or without internet on first use,
-a TFDS load fails, and :class:`DataSourceError` says so together with the loader's own offline fix.
+TensorFlow Datasets builds and returns datasets through TensorFlow; both come with the optional ``tfds`` extra
+(``pip install 'plasticity_jax[tfds]'``), used for CIFAR and ImageNet (MNIST downloads its IDX files without them).
+Without them, or without internet on first use, a TFDS load fails, and :class:`DataSourceError` says so together
+with the loader's own offline fix.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ environment state, so a checkpoint of the state resumes bit-identically.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

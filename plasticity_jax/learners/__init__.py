@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import ml_collections
 import optax
 
-from plasticity_jax.learners.backprop import make_backprop, make_optimizer
-from plasticity_jax.learners.base import (AfterUpdate, AfterUpdateInputs, ForwardPass, Learner, LossFn,
-                                          identity_after_update, make_learner_with)
-from plasticity_jax.learners.continual_backprop import DEFAULTS as CBP_DEFAULTS, make_continual_backprop
-from plasticity_jax.learners.schedule import scale_by_task_schedule
-from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS, make_redo
 from plasticity_jax.learners.adam_presets import PROPER_ADAM_DEFAULTS, make_proper_adam
-from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS, make_l2_er
+from plasticity_jax.learners.backprop import make_backprop, make_optimizer
+from plasticity_jax.learners.base import (
+    AfterUpdate,
+    AfterUpdateInputs,
+    ForwardPass,
+    Learner,
+    LossFn,
+    identity_after_update,
+    make_learner_with,
+)
+from plasticity_jax.learners.continual_backprop import DEFAULTS as CBP_DEFAULTS
+from plasticity_jax.learners.continual_backprop import make_continual_backprop
+from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS
+from plasticity_jax.learners.effective_rank import make_l2_er
+from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS
+from plasticity_jax.learners.redo import make_redo
+from plasticity_jax.learners.schedule import scale_by_task_schedule
 from plasticity_jax.learners.sharpness import GNP_DEFAULTS, SAM_DEFAULTS, make_gnp, make_sam
-from plasticity_jax.learners.shrink_perturb import DEFAULTS as SHRINK_PERTURB_DEFAULTS, make_shrink_perturb
-from plasticity_jax.learners.spectral import DEFAULTS as SPECTRAL_DEFAULTS, make_spectral_reg
-from plasticity_jax.learners.upgd import DEFAULTS as UPGD_DEFAULTS, make_upgd
+from plasticity_jax.learners.shrink_perturb import DEFAULTS as SHRINK_PERTURB_DEFAULTS
+from plasticity_jax.learners.shrink_perturb import make_shrink_perturb
+from plasticity_jax.learners.spectral import DEFAULTS as SPECTRAL_DEFAULTS
+from plasticity_jax.learners.spectral import make_spectral_reg
+from plasticity_jax.learners.upgd import DEFAULTS as UPGD_DEFAULTS
+from plasticity_jax.learners.upgd import make_upgd
 from plasticity_jax.learners.weight_decay import L2_DEFAULTS, L2_INIT_DEFAULTS, make_l2, make_l2_init
-
 
 
 class LearnerSpec(NamedTuple):

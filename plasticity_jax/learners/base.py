@@ -23,7 +23,8 @@ term on such a batch, as its authors' code does in batch-size-1 streams).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import optax

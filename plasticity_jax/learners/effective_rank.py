@@ -53,7 +53,8 @@ float (the objective hook has no state), so sweeping it needs one compilation pe
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

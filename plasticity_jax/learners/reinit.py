@@ -69,7 +69,8 @@ normalisation statistics); with LayerNorm, which mixes the units of a layer, a r
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

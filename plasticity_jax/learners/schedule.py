@@ -12,7 +12,7 @@ the step size after the momentum buffer).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import optax

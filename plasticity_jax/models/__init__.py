@@ -1,5 +1,8 @@
 """Models: flax linen modules whose `__call__` returns `(outputs, hidden_activations_per_layer)`."""
 
+import flax.linen as nn
+import ml_collections
+
 from plasticity_jax.models.actor_critic import ActorCritic
 from plasticity_jax.models.conv import CONV_LOWERINGS, PatchConv
 from plasticity_jax.models.convnet import ConvNet
@@ -8,9 +11,6 @@ from plasticity_jax.models.mlp import ACTIVATIONS, KAIMING_GAIN, MLP, NORMALIZAT
 from plasticity_jax.models.normalization import GRADIENT_STATE_COLLECTIONS, OnlineNorm, online_norm_forward
 from plasticity_jax.models.resnet import ResNet18
 from plasticity_jax.models.units import Path, UnitLayer, sequential_unit_layers
-
-import flax.linen as nn
-import ml_collections
 
 MODEL_NAMES = ('convnet', 'mlp', 'resnet18')
 

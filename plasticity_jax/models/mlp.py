@@ -37,7 +37,7 @@ evaluation mode (where the plasticity metrics are measured) is also what the nex
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

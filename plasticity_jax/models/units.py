@@ -23,7 +23,8 @@ ConvNet, ResNet-18, two networks of an actor-critic) can be used by continual ba
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 Path = tuple[str, ...]
 

@@ -26,7 +26,8 @@ nothing under `jax.vmap`; when it depends on a run's own state they are computed
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

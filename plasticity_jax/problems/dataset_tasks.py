@@ -105,7 +105,7 @@ class DatasetTasks(Problem):
 
     @classmethod
     def create(cls, data: dict[str, Any], *, schedule: str, epochs: int, batch_size: int, probe_size: int,
-               classes_per_increment: int = 5, augment: bool = False, mean=(), std=()) -> 'DatasetTasks':
+               classes_per_increment: int = 5, augment: bool = False, mean=(), std=()) -> DatasetTasks:
         if schedule not in SCHEDULES:
             raise ValueError(f'unknown problem.schedule {schedule!r}; valid: {list(SCHEDULES)}')
         train_counts, test_counts = np.asarray(data['train_counts']), np.asarray(data['test_counts'])

@@ -49,7 +49,13 @@ def test_plot_metric_draws_the_binned_mean_with_error_bands_and_a_legend():
     vertices = bands(ax)[0].get_paths()[0].vertices
     part = summary[summary.label == 'backprop']
     assert vertices[:, 1].max() == pytest.approx(((part['mean'] + part['stderr']) * 100).max())
-    assert ax.get_xlabel() == 'Task number' and ax.get_ylabel() == 'Online accuracy (%)'
+    assert ax.get_xlabel() == 'Task number\nmean $\\pm$ 1 s.e. over 3 seeds'
+    assert ax.get_ylabel() == 'Online accuracy (%)'
+    # Every band lies beneath every line: a later run's band never hides an earlier run's curve.
+    assert max(band.get_zorder() for band in bands(ax)) < min(line.get_zorder() for line in ax.get_lines())
+    many = {f'method {i}': simple_run(f'runs/{i}') for i in range(6)}
+    alphas = [band.get_alpha() for band in bands(plots.plot_metric(many, 'online_accuracy', bins=2))]
+    assert alphas == pytest.approx([0.1] * 6)  # six overlapping bands: lighter than one band's 0.2
 
 
 def test_plot_metric_puts_a_long_legend_outside_the_axes():
@@ -95,7 +101,10 @@ def test_plot_sweep_final_performance_vs_step_size():
     line = ax.get_lines()[0]
     np.testing.assert_allclose(line.get_xdata(), [0.01, 0.1])
     np.testing.assert_allclose(line.get_ydata(), [30.0, 70.0])
-    assert ax.get_xscale() == 'log' and ax.get_xlabel() == 'step size'
+    assert ax.get_xscale() == 'log' and ax.get_xlabel().startswith('step size\nmean $\\pm$ 1 s.e. over ')
+    ax.figure.canvas.draw()  # log ticks: exactly the swept values, plainly labelled, no minor labels
+    assert [t.get_text() for t in ax.get_xticklabels()] == ['0.01', '0.1']
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
 
 
 def test_plot_spectra_log_density_grid_of_runs_by_tasks():

@@ -6,9 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plasticity_jax.curvature import (DEFAULT_EPSILONS, kronecker_epsilon_rank, kronecker_factors,
-                                      kronecker_product_eigenvalues, kronecker_summary, factor_eigenvalues,
-                                      tapped_apply)
+from plasticity_jax.curvature import (
+    DEFAULT_EPSILONS,
+    factor_eigenvalues,
+    kronecker_epsilon_rank,
+    kronecker_factors,
+    kronecker_product_eigenvalues,
+    kronecker_summary,
+    tapped_apply,
+)
 
 EPS = np.asarray(DEFAULT_EPSILONS)
 

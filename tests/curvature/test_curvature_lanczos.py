@@ -4,8 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_jax.curvature import (bottom_k, flat_matvec, lanczos, ritz_decomposition, ritz_residual_norms,
-                                      ritz_values, spectrum_summary, top_eigenvalues, top_k)
+from plasticity_jax.curvature import (
+    bottom_k,
+    flat_matvec,
+    lanczos,
+    ritz_decomposition,
+    ritz_residual_norms,
+    ritz_values,
+    spectrum_summary,
+    top_eigenvalues,
+    top_k,
+)
 
 
 def test_full_order_lanczos_on_hessian_matches_eigh(classifier):

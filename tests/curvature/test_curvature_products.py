@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from plasticity_jax.curvature import (dataset_average, flat_matvec, get_loss, hessian_vector_product,
-                                      mean_squared_error)
+from plasticity_jax.curvature import dataset_average, flat_matvec, get_loss, hessian_vector_product, mean_squared_error
 
 
 def dense_from_matvec(matvec, dim):

@@ -59,11 +59,12 @@ def test_tfds_cifar100_shapes_become_uint8_and_int32(monkeypatch):
 
 
 def test_tfds_without_tensorflow_explains_both_fixes(monkeypatch):
+    _fake_tfds(monkeypatch, lambda *args, **kwargs: None)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
     with pytest.raises(DataSourceError) as info:
         load_tfds_images("cifar100")
     message = str(info.value)
-    assert "TensorFlow" in message and "pip install tensorflow" in message
+    assert "TensorFlow" in message and "pip install 'plasticity_jax[tfds]'" in message
     assert "data_dir" in message and "'cifar100'" in message
 
 
@@ -75,7 +76,7 @@ def test_tfds_download_failure_is_wrapped(monkeypatch):
     with pytest.raises(DataSourceError) as info:
         load_tfds_images("cifar10")
     message = str(info.value)
-    assert "no route to host" in message and "pip install tensorflow" in message and "data_dir" in message
+    assert "no route to host" in message and "[tfds]" in message and "data_dir" in message
 
 
 def test_tfds_non_image_dataset_is_refused(monkeypatch):
@@ -254,8 +255,10 @@ def test_prepare_failed_write_leaves_no_file(prepare, tmp_path, monkeypatch):
 
 
 def test_prepare_without_tensorflow_explains_both_fixes(prepare, tmp_path, monkeypatch):
+    _fake_tfds(monkeypatch, lambda *args, **kwargs: None)
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(DataSourceError) as info:
         prepare.main([f"--out_dir={tmp_path}"])
     message = str(info.value)
-    assert "pip install tensorflow" in message and "--tfds_data_dir" in message and "imagenet_resized/32x32" in message
+    assert "pip install 'plasticity_jax[tfds]'" in message and "--tfds_data_dir" in message
+    assert "imagenet_resized/32x32" in message

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plasticity_jax.data import mnist as mnist_mod
 from plasticity_jax.data import (
     CACHE_DIR_ENV,
     DATA_DIR_ENV,
@@ -22,6 +21,7 @@ from plasticity_jax.data import (
     load_mnist,
     read_idx,
 )
+from plasticity_jax.data import mnist as mnist_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -287,7 +287,7 @@ def test_missing_dir_lists_every_path_tried(tmp_path):
         load_mnist(missing)
     message = str(info.value)
     assert str(missing) in message and str(missing / "mnist") in message
-    assert DATA_DIR_ENV in message and "source='tfds'" in message
+    assert DATA_DIR_ENV in message and "source='download'" in message
 
 
 def test_incomplete_dir_names_missing_files(tmp_path):
@@ -308,7 +308,7 @@ def test_idx_without_any_dir_explains_fix():
 def test_unknown_source_lists_valid_ones():
     with pytest.raises(ValueError) as info:
         load_mnist(source="torchvision")
-    for valid in ("'auto'", "'idx'", "'tfds'"):
+    for valid in ("'auto'", "'idx'", "'download'", "'tfds'"):
         assert valid in str(info.value)
 
 
@@ -317,13 +317,22 @@ def test_unknown_source_lists_valid_ones():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["tfds", "auto"])
-def test_tfds_without_tensorflow_explains_both_fixes(monkeypatch, source):
+def test_tfds_without_its_extra_names_the_extra_and_the_other_sources(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import tensorflow_datasets -> ImportError
+    with pytest.raises(DataSourceError) as info:
+        load_mnist(source="tfds")
+    message = str(info.value)
+    assert "tensorflow_datasets" in message and "pip install 'plasticity_jax[tfds]'" in message
+    assert DATA_DIR_ENV in message and "source='download'" in message
+
+
+def test_tfds_without_tensorflow_explains_both_fixes(monkeypatch):
+    _fake_tfds(monkeypatch, lambda *args, **kwargs: None)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
     with pytest.raises(DataSourceError) as info:
-        load_mnist(source=source)
+        load_mnist(source="tfds")
     message = str(info.value)
-    assert "TensorFlow" in message and "pip install tensorflow" in message
+    assert "TensorFlow" in message and "pip install 'plasticity_jax[tfds]'" in message
     assert DATA_DIR_ENV in message and "data_dir" in message
 
 
@@ -343,7 +352,7 @@ def test_tfds_download_failure_is_wrapped(monkeypatch):
     with pytest.raises(DataSourceError) as info:
         load_mnist(source="tfds")
     message = str(info.value)
-    assert "no route to host" in message and "pip install tensorflow" in message and DATA_DIR_ENV in message
+    assert "no route to host" in message and "[tfds]" in message and DATA_DIR_ENV in message
 
 
 def test_tfds_result_is_converted_to_uint8_without_channel_axis(monkeypatch):
@@ -361,3 +370,41 @@ def test_tfds_result_is_converted_to_uint8_without_channel_axis(monkeypatch):
     assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
     assert all(a.dtype == np.uint8 for a in data)
     assert data.test_labels[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Download source (mirrors served from local folders through file:// URLs)
+# ------------------------------------------------------------------------------------------------
+
+
+@needs_real_mnist
+def test_download_fetches_from_the_first_good_mirror_and_then_stays_offline(tmp_path, monkeypatch):
+    corrupt = tmp_path / "corrupt_mirror"
+    corrupt.mkdir()
+    for name in MNIST_FILES:
+        (corrupt / f"{name}.gz").write_bytes(b"not the official file")
+    mirrors = ("file:///nonexistent/mirror/", corrupt.as_uri() + "/", SHARED_MNIST.as_uri() + "/")
+    monkeypatch.setattr(mnist_mod, "MIRRORS", mirrors)
+    cache = tmp_path / "cache"
+    data = load_mnist(cache_dir=cache)  # source 'auto' without a data dir: download
+    assert sorted(p.name for p in (cache / "mnist").iterdir()) == sorted(f"{name}.gz" for name in MNIST_FILES)
+    assert np.bincount(data.test_labels, minlength=10).tolist() == TEST_COUNTS
+
+    monkeypatch.setattr(mnist_mod, "MIRRORS", ("file:///nonexistent/mirror/",))  # offline from now on
+    again = load_mnist(source="download", cache_dir=cache)
+    np.testing.assert_array_equal(again.train_images, data.train_images)
+
+
+def test_download_failure_names_every_url_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    corrupt = tmp_path / "corrupt_mirror"
+    corrupt.mkdir()
+    for name in MNIST_FILES:
+        (corrupt / f"{name}.gz").write_bytes(b"not the official file")
+    mirrors = ("file:///nonexistent/mirror/", corrupt.as_uri() + "/")
+    monkeypatch.setattr(mnist_mod, "MIRRORS", mirrors)
+    with pytest.raises(DataSourceError) as info:
+        load_mnist(source="download", cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert all(mirror + "train-images-idx3-ubyte.gz" in message for mirror in mirrors)
+    assert "md5" in message and DATA_DIR_ENV in message
+    assert list((tmp_path / "cache" / "mnist").iterdir()) == []

@@ -6,7 +6,8 @@ rewrite by scatters of the replaced units only (`reinit.replace_units_at`, `rein
 tests check these definitions by hand and the package against them.
 """
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -384,6 +384,7 @@ def resnet_cbp_config(shared_data_dir, num_tasks):
 
 def _final_state(config, workdir):
     import orbax.checkpoint as ocp
+
     from plasticity_jax import sweeps
     train = engine.make_train(config)
     runs = sweeps.runs(config, 1)

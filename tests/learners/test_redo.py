@@ -10,9 +10,9 @@ from plasticity_jax import engine, learners
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass, reinit
 from plasticity_jax.learners.redo import dormancy_scores, redo_after_update
 from tests.conftest import load_config
+from tests.learners import dense_reinit
 from tests.learners.test_continual_backprop import forward_with
 from tests.learners.test_reinit import OUT, optimizer_config, random_tree, tiny_network
-from tests.learners import dense_reinit
 
 
 def test_registered_with_the_published_defaults():

@@ -134,9 +134,9 @@ def test_same_key_same_network_different_keys_different_networks():
 # ----------------------------------------------------------------- task switches
 
 
-def _bits_over_tasks(problem, num_tasks, key=jax.random.key(7)):
+def _bits_over_tasks(problem, num_tasks, key=None):
     """Flipping bits of tasks 0..num_tasks-1 (as the engine calls start_task), plus the initial bits."""
-    init_key, tasks_key = jax.random.split(key)
+    init_key, tasks_key = jax.random.split(jax.random.key(7) if key is None else key)
     state = problem.init({}, init_key)
 
     def step(state, task_index):
