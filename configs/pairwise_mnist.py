@@ -16,9 +16,9 @@ step size 0.01 (variants lr0.1, lr0.001); SAM (rho 0.05) and GNP (lambda 0.04) w
 Variants: lr0.1, lr0.01, lr0.001; every learner (`sam`, `gnp`, `cbp`, ...); sweep_lr (the three step sizes as one
 program); `convnet`: Continual ImageNet's protocol on MNIST's digit pairs (docs/conv_nets.md): the ConvNet of
 `models.ConvNet` (on 28x28x1 images its last map is 1x1x128) fed raw pixel values 0..255 as the papers' code feeds
-ImageNet's, the head reset at every task's start, SGD with momentum 0.9 and step size 0.01, batch size 100; with `cbp`, Continual ImageNet's continual backprop (replacement rate 3e-4,
-maturity 100, adaptable contribution, decay 0.99) and Shrink and Perturb (weight decay 1e-5, noise 1e-5) when
-written after the learner: `cbp,convnet`.
+ImageNet's, the head reset at every task's start, SGD with momentum 0.9 and step size 0.01, batch size 100; with
+`cbp`, Continual ImageNet's continual backprop (replacement rate 3e-4, maturity 100, adaptable contribution, decay
+0.99) and Shrink and Perturb (weight decay 1e-5, noise 1e-5) when written after the learner: `cbp,convnet`.
 
 Data: MNIST from `--config.data_dir` (the four IDX files) or TFDS.
 
@@ -50,7 +50,8 @@ def _convnet(config):
     """Continual ImageNet's network, head reset and optimizer on the digit pairs; a continual backprop or Shrink and
     Perturb learner selected before it (`cbp,convnet`) gets Continual ImageNet's settings."""
     config.model = config_lib.image_model_config('convnet')
-    config.problem.raw_pixels = True  # as the papers' Continual ImageNet code (docs/conv_nets.md: [0, 1] does not learn)
+    # As the papers' Continual ImageNet code (docs/conv_nets.md: on [0, 1] pixels the ConvNet does not learn).
+    config.problem.raw_pixels = True
     config.reset_at_task_start = 'head'
     config.learner.step_size = 0.01
     config.learner.momentum = 0.9

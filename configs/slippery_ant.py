@@ -15,8 +15,8 @@ environments (changes the data an update sees; for accelerators); `--config.rl.t
 the 1000-step time limit instead of treating it as terminal.
 
 Smoke: measured 2 min 9 s of CPU time, 9.5 min wall on the 2-core machine at load average ~30 (mostly compiling
-MJX's Ant). Runtime: 20M steps x 5 seeds is an accelerator job (see BENCHMARKS.md / docs/rl.md for measured env steps/s; with
-one environment per seed the rollout is sequential, so seeds, not steps, are what a GPU parallelises).
+MJX's Ant). Runtime: 20M steps x 5 seeds is an accelerator job (see BENCHMARKS.md / docs/rl.md for measured env
+steps/s; with one environment per seed the rollout is sequential, so seeds, not steps, are what a GPU parallelises).
 
 Expected (Nature 2024, Fig. 4c): standard PPO's return falls after the first friction changes and does not recover
 (loss of plasticity); proper Adam and L2 hold it higher; continual backprop + L2 keeps adapting and its return stays

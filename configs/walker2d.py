@@ -1,5 +1,6 @@
-"""PPO on the stationary Walker2d (Walker2d-v3 on MJX, `envs.planar_walkers`): the papers' other policy-collapse environment
-(Dohare et al., Nature 2024, Extended Data; their configs `lop/rl/cfg/walker/*.yml`: 1e8 steps, the Ant settings).
+"""PPO on the stationary Walker2d (Walker2d-v3 on MJX, `envs.planar_walkers`): the papers' other policy-collapse
+environment (Dohare et al., Nature 2024, Extended Data; their configs `lop/rl/cfg/walker/*.yml`: 1e8 steps, the Ant
+settings).
 
 100M steps per seed = 400 intervals ("tasks") of 122 updates of 2048 steps (249,856 steps), 5 seeds.
 

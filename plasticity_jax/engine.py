@@ -158,7 +158,8 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
 
     def reset_at_task_start(state: RunState, learner: learners.Learner, key: jax.Array) -> RunState:
         if reset == 'head':
-            return state._replace(params={**state.params, 'output': jax.tree.map(jnp.zeros_like, state.params['output'])})
+            zero_head = jax.tree.map(jnp.zeros_like, state.params['output'])
+            return state._replace(params={**state.params, 'output': zero_head})
         if reset == 'network':
             params, model_state = init_variables(key)
             return state._replace(params=params, model_state=model_state, opt_state=learner.optimizer.init(params),

@@ -135,7 +135,7 @@ class Lock:
     def __init__(self, workdir: str):
         self.workdir = workdir
         self.path = os.path.join(workdir, LOCK_FILE)
-        self.file = None
+        self.file: Any = None  # the open lock file while held
         self.created = False
 
     def __enter__(self) -> Lock:

@@ -409,7 +409,8 @@ def main(argv=None) -> dict:
               f'{"n/a" if speedup is None or speedup != speedup else f"{speedup:.3g}x"} |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
           'T(steps), with one task\'s start and end work in it; task work: T(0). MB per seed-step: XLA\'s bytes '
-          'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: parameters and optimizer state read and written once.')
+          'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: '
+          'parameters and optimizer state read and written once.')
     if args.torch:
         print('\nPyTorch: one seed (S seeds are S sequential loops, so seed-steps/s do not depend on S); the faster of '
               f'torch.set_num_threads({", ".join(map(str, threads))}).')

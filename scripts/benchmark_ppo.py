@@ -89,7 +89,7 @@ def main(argv):
         results['points'].append(point)
         print(f"{seeds:3d} seeds: {point['env_steps_per_second']:10.0f} env steps/s  "
               f"{point['updates_per_second']:8.3f} updates/s  (compile {point['compile_seconds']:.0f} s, calls "
-              f"{['%.1f' % t for t in point['seconds']]} s)", flush=True)
+              f"{[f'{t:.1f}' for t in point['seconds']]} s)", flush=True)
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(results, f, indent=2)

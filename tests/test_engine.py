@@ -421,7 +421,7 @@ def test_bfloat16_training_pass_keeps_float32_parameters_and_tracks_the_float32_
         train = engine.make_train(config)
         runs[dtype] = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
             jax.vmap(train.init)(engine.seed_keys(config)), train.data, 0, 2)
-    (state32, metrics32), (state16, metrics16) = runs['float32'], runs['bfloat16']
+    (_, metrics32), (state16, metrics16) = runs['float32'], runs['bfloat16']
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.params))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.opt_state)
                if jnp.issubdtype(leaf.dtype, jnp.floating))

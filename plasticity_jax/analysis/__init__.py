@@ -8,13 +8,34 @@
 `python -m plasticity_jax.plot --workdir=DIR --out=DIR/figures` draws every standard figure of a workdir.
 """
 
-from plasticity_jax.analysis.plots import (METRIC_LABELS, plot_binned, plot_correlates, plot_metric,
-                                           plot_rank_vs_performance, plot_spectra, plot_sweep, save_figure)
-from plasticity_jax.analysis.tables import (CORRELATES, LAYER_METRICS, PERFORMANCE, accuracy_change_per_task,
-                                            binned_summary, choose_tasks,
-                                            curvature_table, density_table, labelled_runs, linear_fit, metrics_table,
-                                            rank_performance_fits, resolved_epsilon, seed_means, sweep_summary,
-                                            task_bins)
+from plasticity_jax.analysis.plots import (
+                                           METRIC_LABELS,
+                                           plot_binned,
+                                           plot_correlates,
+                                           plot_metric,
+                                           plot_rank_vs_performance,
+                                           plot_spectra,
+                                           plot_sweep,
+                                           save_figure,
+)
+from plasticity_jax.analysis.tables import (
+                                           CORRELATES,
+                                           LAYER_METRICS,
+                                           PERFORMANCE,
+                                           accuracy_change_per_task,
+                                           binned_summary,
+                                           choose_tasks,
+                                           curvature_table,
+                                           density_table,
+                                           labelled_runs,
+                                           linear_fit,
+                                           metrics_table,
+                                           rank_performance_fits,
+                                           resolved_epsilon,
+                                           seed_means,
+                                           sweep_summary,
+                                           task_bins,
+)
 from plasticity_jax.results import Run, load_run
 
 __all__ = ['CORRELATES', 'LAYER_METRICS', 'METRIC_LABELS', 'PERFORMANCE', 'Run', 'accuracy_change_per_task',

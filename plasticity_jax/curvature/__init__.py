@@ -40,38 +40,86 @@ dataset mean of A and G at fixed parameters, averaged over chunks like the produ
 gets the layers' inputs and output gradients in a few lines without touching model code.
 """
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, SLQResult, christoffel_function,
-                                              epsilon_density_mass, epsilon_rank, epsilon_rank_bound, gaussian_probes,
-                                              grid_mass_outside, hutchinson_trace, mass_outside_interval,
-                                              rademacher_probes, resolved_epsilon_rank, slq, slq_trace,
-                                              spectral_density)
 from plasticity_jax.curvature.dense import dense_curvature, exact_spectrum
+from plasticity_jax.curvature.density import (
+                                              DEFAULT_EPSILONS,
+                                              Estimate,
+                                              SLQResult,
+                                              christoffel_function,
+                                              epsilon_density_mass,
+                                              epsilon_rank,
+                                              epsilon_rank_bound,
+                                              gaussian_probes,
+                                              grid_mass_outside,
+                                              hutchinson_trace,
+                                              mass_outside_interval,
+                                              rademacher_probes,
+                                              resolved_epsilon_rank,
+                                              slq,
+                                              slq_trace,
+                                              spectral_density,
+)
 from plasticity_jax.curvature.gauss_newton import GRAM_METHODS, HISTOGRAM_EDGES, exact_ggn_spectrum, ggn_gram
-from plasticity_jax.curvature.kronecker import (KroneckerFactors, KroneckerRank, factor_eigenvalues,
-                                                factors_from_samples, kronecker_epsilon_rank, kronecker_factors,
-                                                kronecker_product_eigenvalues, tapped_apply)
-from plasticity_jax.curvature.lanczos import (LanczosResult, bottom_k, default_dtype, lanczos, ritz_decomposition,
-                                              ritz_residual_norms, ritz_values, ritz_vectors, top_k, tridiagonal)
-from plasticity_jax.curvature.products import (CURVATURES, LOSSES, batch_fisher_vector_product,
-                                               batch_ggn_vector_product, batch_hessian_vector_product,
-                                               curvature_vector_product, dataset_average, fisher_vector_product,
-                                               flat_matvec, get_loss, ggn_vector_product, hessian_vector_product, hvp,
-                                               mean_squared_error, softmax_cross_entropy)
-from plasticity_jax.curvature.summary import (DEFAULT_DENSITY_GRID, DEFAULT_SIGMA, curvature_trace, density_grid,
-                                              extreme_eigenvalues, kronecker_summary, spectrum_summary,
-                                              top_eigenvalues)
+from plasticity_jax.curvature.kronecker import (
+                                              KroneckerFactors,
+                                              KroneckerRank,
+                                              factor_eigenvalues,
+                                              factors_from_samples,
+                                              kronecker_epsilon_rank,
+                                              kronecker_factors,
+                                              kronecker_product_eigenvalues,
+                                              tapped_apply,
+)
+from plasticity_jax.curvature.lanczos import (
+                                              LanczosResult,
+                                              bottom_k,
+                                              default_dtype,
+                                              lanczos,
+                                              ritz_decomposition,
+                                              ritz_residual_norms,
+                                              ritz_values,
+                                              ritz_vectors,
+                                              top_k,
+                                              tridiagonal,
+)
+from plasticity_jax.curvature.products import (
+                                              CURVATURES,
+                                              LOSSES,
+                                              batch_fisher_vector_product,
+                                              batch_ggn_vector_product,
+                                              batch_hessian_vector_product,
+                                              curvature_vector_product,
+                                              dataset_average,
+                                              fisher_vector_product,
+                                              flat_matvec,
+                                              get_loss,
+                                              ggn_vector_product,
+                                              hessian_vector_product,
+                                              hvp,
+                                              mean_squared_error,
+                                              softmax_cross_entropy,
+)
+from plasticity_jax.curvature.summary import (
+                                              DEFAULT_DENSITY_GRID,
+                                              DEFAULT_SIGMA,
+                                              curvature_trace,
+                                              density_grid,
+                                              extreme_eigenvalues,
+                                              kronecker_summary,
+                                              spectrum_summary,
+                                              top_eigenvalues,
+)
 
-__all__ = [
-    'CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'GRAM_METHODS', 'HISTOGRAM_EDGES',
-    'LOSSES', 'Estimate',
-    'KroneckerFactors', 'KroneckerRank', 'LanczosResult', 'SLQResult', 'batch_fisher_vector_product',
-    'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k', 'christoffel_function', 'curvature_trace',
-    'curvature_vector_product', 'dataset_average', 'default_dtype', 'dense_curvature', 'density_grid', 'epsilon_density_mass',
-    'epsilon_rank', 'epsilon_rank_bound', 'exact_ggn_spectrum', 'exact_spectrum', 'extreme_eigenvalues', 'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product',
-    'flat_matvec', 'gaussian_probes', 'get_loss', 'ggn_gram', 'ggn_vector_product', 'grid_mass_outside',
-    'hessian_vector_product', 'hutchinson_trace', 'hvp', 'kronecker_epsilon_rank', 'kronecker_factors',
-    'kronecker_product_eigenvalues', 'kronecker_summary', 'lanczos', 'mass_outside_interval', 'mean_squared_error',
-    'rademacher_probes', 'resolved_epsilon_rank', 'ritz_decomposition', 'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq',
-    'slq_trace', 'softmax_cross_entropy', 'spectral_density', 'spectrum_summary', 'tapped_apply', 'top_eigenvalues',
-    'top_k', 'tridiagonal',
-]
+__all__ = ['CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SIGMA', 'GRAM_METHODS', 'HISTOGRAM_EDGES',
+           'LOSSES', 'Estimate', 'KroneckerFactors', 'KroneckerRank', 'LanczosResult', 'SLQResult',
+           'batch_fisher_vector_product', 'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k',
+           'christoffel_function', 'curvature_trace', 'curvature_vector_product', 'dataset_average',
+           'default_dtype', 'dense_curvature', 'density_grid', 'epsilon_density_mass', 'epsilon_rank',
+           'epsilon_rank_bound', 'exact_ggn_spectrum', 'exact_spectrum', 'extreme_eigenvalues',
+           'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product', 'flat_matvec', 'gaussian_probes',
+           'get_loss', 'ggn_gram', 'ggn_vector_product', 'grid_mass_outside', 'hessian_vector_product',
+           'hutchinson_trace', 'hvp', 'kronecker_epsilon_rank', 'kronecker_factors',
+           'kronecker_product_eigenvalues', 'kronecker_summary', 'lanczos', 'mass_outside_interval',
+           'mean_squared_error', 'rademacher_probes', 'resolved_epsilon_rank', 'ritz_decomposition',
+           'ritz_residual_norms', 'ritz_values', 'ritz_vectors', 'slq', 'slq_trace', 'softmax_cross_entropy',
+           'spectral_density', 'spectrum_summary', 'tapped_apply', 'top_eigenvalues', 'top_k', 'tridiagonal']

@@ -10,7 +10,7 @@ is P^2 entries (8 GB at P = 30,000 in float64) and time O(P) products plus O(P^3
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -42,7 +42,8 @@ below it are NaN (the resolution is returned as the reason). In float64 this is 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +52,16 @@ from jax.flatten_util import ravel_pytree
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
 from plasticity_jax.curvature.kronecker import output_hessian_sqrt, tapped_apply
-from plasticity_jax.curvature.products import (ApplyFn, Dataset, LossFn, Params, chunk_bounds, get_chunk, get_loss,
-                                               num_examples)
+from plasticity_jax.curvature.products import (
+    ApplyFn,
+    Dataset,
+    LossFn,
+    Params,
+    chunk_bounds,
+    get_chunk,
+    get_loss,
+    num_examples,
+)
 
 GRAM_METHODS = ('auto', 'jvp')
 # Log-spaced bins of the exact eigenvalue histogram: 4 per decade from 1e-8 to 1e4.

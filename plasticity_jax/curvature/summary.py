@@ -13,9 +13,18 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.curvature.density import (DEFAULT_EPSILONS, Estimate, epsilon_density_mass, hutchinson_trace,
-                                              mass_outside_interval, rademacher_probes, resolved_epsilon_rank, slq,
-                                              slq_trace, spectral_density)
+from plasticity_jax.curvature.density import (
+    DEFAULT_EPSILONS,
+    Estimate,
+    epsilon_density_mass,
+    hutchinson_trace,
+    mass_outside_interval,
+    rademacher_probes,
+    resolved_epsilon_rank,
+    slq,
+    slq_trace,
+    spectral_density,
+)
 from plasticity_jax.curvature.kronecker import factor_eigenvalues, kronecker_epsilon_rank, kronecker_factors
 from plasticity_jax.curvature.lanczos import default_dtype, lanczos, ritz_residual_norms
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec

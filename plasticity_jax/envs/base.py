@@ -28,7 +28,8 @@ class Environment(NamedTuple):
     name: str
     observation_size: int
     action_size: int
-    action_low: np.ndarray      # (action_size,) control range; the env clips actions itself, its costs use the raw action
+    # (action_size,) control range; the env clips actions itself, its costs use the raw action
+    action_low: np.ndarray
     action_high: np.ndarray
     max_episode_steps: int
     reset: Callable[[jax.Array], tuple[Any, jax.Array]]                 # key -> (state, observation)

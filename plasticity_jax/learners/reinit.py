@@ -289,8 +289,8 @@ def replace_units_at(params: Params, fresh_blocks: Sequence[jax.Array], units: S
             params = with_param(params, module, 'kernel', _set_outgoing(kernel, width, idx, kept_by_module.get(module)))
     for layer, idx, fresh in zip(layers, units, fresh_blocks):
         incoming = get_path(params, layer.incoming)
-        params = with_param(params, layer.incoming, 'kernel', set_slices(incoming['kernel'], incoming['kernel'].ndim - 1,
-                                                                        idx, fresh))
+        kernel = incoming['kernel']
+        params = with_param(params, layer.incoming, 'kernel', set_slices(kernel, kernel.ndim - 1, idx, fresh))
         if 'bias' in incoming:
             params = with_param(params, layer.incoming, 'bias', set_slices(incoming['bias'], 0, idx, 0.0))
         if layer.normalization is not None:

@@ -37,6 +37,6 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                init_distribution=config.init_distribution, **optional)
 
 
-__all__ = ['ACTIVATIONS', 'ActorCritic', 'CONV_LOWERINGS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS', 'KAIMING_GAIN',
-           'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'PatchConv', 'ResNet18', 'UnitLayer',
-           'kaiming_init', 'make_model', 'online_norm_forward', 'sequential_unit_layers']
+__all__ = ['ACTIVATIONS', 'ActorCritic', 'CONV_LOWERINGS', 'FanInScaling', 'GRADIENT_STATE_COLLECTIONS',
+           'KAIMING_GAIN', 'MLP', 'MODEL_NAMES', 'NORMALIZATIONS', 'ConvNet', 'OnlineNorm', 'Path', 'PatchConv',
+           'ResNet18', 'UnitLayer', 'kaiming_init', 'make_model', 'online_norm_forward', 'sequential_unit_layers']

@@ -75,7 +75,8 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(the block's output, its inner activation relu(norm_0(conv_0(x))))."""
-        inner = nn.relu(_batch_norm(self, 'norm_0')(_conv(self.channels, 3, self.stride, 'conv_0', self.conv_lowering)(x)))
+        conv_0 = _conv(self.channels, 3, self.stride, 'conv_0', self.conv_lowering)
+        inner = nn.relu(_batch_norm(self, 'norm_0')(conv_0(x)))
         residual = _batch_norm(self, 'norm_1')(_conv(self.channels, 3, 1, 'conv_1', self.conv_lowering)(inner))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.channels:

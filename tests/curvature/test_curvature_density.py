@@ -4,9 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plasticity_jax.curvature import (DEFAULT_EPSILONS, christoffel_function, curvature_trace, epsilon_density_mass,
-                                      epsilon_rank, grid_mass_outside, hutchinson_trace, mass_outside_interval,
-                                      resolved_epsilon_rank, slq, slq_trace, spectral_density, spectrum_summary)
+from plasticity_jax.curvature import (
+    DEFAULT_EPSILONS,
+    christoffel_function,
+    curvature_trace,
+    epsilon_density_mass,
+    epsilon_rank,
+    grid_mass_outside,
+    hutchinson_trace,
+    mass_outside_interval,
+    resolved_epsilon_rank,
+    slq,
+    slq_trace,
+    spectral_density,
+    spectrum_summary,
+)
 
 EPS = np.asarray(DEFAULT_EPSILONS)
 

@@ -1,9 +1,9 @@
 """The dense statement of unit replacement: the tests' reference for `plasticity_jax.learners.reinit`.
 
 One (width,) bool mask per unit layer and a full fresh network whose units' incoming weights are copied; dense
-layers only (a unit's incoming weights are a kernel column, its outgoing weights a row of the reading kernel). The package runs the same
-rewrite by scatters of the replaced units only (`reinit.replace_units_at`, `reinit.reset_optimizer_state_at`); the
-tests check these definitions by hand and the package against them.
+layers only (a unit's incoming weights are a kernel column, its outgoing weights a row of the reading kernel). The
+package runs the same rewrite by scatters of the replaced units only (`reinit.replace_units_at`,
+`reinit.reset_optimizer_state_at`); the tests check these definitions by hand and the package against them.
 """
 
 from collections.abc import Callable, Sequence
@@ -25,8 +25,9 @@ def replace_units(params: Params, fresh_params: Params, masks: Sequence[jax.Arra
         raise ValueError(f'got {len(masks)} masks for {len(layers)} hidden layers')
     for layer, mask in zip(layers, masks):
         incoming, (outgoing,) = layer.incoming, layer.outgoing
-        params = with_param(params, incoming, 'kernel', jnp.where(mask[None, :], get_path(fresh_params, incoming)['kernel'],
-                                                                  get_path(params, incoming)['kernel']))
+        fresh_kernel = get_path(fresh_params, incoming)['kernel']
+        params = with_param(params, incoming, 'kernel',
+                            jnp.where(mask[None, :], fresh_kernel, get_path(params, incoming)['kernel']))
         params = with_param(params, incoming, 'bias', jnp.where(mask, 0.0, get_path(params, incoming)['bias']))
         params = with_param(params, outgoing, 'kernel',
                             jnp.where(mask[:, None], 0.0, get_path(params, outgoing)['kernel']))

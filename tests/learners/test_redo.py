@@ -129,7 +129,8 @@ def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
     assert [int(n) for n in state.num_recycled] == [0, 0, 1, 0, 0, 0, 0, 0]
     old, new = reinit.get_path(params, block.incoming), reinit.get_path(new_params, block.incoming)
     assert np.all(np.asarray(new['kernel'][..., 1]) != np.asarray(old['kernel'][..., 1]))
-    np.testing.assert_array_equal(np.delete(np.asarray(new['kernel']), 1, -1), np.delete(np.asarray(old['kernel']), 1, -1))
+    np.testing.assert_array_equal(np.delete(np.asarray(new['kernel']), 1, -1),
+                                  np.delete(np.asarray(old['kernel']), 1, -1))
     stats = reinit.get_path(new_model_state['batch_stats'], block.normalization)
     np.testing.assert_array_equal(stats['mean'], [0.5, 0.0, 0.5, 0.5])
     np.testing.assert_array_equal(stats['var'], [1.5, 1.0, 1.5, 1.5])

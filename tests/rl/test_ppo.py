@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from plasticity_jax import engine
-from plasticity_jax.rl import ppo
 from plasticity_jax.results import load_run
+from plasticity_jax.rl import ppo
 from tests.conftest import REPO_ROOT, load_config
 from tests.test_engine import _finished_checkpoints, assert_same_metrics
 
