@@ -75,7 +75,8 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
         train_x, train_y = _first_per_class(train_x, train_y, p.train_per_class)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
-    normalization: dict[str, tuple[float, ...]] = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
+    normalization: dict[str, tuple[float, ...]]
+    normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
                      else {})
     if p.get('raw_pixels', False):  # pixel values 0..255 as the papers' Continual ImageNet code feeds them
         normalization = {'mean': (0.0,), 'std': (1.0 / 255.0,)}
