@@ -34,6 +34,8 @@ benchmark stays within about 10 minutes on a 2-core CPU. `--examples_per_task=N`
     python scripts/benchmark_permuted_mnist.py --data_dir=../shared/data
     python scripts/benchmark_permuted_mnist.py --widths=100 --seeds=1,8 --no-torch --out=/tmp/bench.json
     python scripts/benchmark_permuted_mnist.py --learner=cbp --no-torch      # another learner's cost
+    python scripts/benchmark_permuted_mnist.py --no-torch \
+        --compare_command='python /tmp/peer/run.py --width={width} --seeds={seeds} --steps={steps}'   # beside a peer
 
 Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else downloaded). Figures from a
 machine shared with other work are noisy: run it more than once.
@@ -48,7 +50,9 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -98,6 +102,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'defaults: cbp, redo, shrink_perturb, ...; default backprop). The PyTorch loop is backprop.')
     parser.add_argument('--step_unroll', type=int, default=1,
                         help='config.step_unroll: steps per iteration of the compiled step loop (default 1)')
+    parser.add_argument('--compare_command', '--compare-command', default='',
+                        help='a peer trainer\'s shell command, run before and after each JAX point (interleaved), '
+                        'with {width}, {seeds} and {steps} filled in; it must print a line "seed-steps/s: X" with '
+                        'its own steady-state figure (see `peer_seed_steps_per_s`)')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 
@@ -287,6 +295,30 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# A peer's trainer (`--compare_command`)
+
+_PEER_FIGURE = re.compile(r'seed-steps/s:\s*([0-9.eE+-]+)')
+
+
+def peer_seed_steps_per_s(template: str, width: int, seeds: int, steps: int) -> float:
+    """Runs a peer's command for one point and returns the seed-steps per second it reports.
+
+    The peer's code is never part of this repository: whoever has it writes a small wrapper that trains its network
+    (784 -> 3 x width ReLU -> 10, SGD, batch 1) with `seeds` seeds for `steps` steps, times the steady state itself
+    (compilation excluded) and prints `seed-steps/s: X`. `template` gets `{width}`, `{seeds}` and `{steps}`. The
+    last such line counts; a command that fails or prints none is an error naming the command.
+    """
+    command = template.format(width=width, seeds=seeds, steps=steps)
+    done = subprocess.run(command, shell=True, capture_output=True, text=True)
+    figures = _PEER_FIGURE.findall(done.stdout)
+    if done.returncode != 0 or not figures:
+        raise RuntimeError(f'--compare_command {command!r} exited {done.returncode} and printed '
+                           f'{"no" if not figures else "a"} "seed-steps/s: X" line; its output ends with: '
+                           f'{(done.stdout + done.stderr)[-500:]}')
+    return float(figures[-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # PyTorch baseline
 
 
@@ -386,7 +418,14 @@ def main(argv=None) -> dict:
 
     for width in args.widths:
         for seeds in args.seeds:
+            peer = []
+            if args.compare_command:  # before and after the JAX point: interleaved rounds, the better counts
+                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args)))
             measured = bench_jax(width, seeds, args)
+            if args.compare_command:
+                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args)))
+                measured['peer_seed_steps_per_s'] = max(peer)
+                measured['peer_rounds'] = peer
             results['jax'].append(measured)
             print(f'jax width {width}, {seeds} seeds: compile {measured["compile_s"]:.1f} s, '
                   f'{measured["seed_steps_per_s"]:.1f} seed-steps/s '
@@ -407,6 +446,14 @@ def main(argv=None) -> dict:
               f'{measured["task_overhead_s"]:.2f} | {measured["bytes_per_seed_step"] / 1e6:.3g} '
               f'({measured["minimum_bytes_per_seed_step"] / 1e6:.3g}, {measured["bytes_ratio"]:.2f}x) | {torch_cell} | '
               f'{"n/a" if speedup is None or speedup != speedup else f"{speedup:.3g}x"} |')
+    if args.compare_command:
+        print('\n| width | seeds | JAX seed-steps/s | peer seed-steps/s (rounds) | JAX / peer |')
+        print('| ---: | ---: | ---: | ---: | ---: |')
+        for measured in results['jax']:
+            peer = measured['peer_seed_steps_per_s']
+            rounds = ', '.join(_fmt(v) for v in measured['peer_rounds'])
+            print(f'| {measured["width"]} | {measured["seeds"]} | {_fmt(measured["seed_steps_per_s"])} | '
+                  f'{_fmt(peer)} ({rounds}) | {measured["seed_steps_per_s"] / peer:.3g}x |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
           'T(steps), with one task\'s start and end work in it; task work: T(0). MB per seed-step: XLA\'s bytes '
           'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: '
