@@ -35,13 +35,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from plasticity_jax import analysis, engine, results  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax import config as config_lib  # noqa: E402
 
 LEARNERS = ('backprop', 'l2', 'l2_er', 'cbp')
 
 
 def run_learner(learner: str, args) -> results.Run:
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', f'permuted_mnist.py:{learner},lr0.01'))
+    config = config_lib.load(os.path.join(REPO_ROOT, 'configs', f'permuted_mnist.py:{learner},lr0.01'))
     config.unlock()
     config.num_seeds = args.num_seeds
     config.num_tasks = args.num_tasks

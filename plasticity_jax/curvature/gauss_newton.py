@@ -51,6 +51,7 @@ from flax import traverse_util
 from jax.flatten_util import ravel_pytree
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
+from plasticity_jax.curvature.eigh import eigvalsh
 from plasticity_jax.curvature.kronecker import output_hessian_sqrt, tapped_apply
 from plasticity_jax.curvature.products import (
     ApplyFn,
@@ -204,7 +205,7 @@ def exact_ggn_spectrum(apply_fn: ApplyFn, loss: str | LossFn, params: Params, da
       ggn_exact_nonzero_bound ()      N C: the GGN's rank can be at most this (the dual's size)
     """
     gram = ggn_gram(apply_fn, loss, params, dataset, chunk_size=chunk_size, method=method)
-    values = jnp.linalg.eigvalsh(gram)  # ascending
+    values = eigvalsh(gram)  # ascending
     size = gram.shape[0]
     num_params = ravel_pytree(params)[0].size
     resolution = jnp.sqrt(size) * jnp.finfo(values.dtype).eps * jnp.max(jnp.abs(values))
