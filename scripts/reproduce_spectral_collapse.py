@@ -51,7 +51,7 @@ def run_learner(learner: str, args) -> results.Run:
     config.problem.examples_per_task = args.examples_per_task
     config.model.width = args.width
     config.data_dir = args.data_dir
-    config.curvature.update({'every_tasks': 1, 'probe_size': args.probe_size, 'chunk_size': args.probe_size,
+    config.curvature.update({'every_tasks': args.every_tasks, 'probe_size': args.probe_size, 'chunk_size': args.probe_size,
                              'order': args.order, 'draws': args.draws,
                              'exact_ggn_probe_size': args.exact_ggn_probe_size})
     workdir = os.path.join(args.workdir, learner)
@@ -96,6 +96,7 @@ def main():
     parser.add_argument('--examples_per_task', type=int, default=5000)
     parser.add_argument('--width', type=int, default=100)
     parser.add_argument('--probe_size', type=int, default=500)
+    parser.add_argument('--every_tasks', type=int, default=1, help='measure at the start of every k-th task')
     parser.add_argument('--order', type=int, default=64)
     parser.add_argument('--draws', type=int, default=1)
     parser.add_argument('--exact_ggn_probe_size', type=int, default=100)

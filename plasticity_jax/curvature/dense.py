@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigh import eigvalsh
+from plasticity_jax.curvature.eigen import eigvalsh
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec
 
 

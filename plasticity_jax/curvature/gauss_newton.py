@@ -51,7 +51,7 @@ from flax import traverse_util
 from jax.flatten_util import ravel_pytree
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigh import eigvalsh
+from plasticity_jax.curvature.eigen import eigvalsh
 from plasticity_jax.curvature.kronecker import output_hessian_sqrt, tapped_apply
 from plasticity_jax.curvature.products import (
     ApplyFn,

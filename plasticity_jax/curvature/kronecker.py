@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigh import eigh, eigvalsh
+from plasticity_jax.curvature.eigen import eigh, eigvalsh
 from plasticity_jax.curvature.products import (
     ApplyFn,
     Dataset,
