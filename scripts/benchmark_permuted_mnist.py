@@ -300,22 +300,23 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
 _PEER_FIGURE = re.compile(r'seed-steps/s:\s*([0-9.eE+-]+)')
 
 
-def peer_seed_steps_per_s(template: str, width: int, seeds: int, steps: int) -> float:
-    """Runs a peer's command for one point and returns the seed-steps per second it reports.
+def peer_seed_steps_per_s(template: str, width: int, seeds: int, steps: int) -> tuple[float, str]:
+    """Runs a peer's command for one point: the seed-steps per second it reports, and '' (or NaN and the reason).
 
     The peer's code is never part of this repository: whoever has it writes a small wrapper that trains its network
     (784 -> 3 x width ReLU -> 10, SGD, batch 1) with `seeds` seeds for `steps` steps, times the steady state itself
     (compilation excluded) and prints `seed-steps/s: X`. `template` gets `{width}`, `{seeds}` and `{steps}`. The
-    last such line counts; a command that fails or prints none is an error naming the command.
+    last such line counts. A command that fails or prints none (a peer that runs out of memory at some point, say)
+    gives NaN with the command, its exit status and the end of its output, and the benchmark goes on.
     """
     command = template.format(width=width, seeds=seeds, steps=steps)
     done = subprocess.run(command, shell=True, capture_output=True, text=True)
     figures = _PEER_FIGURE.findall(done.stdout)
     if done.returncode != 0 or not figures:
-        raise RuntimeError(f'--compare_command {command!r} exited {done.returncode} and printed '
-                           f'{"no" if not figures else "a"} "seed-steps/s: X" line; its output ends with: '
-                           f'{(done.stdout + done.stderr)[-500:]}')
-    return float(figures[-1])
+        tail = ' '.join((done.stdout + done.stderr)[-300:].split())
+        return float('nan'), (f'{command!r} exited {done.returncode} and printed '
+                               f'{"no" if not figures else "a"} "seed-steps/s: X" line; its output ends with: {tail}')
+    return float(figures[-1]), ''
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -424,14 +425,20 @@ def main(argv=None) -> dict:
             measured = bench_jax(width, seeds, args)
             if args.compare_command:
                 peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args)))
-                measured['peer_seed_steps_per_s'] = max(peer)
-                measured['peer_rounds'] = peer
+                figures = [figure for figure, _ in peer]
+                measured['peer_seed_steps_per_s'] = max(figures) if not any(map(np.isnan, figures)) else float('nan')
+                measured['peer_rounds'] = figures
+                measured['peer_failures'] = [reason for _, reason in peer if reason]
             results['jax'].append(measured)
             print(f'jax width {width}, {seeds} seeds: compile {measured["compile_s"]:.1f} s, '
                   f'{measured["seed_steps_per_s"]:.1f} seed-steps/s '
                   f'(medians: {measured["seed_steps_per_s_median"]:.1f}); '
                   f'calls {", ".join(f"{t:.2f}" for t in measured["call_s"])} s of {measured["steps"]} steps, '
                   f'{", ".join(f"{t:.2f}" for t in measured["empty_task_call_s"])} s of none', flush=True)
+            if args.compare_command:
+                print(f'peer width {width}, {seeds} seeds: '
+                      f'{", ".join(_fmt(v) for v in measured["peer_rounds"])} seed-steps/s'
+                      + ''.join(f'\n  failed: {reason}' for reason in measured['peer_failures']), flush=True)
 
     print()
     print('| width | seeds | steps | JAX compile (s) | JAX seed-steps/s | JAX seed-steps/s incl. task work | '
@@ -452,8 +459,9 @@ def main(argv=None) -> dict:
         for measured in results['jax']:
             peer = measured['peer_seed_steps_per_s']
             rounds = ', '.join(_fmt(v) for v in measured['peer_rounds'])
+            ratio = 'n/a (the peer failed: see above)' if peer != peer else f'{measured["seed_steps_per_s"] / peer:.3g}x'
             print(f'| {measured["width"]} | {measured["seeds"]} | {_fmt(measured["seed_steps_per_s"])} | '
-                  f'{_fmt(peer)} ({rounds}) | {measured["seed_steps_per_s"] / peer:.3g}x |')
+                  f'{_fmt(peer)} ({rounds}) | {ratio} |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
           'T(steps), with one task\'s start and end work in it; task work: T(0). MB per seed-step: XLA\'s bytes '
           'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: '
