@@ -3,8 +3,6 @@
 import importlib.util
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
 
 
