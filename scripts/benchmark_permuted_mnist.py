@@ -476,7 +476,8 @@ def main(argv=None) -> dict:
         for measured in results['jax']:
             peer = measured['peer_seed_steps_per_s']
             rounds = ', '.join(_fmt(v) for v in measured['peer_rounds'])
-            ratio = 'n/a (the peer failed)' if peer != peer else f'{measured["seed_steps_per_s"] / peer:.3g}x'
+            ratio = measured['seed_steps_per_s'] / peer
+            ratio = f'{ratio:.3g}x' if ratio == ratio else 'n/a'
             print(f'| {measured["width"]} | {measured["seeds"]} | {_fmt(measured["seed_steps_per_s"])} | '
                   f'{_fmt(peer)} ({rounds}) | {ratio} |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
