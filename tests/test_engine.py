@@ -320,24 +320,22 @@ def _tiny_validated_tasks(config):
     return problem, data
 
 
-def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeypatch):
-    """Scored after every epoch inside the program, per seed: the network carried on is the first one of the task's
-    best validation accuracy, i.e. the network of a task stopped after that epoch; a second task starts from it
-    (two tasks at once equal one and then one, as across a checkpoint: the selection lives within a task)."""
+def _validated_train(monkeypatch, early_stopping, epochs=6):
     from plasticity_jax import problems
 
     monkeypatch.setitem(problems.PROBLEMS, 'tiny_validated', _tiny_validated_tasks)
+    config = small_scr(**{'model.width': 5, 'learner.step_size': 0.5, 'num_seeds': 4})
+    config.problem = ml_collections.ConfigDict({'name': 'tiny_validated', 'epochs': epochs,
+                                                'early_stopping': early_stopping})
+    train = engine.make_train(config)
+    return train, config, jax.vmap(train.init)(engine.seed_keys(config))
 
-    def build(early_stopping, epochs=6):
-        config = small_scr(**{'model.width': 5, 'learner.step_size': 0.5, 'num_seeds': 4})
-        config.problem = ml_collections.ConfigDict({'name': 'tiny_validated', 'epochs': epochs,
-                                                    'early_stopping': early_stopping})
-        return engine.make_train(config), config
 
-    train, config = build(True)
-    state = jax.vmap(train.init)(engine.seed_keys(config))
-    run = engine.make_vmapped(train)
-    selected, metrics = run(state, 1)
+def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeypatch):
+    """Scored after every epoch inside the program, per seed: the network carried on is the first one of the task's
+    best validation accuracy, i.e. the network of a task stopped after that epoch."""
+    train, config, state = _validated_train(monkeypatch, True)
+    selected, metrics = engine.make_vmapped(train)(state, 1)
     epoch, accuracy = np.asarray(metrics['validation_epoch'][:, 0]), np.asarray(metrics['validation_accuracy'][:, 0])
     assert np.all((epoch >= 0) & (epoch <= 5)) and epoch.min() < epoch.max(), epoch
     model = models.make_model(config.model, train.problem.num_outputs)
@@ -345,7 +343,8 @@ def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeyp
         train.problem.task_outputs(s.problem_state, model.apply({'params': s.params, **s.model_state}, x)[0]))))
     np.testing.assert_array_equal(validate(selected), accuracy)
 
-    stopped, stopped_metrics = engine.make_vmapped(build(False, epochs=int(epoch.min()) + 1)[0])(state, 1)
+    stopped_train = _validated_train(monkeypatch, False, epochs=int(epoch.min()) + 1)[0]
+    stopped, stopped_metrics = engine.make_vmapped(stopped_train)(state, 1)
     first = epoch == epoch.min()
     np.testing.assert_array_equal(stopped_metrics['validation_epoch'][first, 0], epoch[first])
     np.testing.assert_array_equal(stopped_metrics['validation_accuracy'][first, 0], accuracy[first])
@@ -354,7 +353,15 @@ def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeyp
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[seed], b[seed], rtol=1e-6, atol=1e-7),
                      selected.params, stopped.params)
 
-    twice, second = run(selected, 1)
+
+@pytest.mark.slow  # a third compiled program; the selection lives within a task, so this holds by construction
+def test_early_stopping_survives_a_chunk_boundary(monkeypatch):
+    """Two tasks at once equal one and then one, as across a checkpoint: the next task starts from the selected
+    network held in the RunState."""
+    train, _, state = _validated_train(monkeypatch, True)
+    run = engine.make_vmapped(train)
+    first, _ = run(state, 1)
+    twice, second = run(first, 1)
     at_once, both = run(state, 2)
     jax.tree.map(np.testing.assert_array_equal, twice, at_once)
     for name in second:
