@@ -27,8 +27,9 @@ One step of a task (everything inside `lax.scan`, no host round-trip):
 At the start of each task the plasticity correlates are measured on a probe set of the new task; at its end the
 problem may evaluate the network (test accuracy). A problem with a validation split (`Problem.validation_period`)
 is scored on it during the task and the best network kept; with `problem.early_stopping` that network, not the last,
-is evaluated and carried into the next task (class-incremental CIFAR-100's early stopping). Seeds never interact: a non-finite loss in one seed is counted in
-its own `nonfinite_steps` metric and reported on the console, and cannot reach another seed.
+is evaluated and carried into the next task (class-incremental CIFAR-100's early stopping). Seeds never interact: a
+non-finite loss in one seed is counted in its own `nonfinite_steps` metric and reported on the console, and cannot
+reach another seed.
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ class ConvNet(nn.Module):
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for layer in range(DENSE_DEPTH):
-            x = nn.relu(nn.Dense(DENSE_WIDTH * self.base_width, name=f'hidden_{layer}', **torch_default_init(x.shape[-1]))(x))
+            x = nn.relu(nn.Dense(DENSE_WIDTH * self.base_width, name=f'hidden_{layer}',
+                                 **torch_default_init(x.shape[-1]))(x))
             hidden.append(x)
         outputs = nn.Dense(self.num_outputs, name='output', **torch_default_init(x.shape[-1]))(x)
         return outputs, tuple(hidden)

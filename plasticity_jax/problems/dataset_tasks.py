@@ -98,9 +98,11 @@ class DatasetTasks(Problem):
     """Build with `DatasetTasks.create(...)`, which derives the task sizes from the data.
 
     `max_train_examples` / `max_test_examples` / `max_validation_examples` (0: no validation split): the most
-    examples any task can have (static: they fix the number of steps per task and of evaluation chunks). `class_size`: the per-class count when every class has the same number
-    of training images (CIFAR-100, ImageNet), which makes a task's number of steps a function of the task index
-    alone (so skipped steps are free under `vmap`); 0 otherwise (MNIST).
+    examples any task can have (static: they fix the number of steps per task and of evaluation chunks).
+    `class_size`: the per-class count when every class has the same number of training images (CIFAR-100,
+    ImageNet), which makes a task's number of steps a function of the task index alone (so skipped steps are free
+    under `vmap`); 0 otherwise (MNIST). `early_stopping`: the task's best network on the validation split is the
+    one tested and carried on (`engine`).
     """
 
     schedule: str = 'all_pairs'
