@@ -1,12 +1,12 @@
 """Class-incremental CIFAR-100 (Dohare et al., "Loss of plasticity in deep continual learning", Nature 2024, Fig. 2).
 
-Training starts with 5 classes and adds 5 every 200 epochs up to all 100 (20 tasks; task t trains on the first
-5(t + 1) classes of a per-seed class order). Of the 500 images of each class in CIFAR-100's training split the first
-50 are the validation images and the other 450 the training images, as in the papers' code; the test accuracy after
-each task is measured on the 100 test images of every class seen so far. The network has 100 outputs; the classes
-not seen yet are hidden from the loss and the predictions. Network: the papers' modified ResNet-18
-(`models.ResNet18`: 3x3 stride-1 first convolution, no max-pool, batch normalisation). SGD with step size 0.1,
-momentum 0.9, weight decay 5e-4 (the `l2` learner: coupled into the gradient as PyTorch's SGD), batch size 90, step size x0.2 at epochs 60, 120 and 160 of each
+Training starts with 5 classes and adds 5 every 200 epochs up to all 100 (20 tasks; task t trains on the first 5(t + 1)
+classes of a per-seed class order). Of the 500 images of each class in CIFAR-100's training split the first 50 are the
+validation images and the other 450 the training images, as in the papers' code; the test accuracy after each task is
+measured on the 100 test images of every class seen so far. The network has 100 outputs; the classes not seen yet are
+hidden from the loss and the predictions. Network: the papers' modified ResNet-18 (`models.ResNet18`: 3x3 stride-1 first
+convolution, no max-pool, batch normalisation). SGD with step size 0.1, momentum 0.9, weight decay 5e-4 (the `l2`
+learner: coupled into the gradient as PyTorch's SGD), batch size 90, step size x0.2 at epochs 60, 120 and 160 of each
 task (`learner.step_size_milestones` = (0.3, 0.6, 0.8) of the task); on-device augmentation of training images:
 normalisation, random horizontal flip, random crop with reflect-padding 4, random rotation of 0-15 degrees
 (`problems.augment`, which documents the source of each detail).
