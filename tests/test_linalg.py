@@ -1,6 +1,7 @@
 """linalg: jnp.linalg's values, and never a batched LAPACK call (the in-run exact GGN hang, issue 13; the rank
 metrics' SVD)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -109,3 +110,15 @@ print('counts', out['ggn_exact_epsilon_count'][:, :, 0, -1].tolist())
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'counts' in result.stdout
+
+
+def test_importing_the_package_gives_openblas_one_thread_unless_the_user_set_it():
+    """jaxlib's CPU LAPACK runs on scipy's OpenBLAS, whose own threads made one 100 x 100 SVD take 336 ms instead of
+    0.4 ms on a loaded 2-core machine (plasticity_jax/__init__.py): one thread by default, the user's value kept."""
+    script = 'import os, plasticity_jax; print(os.environ["OPENBLAS_NUM_THREADS"])'
+    environment = {key: value for key, value in os.environ.items() if key != 'OPENBLAS_NUM_THREADS'}
+    for preset, expected in ((None, '1'), ('3', '3')):
+        env = environment if preset is None else {**environment, 'OPENBLAS_NUM_THREADS': preset}
+        done = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              check=True)
+        assert done.stdout.strip() == expected
