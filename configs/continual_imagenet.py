@@ -50,7 +50,7 @@ def get_config(arg=None):
     config.problem = config_lib.dataset_tasks_problem(dataset='imagenet32', schedule='consecutive_pairs',
                                                       epochs=250, batch_size=100, train_per_class=600,
                                                       test_per_class=100)
-    config.model = config_lib.image_model_config('convnet')
+    config.model = config_lib.image_model_config('convnet', base_width=32)
     config.learner.step_size = 0.01
     config.learner.momentum = 0.9
     config.metrics.probe_size = 500

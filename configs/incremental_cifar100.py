@@ -1,11 +1,11 @@
 """Class-incremental CIFAR-100 (Dohare et al., "Loss of plasticity in deep continual learning", Nature 2024, Fig. 2).
 
-Training starts with 5 classes and adds 5 every 200 epochs up to all 100 (20 tasks; task t trains on the first
-5(t + 1) classes of a per-seed class order). 450 training images per class (the first 450 of each class in CIFAR-100's
-training split; the remaining 50 are the papers' validation images, not used here); the test accuracy after each task
-is measured on the 100 test images of every class seen so far. The network has 100 outputs; the classes not seen yet
-are hidden from the loss and the predictions. Network: the papers' modified ResNet-18 (`models.ResNet18`: 3x3 stride-1
-first convolution, no max-pool, batch normalisation). SGD with step size 0.1, momentum 0.9, weight decay 5e-4 (the `l2`
+Training starts with 5 classes and adds 5 every 200 epochs up to all 100 (20 tasks; task t trains on the first 5(t + 1)
+classes of a per-seed class order). Of the 500 images of each class in CIFAR-100's training split the first 50 are the
+validation images and the other 450 the training images, as in the papers' code; the test accuracy after each task is
+measured on the 100 test images of every class seen so far. The network has 100 outputs; the classes not seen yet are
+hidden from the loss and the predictions. Network: the papers' modified ResNet-18 (`models.ResNet18`: 3x3 stride-1 first
+convolution, no max-pool, batch normalisation). SGD with step size 0.1, momentum 0.9, weight decay 5e-4 (the `l2`
 learner: coupled into the gradient as PyTorch's SGD), batch size 90, step size x0.2 at epochs 60, 120 and 160 of each
 task (`learner.step_size_milestones` = (0.3, 0.6, 0.8) of the task); on-device augmentation of training images:
 normalisation, random horizontal flip, random crop with reflect-padding 4, random rotation of 0-15 degrees
@@ -26,9 +26,22 @@ weight decay and schedule (the papers' lop/incremental_cifar/cfg/*.json):
     python -m plasticity_jax.main --config=configs/incremental_cifar100.py:scratch --workdir=runs/cifar100_scratch
     python -m plasticity_jax.main --config=configs/incremental_cifar100.py:cbp --workdir=runs/cifar100_cbp
 
-Choices: the papers' code evaluates on augmented test images and keeps the best validation checkpoint of each task
-(early stopping, `early_stopping: true` in every config it ships); here the test images are not augmented and the
-network at the end of each task is scored: early stopping on the validation images is NOT implemented yet.
+Early stopping (`problem.early_stopping`, on by default as `early_stopping: true` in every config the papers' code
+ships): after every epoch the network is scored on the validation images of the classes seen so far (50 per class,
+never augmented, `problem.validation_per_class`), inside the compiled program; the network (weights and batch-norm
+statistics) of the task's best validation accuracy (the first epoch reaching it) is the one scored on the test
+images and carried into the next task. As in the papers' lop/incremental_cifar/incremental_cifar_experiment.py
+(`extend_classes` loads the best state dict at the task's end), the optimizer's momentum and the learner's state
+(continual backprop's utilities and ages) go on from the task's last step. Metrics: `validation_accuracy` (the
+task's best) and `validation_epoch` (its epoch, from 0); `test_accuracy` is the selected network's.
+`--config.problem.early_stopping=False` carries and scores the last network instead (the validation split is still
+scored); `--config.problem.validation_per_class=0` also drops the split (then the 450 training images are the first
+of each class).
+
+Choices: the papers' code evaluates on augmented test images (here they are not augmented), and its plotting script
+(lop/incremental_cifar/plots/plot_incremental_cifar_results.py) reports for each task the MAXIMUM over the task's 200
+epochs of the per-epoch test accuracy, not the test accuracy of the best-validation network that it carries on; here
+`test_accuracy` is the carried network's (the per-epoch test accuracy is not scored).
 
 Expected (Nature 2024, Fig. 2b): the incrementally trained network's test accuracy falls behind the network retrained
 from scratch as classes are added (by task 20 it is several points lower); continual backprop is the best learner,
@@ -53,6 +66,8 @@ def get_config(arg=None):
     config.problem = config_lib.dataset_tasks_problem(dataset='cifar100', schedule='class_increments', epochs=200,
                                                       batch_size=90, classes_per_increment=5, train_per_class=450,
                                                       augment=True)
+    config.problem.validation_per_class = 50
+    config.problem.early_stopping = True
     config.model = config_lib.image_model_config('resnet18', base_width=64)
     config.learner.name = 'l2'
     config.learner.weight_decay = 5e-4

@@ -49,7 +49,7 @@ def get_config(arg=None):
 def _convnet(config):
     """Continual ImageNet's network, head reset and optimizer on the digit pairs; a continual backprop or Shrink and
     Perturb learner selected before it (`cbp,convnet`) gets Continual ImageNet's settings."""
-    config.model = config_lib.image_model_config('convnet')
+    config.model = config_lib.image_model_config('convnet', base_width=32)
     # As the papers' Continual ImageNet code (docs/conv_nets.md: on [0, 1] pixels the ConvNet does not learn).
     config.problem.raw_pixels = True
     config.reset_at_task_start = 'head'

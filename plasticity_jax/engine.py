@@ -25,8 +25,11 @@ One step of a task (everything inside `lax.scan`, no host round-trip):
     learner_state, params, opt_state, model_state = after_update(...)   # e.g. continual backprop's unit replacement
 
 At the start of each task the plasticity correlates are measured on a probe set of the new task; at its end the
-problem may evaluate the network (test accuracy). Seeds never interact: a non-finite loss in one seed is counted in
-its own `nonfinite_steps` metric and reported on the console, and cannot reach another seed.
+problem may evaluate the network (test accuracy). A problem with a validation split (`Problem.validation_period`)
+is scored on it during the task and the best network kept; with `problem.early_stopping` that network, not the last,
+is evaluated and carried into the next task (class-incremental CIFAR-100's early stopping). Seeds never interact: a
+non-finite loss in one seed is counted in its own `nonfinite_steps` metric and reported on the console, and cannot
+reach another seed.
 """
 
 from __future__ import annotations
@@ -231,16 +234,36 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
                   'nonfinite_steps': totals['nonfinite_steps'] + (~jnp.isfinite(forward.loss)).astype(jnp.int32)}
         return params, model_state, opt_state, learner_state, totals
 
-    def train_steps(learner, data, problem_state, active_steps, carry, steps, step_keys):
-        """The task's steps; those from `active_steps` on leave `carry` unchanged (`Problem.active_steps`)."""
-        def step_fn(carry, xs):
-            if isinstance(active_steps, int) and active_steps == problem.steps_per_task:
-                return train_step(learner, data, problem_state, active_steps, carry, xs), None
-            return jax.lax.cond(xs[0] < active_steps,
-                                lambda c: train_step(learner, data, problem_state, active_steps, c, xs),
-                                lambda c: c, carry), None
+    def keep_if_better(data, problem_state, params, model_state, best, epoch):
+        """`best` (the network of the task's best validation accuracy so far) replaced by this one, per run, if it
+        scores higher (strictly, as the papers' CIFAR-100 code)."""
+        accuracy = problem.validate(
+            data, problem_state, lambda x: problem.task_outputs(problem_state, predict(params, model_state, x)[0]))
+        candidate = {'params': params, 'model_state': model_state, 'accuracy': accuracy, 'epoch': epoch}
+        better = accuracy > best['accuracy']
+        return jax.tree.map(lambda new, old: jnp.where(better, new, old), candidate, best)
 
-        return jax.lax.scan(step_fn, carry, (steps, step_keys), unroll=config.get('step_unroll', 1))[0]
+    def train_steps(learner, data, problem_state, active_steps, carry, steps, step_keys, period=0, best=None):
+        """The task's steps; those from `active_steps` on leave `carry` unchanged (`Problem.active_steps`). With a
+        validation `period` (`Problem.validation_period`), after every `period` steps the network is scored on the
+        validation split and kept in `best` if it beats it; returns (carry, best)."""
+        def step_fn(carry_and_best, xs):
+            carry, best = carry_and_best
+            if isinstance(active_steps, int) and active_steps == problem.steps_per_task:
+                carry = train_step(learner, data, problem_state, active_steps, carry, xs)
+            else:
+                carry = jax.lax.cond(xs[0] < active_steps,
+                                     lambda c: train_step(learner, data, problem_state, active_steps, c, xs),
+                                     lambda c: c, carry)
+            if best is not None:  # a real branch when `period` and `active_steps` do not depend on the run's state
+                step = xs[0]
+                best = jax.lax.cond(((step + 1) % period == 0) & (step < active_steps),
+                                    lambda b: keep_if_better(data, problem_state, carry[0], carry[1], b,
+                                                             (step + 1) // period - 1),
+                                    lambda b: b, best)
+            return (carry, best), None
+
+        return jax.lax.scan(step_fn, (carry, best), (steps, step_keys), unroll=config.get('step_unroll', 1))[0]
 
     spectrum = make_spectrum(config, problem, predict)
 
@@ -263,15 +286,29 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
         active_steps = problem.active_steps(data, problem_state, task)
         zero = jnp.zeros((), jnp.float32)
         totals = {'online_metric': zero, 'online_loss': zero, 'nonfinite_steps': jnp.zeros((), jnp.int32)}
-        params, model_state, opt_state, learner_state, totals = train_steps(
+        # The task's best network on the validation split, if the problem has one: it lives within the task
+        # (checkpoints fall between tasks), starting from none (accuracy -1), as the papers' code resets it per task.
+        period = problem.validation_period(data, problem_state, task)
+        best = None
+        if not (isinstance(period, int) and period == 0):
+            best = {'params': state.params, 'model_state': state.model_state,
+                    'accuracy': jnp.full((), -1.0, jnp.float32), 'epoch': jnp.full((), -1, jnp.int32)}
+        (params, model_state, opt_state, learner_state, totals), best = train_steps(
             learner, data, problem_state, active_steps,
-            (state.params, state.model_state, state.opt_state, state.learner_state, totals), steps, step_keys)
+            (state.params, state.model_state, state.opt_state, state.learner_state, totals), steps, step_keys,
+            period, best)
+        validation_metrics = {}
+        if best is not None:
+            validation_metrics = {'validation_accuracy': best['accuracy'], 'validation_epoch': best['epoch']}
+            if problem.early_stopping:  # the best network goes on; optimizer and learner state are the last ones
+                params, model_state = best['params'], best['model_state']
 
         end_metrics = problem.evaluate(
             data, problem_state, lambda x: problem.task_outputs(problem_state, predict(params, model_state, x)[0]))
         task_metrics = {problem.online_metric_name: totals['online_metric'] / active_steps,
                         'online_loss': totals['online_loss'] / active_steps,
-                        'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics}
+                        'nonfinite_steps': totals['nonfinite_steps'], **start_metrics, **end_metrics,
+                        **validation_metrics}
         if config.curvature.every_tasks:
             # At the start and the end of every `every_tasks`-th task; NaN (-1 for counts) in the other tasks.
             def start_and_end(_):

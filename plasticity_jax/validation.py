@@ -175,6 +175,8 @@ RULES: dict[str, Rule] = {
     'problem.test_per_class': integer(0),
     'problem.num_classes': integer(0),
     'problem.raw_pixels': Rule(lambda v: isinstance(v, bool), 'True or False'),
+    'problem.validation_per_class': integer(0),
+    'problem.early_stopping': Rule(lambda v: isinstance(v, bool), 'True or False'),
 }
 
 
@@ -189,6 +191,8 @@ AGREEMENTS: tuple[Agreement, ...] = (
               'problem.examples_per_task must be a multiple of problem.batch_size'),
     Agreement(('problem.num_flipping_bits', 'problem.num_bits'), lambda f, m: f <= m,
               'problem.num_flipping_bits must be <= problem.num_bits'),
+    Agreement(('problem.early_stopping', 'problem.validation_per_class'), lambda e, v: not e or v > 0,
+              'problem.early_stopping needs a validation split, problem.validation_per_class > 0'),
 )
 
 

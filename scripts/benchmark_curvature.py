@@ -76,7 +76,7 @@ sys.path.insert(0, REPO_ROOT)
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
 from benchmark_permuted_mnist import _version, usable_cores  # noqa: E402
 
-from plasticity_jax import curvature  # noqa: E402
+from plasticity_jax import curvature, linalg  # noqa: E402
 from plasticity_jax.models.mlp import MLP  # noqa: E402
 
 DEPTH = 3
@@ -249,7 +249,7 @@ def bench_dual_ggn(width: int, seeds: int, probes: int, data, args: argparse.Nam
     # seconds of the process: on a shared machine the CPU time is what the work costs).
     gram = jax.jit(jax.vmap(lambda p, ds: curvature.ggn_gram(apply_fn, 'cross_entropy', p, ds,
                                                               chunk_size=args.chunk_size), in_axes=(0, None)))
-    eigvalsh = jax.jit(jax.vmap(curvature.eigvalsh))
+    eigvalsh = jax.jit(jax.vmap(linalg.eigvalsh))
     matrix = _block(gram(params, dataset))
     _block(eigvalsh(matrix))
     phases = {}

@@ -50,14 +50,21 @@ def _fake_cifar100(name, data_dir=None):
 def test_incremental_cifar100_on_generated_cifar_shaped_data(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, 'load_tfds_images', _fake_cifar100)
     assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
+    # Early stopping as the papers' code (on by default): the first 2 of each class's 12 training images validate.
     config = _shrink(load_config('incremental_cifar100.py'), num_tasks=2,
-                     **{'problem.train_per_class': 10, 'problem.epochs': 2, 'problem.batch_size': 16,
-                        'model.base_width': 4})
+                     **{'problem.train_per_class': 10, 'problem.validation_per_class': 2, 'problem.epochs': 2,
+                        'problem.batch_size': 16, 'model.base_width': 4})
+    assert config.problem.early_stopping
     train = engine.make_train(config)
     assert train.problem.augment and train.problem.mean and train.problem.num_outputs == 10
+    assert train.problem.early_stopping and train.problem.max_validation_examples == 20
+    np.testing.assert_array_equal(train.data['validation_counts'], 2)
+    np.testing.assert_array_equal(train.data['train_counts'], 10)
     engine.run(config, str(tmp_path), progress=False)
     metrics = load_run(str(tmp_path)).metrics
     assert metrics['test_accuracy'].shape == (2, 2) and np.all(np.isfinite(metrics['online_loss']))
-    # 5 classes x 3 test images in task 0, 10 x 3 in task 1.
+    # 5 classes x 3 test images in task 0, 10 x 3 in task 1; 5 x 2 and 10 x 2 validation images.
     np.testing.assert_allclose(metrics['test_accuracy'][:, 0] * 15 % 1, 0, atol=1e-5)
     np.testing.assert_allclose(metrics['test_accuracy'][:, 1] * 30 % 1, 0, atol=1e-5)
+    np.testing.assert_allclose(metrics['validation_accuracy'] * [10, 20] % 1, 0, atol=1e-5)
+    assert np.all(np.isin(metrics['validation_epoch'], [0, 1]))

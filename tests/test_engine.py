@@ -306,6 +306,68 @@ def test_unseen_classes_get_no_gradient(monkeypatch):
         np.testing.assert_array_equal(moved, np.isin(np.arange(4), seen))
 
 
+def _tiny_validated_tasks(config):
+    """Class increments of 2 of 4 classes, each with 4 training, 2 test and 3 validation images of 2x2 random pixels
+    (equal classes: the validation period depends on the task index alone, a real branch under vmap)."""
+    from plasticity_jax.problems import dataset_tasks
+
+    rng = np.random.default_rng(1)
+    split = lambda per_class: (rng.integers(0, 256, (4 * per_class, 2, 2, 1)), np.repeat(np.arange(4), per_class))
+    data = dataset_tasks.make_data(*split(4), *split(2), num_classes=4, validation=split(3))
+    problem = dataset_tasks.DatasetTasks.create(data, schedule='class_increments', epochs=config.problem.epochs,
+                                                batch_size=2, probe_size=4, classes_per_increment=2,
+                                                early_stopping=config.problem.early_stopping)
+    return problem, data
+
+
+def _validated_train(monkeypatch, early_stopping, epochs=6):
+    from plasticity_jax import problems
+
+    monkeypatch.setitem(problems.PROBLEMS, 'tiny_validated', _tiny_validated_tasks)
+    config = small_scr(**{'model.width': 5, 'learner.step_size': 0.5, 'num_seeds': 4})
+    config.problem = ml_collections.ConfigDict({'name': 'tiny_validated', 'epochs': epochs,
+                                                'early_stopping': early_stopping})
+    train = engine.make_train(config)
+    return train, config, jax.vmap(train.init)(engine.seed_keys(config))
+
+
+def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeypatch):
+    """Scored after every epoch inside the program, per seed: the network carried on is the first one of the task's
+    best validation accuracy, i.e. the network of a task stopped after that epoch."""
+    train, config, state = _validated_train(monkeypatch, True)
+    selected, metrics = engine.make_vmapped(train)(state, 1)
+    epoch, accuracy = np.asarray(metrics['validation_epoch'][:, 0]), np.asarray(metrics['validation_accuracy'][:, 0])
+    assert np.all((epoch >= 0) & (epoch <= 5)) and epoch.min() < epoch.max(), epoch
+    model = models.make_model(config.model, train.problem.num_outputs)
+    validate = jax.vmap(lambda s: train.problem.validate(train.data, s.problem_state, lambda x: (
+        train.problem.task_outputs(s.problem_state, model.apply({'params': s.params, **s.model_state}, x)[0]))))
+    np.testing.assert_array_equal(validate(selected), accuracy)
+
+    stopped_train = _validated_train(monkeypatch, False, epochs=int(epoch.min()) + 1)[0]
+    stopped, stopped_metrics = engine.make_vmapped(stopped_train)(state, 1)
+    first = epoch == epoch.min()
+    np.testing.assert_array_equal(stopped_metrics['validation_epoch'][first, 0], epoch[first])
+    np.testing.assert_array_equal(stopped_metrics['validation_accuracy'][first, 0], accuracy[first])
+    assert np.all(stopped_metrics['validation_accuracy'][~first, 0] < accuracy[~first])  # strictly better later
+    for seed in np.flatnonzero(first):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[seed], b[seed], rtol=1e-6, atol=1e-7),
+                     selected.params, stopped.params)
+
+
+@pytest.mark.slow  # a third compiled program; the selection lives within a task, so this holds by construction
+def test_early_stopping_survives_a_chunk_boundary(monkeypatch):
+    """Two tasks at once equal one and then one, as across a checkpoint: the next task starts from the selected
+    network held in the RunState."""
+    train, _, state = _validated_train(monkeypatch, True)
+    run = engine.make_vmapped(train)
+    first, _ = run(state, 1)
+    twice, second = run(first, 1)
+    at_once, both = run(state, 2)
+    jax.tree.map(np.testing.assert_array_equal, twice, at_once)
+    for name in second:
+        np.testing.assert_array_equal(second[name][:, 0], both[name][:, 1], err_msg=name)
+
+
 def test_head_reset_zeroes_the_output_layer_at_every_task_start(monkeypatch):
     config = tiny_tasks(monkeypatch, 'consecutive_pairs', reset_at_task_start='head', **{'learner.step_size': 0.0})
     train = engine.make_train(config)

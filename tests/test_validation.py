@@ -57,6 +57,15 @@ def test_fields_that_must_agree():
         validation.check_config(config)
 
 
+def test_early_stopping_needs_a_validation_split():
+    config = load_config('incremental_cifar100.py')
+    config.problem.validation_per_class = 0
+    with pytest.raises(validation.ConfigError, match=r'problem.early_stopping needs a validation split'):
+        validation.check_config(config)
+    config.problem.early_stopping = False
+    validation.check_config(config)
+
+
 def test_swept_values_are_checked_by_the_rule_of_their_field():
     config = load_config('slowly_changing_regression.py')
     config = sweeps.with_sweep_flags(config, ['learner.step_size=0.1,-1.0'])

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigen import eigvalsh
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec
+from plasticity_jax.linalg import eigvalsh
 
 
 def dense_curvature(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, *,

@@ -51,7 +51,6 @@ from flax import traverse_util
 from jax.flatten_util import ravel_pytree
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigen import eigvalsh
 from plasticity_jax.curvature.kronecker import output_hessian_sqrt, tapped_apply
 from plasticity_jax.curvature.products import (
     ApplyFn,
@@ -63,6 +62,7 @@ from plasticity_jax.curvature.products import (
     get_loss,
     num_examples,
 )
+from plasticity_jax.linalg import eigvalsh
 
 GRAM_METHODS = ('auto', 'jvp')
 # Log-spaced bins of the exact eigenvalue histogram: 4 per decade from 1e-8 to 1e4.

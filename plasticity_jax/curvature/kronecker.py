@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
-from plasticity_jax.curvature.eigen import eigh, eigvalsh
 from plasticity_jax.curvature.products import (
     ApplyFn,
     Dataset,
@@ -49,6 +48,7 @@ from plasticity_jax.curvature.products import (
     get_loss,
     is_cross_entropy,
 )
+from plasticity_jax.linalg import eigh, eigvalsh
 
 KFAC_MODES = ('exact', 'sampled')
 

@@ -53,7 +53,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from plasticity_jax.curvature.eigen import eigh
+from plasticity_jax.linalg import eigh
 
 Matvec = Callable[[jax.Array], jax.Array]
 

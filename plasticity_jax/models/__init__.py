@@ -20,12 +20,13 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
 
     'mlp' reads width, depth, activation and init_distribution; its dropout and normalization fields default to
     off when a config lacks them (configs written before they existed). 'convnet' (Continual ImageNet's network)
-    reads `conv_lowering` if present (default 'auto', `models.conv`). 'resnet18' reads `base_width` (default 64)
-    and `conv_lowering` if present.
+    reads `base_width` (default 32, the paper's) and `conv_lowering` (default 'auto', `models.conv`) if present.
+    'resnet18' reads `base_width` (default 64) and `conv_lowering` if present.
     """
     lowering = config.get('conv_lowering', 'auto')
     if config.name == 'convnet':
-        return ConvNet(num_outputs=num_outputs, conv_lowering=lowering)
+        return ConvNet(num_outputs=num_outputs, conv_lowering=lowering,
+                       base_width=config.get('base_width', ConvNet.base_width))
     if config.name == 'resnet18':
         return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width),
                         conv_lowering=lowering)

@@ -31,9 +31,10 @@ from plasticity_jax.models.conv import conv_module
 from plasticity_jax.models.initializers import FanInScaling
 from plasticity_jax.models.units import UnitLayer, sequential_unit_layers
 
-# (filters, kernel size) of the three convolutional layers, and the width of the two dense hidden layers.
-CONV_LAYERS = ((32, 5), (64, 3), (128, 3))
-DENSE_WIDTH = 128
+# (filters, kernel size) of the three convolutional layers, filters in multiples of `base_width` (32 in the paper),
+# and the width of the two dense hidden layers (4 x `base_width` = 128 in the paper).
+CONV_LAYERS = ((1, 5), (2, 3), (4, 3))
+DENSE_WIDTH = 4
 DENSE_DEPTH = 2
 
 
@@ -54,10 +55,13 @@ class ConvNet(nn.Module):
 
     A convolution's kernel is (height, width, in_channels, filters): the incoming weights of channel c of
     `conv_l` are `kernel[..., c]`. `conv_lowering`: how the convolutions are computed (`models.conv`).
+    `base_width`: the first convolution's filters (32, the paper's network); the others have 2x and 4x as many and
+    the dense layers 4x as many units (a smaller `base_width` is a proportionally narrower network, for CPU runs).
     """
 
     num_outputs: int
     conv_lowering: str = 'auto'
+    base_width: int = 32
 
     def unit_layers(self) -> tuple[UnitLayer, ...]:
         """The channels of `conv_0..2` and the units of `hidden_0..1`, each read by the next layer (`hidden_0`
@@ -72,14 +76,15 @@ class ConvNet(nn.Module):
             x = x[..., None]
         hidden = []
         conv = conv_module(self.conv_lowering)
-        for layer, (filters, size) in enumerate(CONV_LAYERS):
-            x = nn.relu(conv(filters, (size, size), padding='VALID', name=f'conv_{layer}',
+        for layer, (multiple, size) in enumerate(CONV_LAYERS):
+            x = nn.relu(conv(multiple * self.base_width, (size, size), padding='VALID', name=f'conv_{layer}',
                                 **torch_default_init(size * size * x.shape[-1]))(x))
             hidden.append(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for layer in range(DENSE_DEPTH):
-            x = nn.relu(nn.Dense(DENSE_WIDTH, name=f'hidden_{layer}', **torch_default_init(x.shape[-1]))(x))
+            x = nn.relu(nn.Dense(DENSE_WIDTH * self.base_width, name=f'hidden_{layer}',
+                                 **torch_default_init(x.shape[-1]))(x))
             hidden.append(x)
         outputs = nn.Dense(self.num_outputs, name='output', **torch_default_init(x.shape[-1]))(x)
         return outputs, tuple(hidden)

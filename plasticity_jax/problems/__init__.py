@@ -38,14 +38,15 @@ def _slowly_changing_regression(config: ml_collections.ConfigDict, shapes_only: 
 
 def _labelled_images(config: ml_collections.ConfigDict, shapes_only: bool = False):
     """(train_x, train_y, test_x, test_y) as host arrays, from `config.problem.dataset` (stand-ins of its published
-    shapes, holding no data, if `shapes_only`; `train_per_class` already applied)."""
+    shapes, holding no data, if `shapes_only`: `train_per_class` (+ `validation_per_class`) images per class)."""
     from plasticity_jax import data as datasets
     from plasticity_jax.data import shapes
 
     dataset = config.problem.dataset
     if shapes_only:
         p = config.problem
-        return shapes.stand_in(dataset, train_per_class=p.train_per_class, test_per_class=p.test_per_class,
+        per_class = p.train_per_class + p.get('validation_per_class', 0) if p.train_per_class else 0
+        return shapes.stand_in(dataset, train_per_class=per_class, test_per_class=p.test_per_class,
                                num_classes=p.num_classes)
     if dataset == 'mnist':
         return tuple(datasets.load_mnist(config.data_dir or None, source=config.data_source))
@@ -58,11 +59,14 @@ def _labelled_images(config: ml_collections.ConfigDict, shapes_only: bool = Fals
     raise ValueError(f"unknown problem.dataset {dataset!r}; valid: ['cifar10', 'cifar100', 'imagenet32', 'mnist']")
 
 
-def _first_per_class(images, labels, per_class: int):
-    """The first `per_class` examples of every class, in dataset order (CIFAR-100's 450 training images per class;
-    the remaining 50 are the papers' validation images, not used here)."""
-    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+def _per_class(images, labels, first: int, count: int):
+    """Examples `first`, ..., `first + count - 1` (all from `first` on when `count` is 0) of every class, in dataset
+    order. A stand-in's images (`data.shapes`: zero-strided, no data) stay a stand-in."""
+    keep = np.concatenate([np.flatnonzero(labels == c)[first:first + count if count else None]
+                           for c in np.unique(labels)])
     keep.sort()
+    if images.ndim and images.strides[0] == 0:
+        return np.broadcast_to(images[:1], (len(keep), *images.shape[1:])), labels[keep]
     return images[keep], labels[keep]
 
 
@@ -70,11 +74,23 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
     p = config.problem
     if not p.get('dataset'):
         raise ValueError('problem.dataset is empty; set it to one of cifar10, cifar100, imagenet32, mnist.')
+    validation_per_class = p.get('validation_per_class', 0)
+    if validation_per_class and p.dataset == 'imagenet32':
+        raise ValueError('problem.validation_per_class is not supported for imagenet32 (Continual ImageNet has no '
+                         'validation split): set --config.problem.validation_per_class=0')
+    # The validation images are the first `validation_per_class` of each class of the training split, the training
+    # images the next `train_per_class` (the papers' CIFAR-100 code: 50 and the other 450). Stand-ins are taken
+    # whole and split the same way.
     train_x, train_y, test_x, test_y = (np.asarray(a) for a in _labelled_images(config, shapes_only))
-    if p.dataset != 'imagenet32' and p.train_per_class and not shapes_only:
-        train_x, train_y = _first_per_class(train_x, train_y, p.train_per_class)
+    validation = None
+    if p.dataset != 'imagenet32':
+        if validation_per_class:
+            validation = _per_class(train_x, train_y, 0, validation_per_class)
+        if p.train_per_class or validation_per_class:
+            train_x, train_y = _per_class(train_x, train_y, validation_per_class, p.train_per_class)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes)
+    data = dataset_tasks.host_data(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), num_classes,
+                                   validation)
     normalization: dict[str, tuple[float, ...]]
     normalization = ({'mean': augment.CIFAR100_MEAN, 'std': augment.CIFAR100_STD} if p.dataset == 'cifar100'
                      else {})
@@ -83,7 +99,7 @@ def _dataset_tasks(config: ml_collections.ConfigDict, shapes_only: bool = False)
     problem = DatasetTasks.create(data, schedule=p.schedule, epochs=p.epochs, batch_size=p.batch_size,
                                   probe_size=config.metrics.probe_size,
                                   classes_per_increment=p.classes_per_increment, augment=p.augment,
-                                  **normalization)
+                                  early_stopping=p.get('early_stopping', False), **normalization)
     return problem, data
 
 

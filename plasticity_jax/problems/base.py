@@ -18,6 +18,12 @@ Two optional hooks serve problems whose tasks differ in size or in the classes t
     n = problem.active_steps(data, state, task)               # steps that train in this task (<= steps_per_task)
     outputs = problem.task_outputs(state, outputs)            # the network's outputs as this task scores them
 
+and two serve problems with a validation split, scored during the task (the engine keeps the network of the best
+score, and carries it into the next task when `problem.early_stopping` is set):
+
+    period = problem.validation_period(data, state, task)     # steps between two scores; 0 (static): no split
+    accuracy = problem.validate(data, state, predict)         # the accuracy on the task's validation split
+
 A task runs `steps_per_task` steps (a static length, so every task is one compiled scan); steps from `n` on leave
 the run unchanged. `task` is the task index as an unbatched scalar: when `n` depends only on it, skipped steps cost
 nothing under `jax.vmap`; when it depends on a run's own state they are computed and discarded.
@@ -46,6 +52,10 @@ class Problem:
     examples_per_task: int
     batch_size: int
     probe_size: int
+
+    # Whether the network the engine carries into the next task is the task's best on the validation split rather
+    # than the last one (a problem with a validation split may declare it a field).
+    early_stopping = False
 
     @property
     def steps_per_task(self) -> int:
@@ -92,6 +102,16 @@ class Problem:
         """How many of the task's `steps_per_task` steps train; every one by default."""
         del data, state, task
         return self.steps_per_task
+
+    def validation_period(self, data: Any, state: Any, task: jax.Array) -> int | jax.Array:
+        """The validation split is scored after steps `period - 1`, `2 period - 1`, ... of the task (up to its
+        `active_steps`); the static int 0 (the default): the problem has no validation split."""
+        del data, state, task
+        return 0
+
+    def validate(self, data: Any, state: Any, predict: Predict) -> jax.Array:
+        """The accuracy of `predict` on the task's validation split (a scalar)."""
+        raise NotImplementedError
 
     def task_outputs(self, state: Any, outputs: jax.Array) -> jax.Array:
         """The outputs this task's loss, metrics and evaluation see: all of them by default (a class-incremental

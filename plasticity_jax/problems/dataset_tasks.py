@@ -25,11 +25,18 @@ remaining steps of the compiled task leave the run unchanged. At the end of a ta
 images of the task's classes (`test_accuracy`); the online accuracy is the mean accuracy on each minibatch before the
 update on it.
 
+Validation split (optional, class-incremental CIFAR-100's early stopping): `validation_per_class` images of each class
+held out of the training images (`problems.make_problem` takes the first ones of each class, as the papers' code).
+The engine scores the task's validation images (those of its active classes) after every epoch
+(`validation_period`: the task's steps per epoch) and keeps the network of the best score; with `early_stopping`
+that network, not the last one, is scored on the test images and carried into the next task (`engine`).
+
 Data (on the device, uploaded once): images as uint8 with a per-class index so that a task's examples are found
 without scanning the dataset:
 
     train_x (N, *input_shape) uint8, train_y (N,) int32, train_by_class (C, P) int32, train_counts (C,) int32
     test_x, test_y, test_by_class, test_counts: the same for the test split
+    validation_x, ...: the same for the validation split, when there is one
 
 `train_by_class[c, :train_counts[c]]` are the indices of class c's images (padded with 0). Pixels are scaled to
 [0, 1] (then standardised per channel with `mean`/`std` when given, `augment.normalize`) and, in training minibatches
@@ -67,15 +74,19 @@ def class_index(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.nd
     return by_class, counts
 
 
-def make_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, jax.Array]:
-    """The problem's device data from host arrays (images uint8, labels in [0, num_classes))."""
-    return jax.device_put(host_data(train_x, train_y, test_x, test_y, num_classes))
+def make_data(train_x, train_y, test_x, test_y, num_classes: int, validation=None) -> dict[str, jax.Array]:
+    """The problem's device data from host arrays (images uint8, labels in [0, num_classes)); `validation`:
+    (images, labels) of a validation split, or None."""
+    return jax.device_put(host_data(train_x, train_y, test_x, test_y, num_classes, validation))
 
 
-def host_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, np.ndarray]:
+def host_data(train_x, train_y, test_x, test_y, num_classes: int, validation=None) -> dict[str, np.ndarray]:
     """`make_data` before the upload (what `problems.make_problem` uploads, or only measures when planning)."""
     data = {}
-    for split, images, labels in (('train', train_x, train_y), ('test', test_x, test_y)):
+    splits = [('train', train_x, train_y), ('test', test_x, test_y)]
+    if validation is not None:
+        splits.append(('validation', *validation))
+    for split, images, labels in splits:
         by_class, counts = class_index(labels, num_classes)
         data.update({f'{split}_x': np.asarray(images, np.uint8), f'{split}_y': np.asarray(labels, np.int32),
                      f'{split}_by_class': by_class, f'{split}_counts': counts})
@@ -86,10 +97,12 @@ def host_data(train_x, train_y, test_x, test_y, num_classes: int) -> dict[str, n
 class DatasetTasks(Problem):
     """Build with `DatasetTasks.create(...)`, which derives the task sizes from the data.
 
-    `max_train_examples` / `max_test_examples`: the most examples any task can have (static: they fix the number of
-    steps per task and of evaluation chunks). `class_size`: the per-class count when every class has the same number
-    of training images (CIFAR-100, ImageNet), which makes a task's number of steps a function of the task index
-    alone (so skipped steps are free under `vmap`); 0 otherwise (MNIST).
+    `max_train_examples` / `max_test_examples` / `max_validation_examples` (0: no validation split): the most
+    examples any task can have (static: they fix the number of steps per task and of evaluation chunks).
+    `class_size`: the per-class count when every class has the same number of training images (CIFAR-100,
+    ImageNet), which makes a task's number of steps a function of the task index alone (so skipped steps are free
+    under `vmap`); 0 otherwise (MNIST). `early_stopping`: the task's best network on the validation split is the
+    one tested and carried on (`engine`).
     """
 
     schedule: str = 'all_pairs'
@@ -98,6 +111,8 @@ class DatasetTasks(Problem):
     classes_per_increment: int = 5
     max_train_examples: int = 0
     max_test_examples: int = 0
+    max_validation_examples: int = 0
+    early_stopping: bool = False
     class_size: int = 0
     augment: bool = False
     mean: tuple[float, ...] = ()
@@ -105,17 +120,22 @@ class DatasetTasks(Problem):
 
     @classmethod
     def create(cls, data: dict[str, Any], *, schedule: str, epochs: int, batch_size: int, probe_size: int,
-               classes_per_increment: int = 5, augment: bool = False, mean=(), std=()) -> DatasetTasks:
+               classes_per_increment: int = 5, augment: bool = False, mean=(), std=(),
+               early_stopping: bool = False) -> DatasetTasks:
         if schedule not in SCHEDULES:
             raise ValueError(f'unknown problem.schedule {schedule!r}; valid: {list(SCHEDULES)}')
-        train_counts, test_counts = np.asarray(data['train_counts']), np.asarray(data['test_counts'])
+        if early_stopping and 'validation_counts' not in data:
+            raise ValueError('problem.early_stopping needs a validation split: set problem.validation_per_class > 0')
+        train_counts = np.asarray(data['train_counts'])
         num_classes = len(train_counts)
-        if schedule.endswith('pairs'):
-            pair_size = lambda counts: max(int(counts[a] + counts[b])
-                                           for a, b in itertools.combinations(range(num_classes), 2))
-            max_train, max_test = pair_size(train_counts), pair_size(test_counts)
-        else:
-            max_train, max_test = int(train_counts.sum()), int(test_counts.sum())
+
+        def task_size(split):
+            counts = np.asarray(data.get(f'{split}_counts', np.zeros(num_classes, np.int32)))
+            if schedule.endswith('pairs'):
+                return max(int(counts[a] + counts[b]) for a, b in itertools.combinations(range(num_classes), 2))
+            return int(counts.sum())
+
+        max_train, max_test = task_size('train'), task_size('test')
         uniform = bool(np.all(train_counts == train_counts[0]))
         steps_per_epoch = -(-max_train // batch_size)
         return cls(kind='classification', input_shape=tuple(data['train_x'].shape[1:]),
@@ -123,7 +143,8 @@ class DatasetTasks(Problem):
                    examples_per_task=epochs * steps_per_epoch * batch_size, batch_size=batch_size,
                    probe_size=probe_size, schedule=schedule, num_classes=num_classes, epochs=epochs,
                    classes_per_increment=classes_per_increment, max_train_examples=max_train,
-                   max_test_examples=max_test, class_size=int(train_counts[0]) if uniform else 0, augment=augment,
+                   max_test_examples=max_test, max_validation_examples=task_size('validation'),
+                   early_stopping=early_stopping, class_size=int(train_counts[0]) if uniform else 0, augment=augment,
                    mean=tuple(mean), std=tuple(std))
 
     # -- Which classes and how many of their examples a task uses.
@@ -241,15 +262,31 @@ class DatasetTasks(Problem):
     def task_outputs(self, state, outputs):
         return jnp.where(state['output_mask'], outputs, HIDDEN_LOGIT)
 
-    def evaluate(self, data, state, predict: Predict):
-        num_test = self._num_examples(data, state, 'test')
-        chunks = -(-self.max_test_examples // EVAL_CHUNK)
-        ranks = jnp.arange(chunks * EVAL_CHUNK).reshape(chunks, EVAL_CHUNK)
+    def _accuracy(self, data, state, predict: Predict, split: str, max_examples: int) -> jax.Array:
+        """The accuracy on the task's images of `split` (never augmented), in chunks of `EVAL_CHUNK`."""
+        num_examples = self._num_examples(data, state, split)
+        chunk_size = min(EVAL_CHUNK, max_examples)
+        chunks = -(-max_examples // chunk_size)
+        ranks = jnp.arange(chunks * chunk_size).reshape(chunks, chunk_size)
 
         def correct(chunk):
-            valid = chunk < num_test
-            index, labels = self._lookup(data, state, 'test', jnp.where(valid, chunk, 0))
-            hits = jnp.argmax(predict(self._inputs(data['test_x'][index])), axis=-1) == labels
+            valid = chunk < num_examples
+            index, labels = self._lookup(data, state, split, jnp.where(valid, chunk, 0))
+            hits = jnp.argmax(predict(self._inputs(data[f'{split}_x'][index])), axis=-1) == labels
             return jnp.sum(hits & valid)
 
-        return {'test_accuracy': jnp.sum(jax.lax.map(correct, ranks)) / num_test}
+        return jnp.sum(jax.lax.map(correct, ranks)) / num_examples
+
+    def evaluate(self, data, state, predict: Predict):
+        return {'test_accuracy': self._accuracy(data, state, predict, 'test', self.max_test_examples)}
+
+    def validation_period(self, data, state, task):
+        """Once per epoch: the task's steps per epoch (a function of the task index alone when every class has
+        `class_size` images, so that under `vmap` the engine scores only at epoch ends; otherwise it scores at every
+        step and keeps the epoch ends' scores)."""
+        if not self.max_validation_examples:
+            return 0
+        return self.active_steps(data, state, task) // self.epochs
+
+    def validate(self, data, state, predict: Predict):
+        return self._accuracy(data, state, predict, 'validation', self.max_validation_examples)

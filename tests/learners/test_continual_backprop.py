@@ -383,15 +383,13 @@ def resnet_cbp_config(shared_data_dir, num_tasks):
 
 
 def _final_state(config, workdir):
-    import orbax.checkpoint as ocp
-
     from plasticity_jax import sweeps
+    from plasticity_jax import workdir as workdir_lib
     train = engine.make_train(config)
     runs = sweeps.runs(config, 1)
     abstract = jax.eval_shape(jax.vmap(train.init), runs.keys(config.seed), runs.hyperparams())
     directory = str(workdir / engine.CHECKPOINT_DIR)
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-        return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+    return workdir_lib.restore_state(directory, workdir_lib.checkpoint_steps(directory)[-1], abstract)
 
 
 @pytest.mark.slow  # compiles the whole engine program of a ResNet-18: minutes of CPU

@@ -96,5 +96,9 @@ def test_make_model_builds_every_model_by_name():
     assert model == ConvNet(num_outputs=2)
     assert make_model(ml_collections.ConfigDict({'name': 'resnet18'}), 100) == ResNet18(num_outputs=100, base_width=64)
     assert make_model(ml_collections.ConfigDict({'name': 'resnet18', 'base_width': 8}), 5).base_width == 8
+    narrow = make_model(ml_collections.ConfigDict({'name': 'convnet', 'base_width': 4}), 2)  # 4, 8, 16 and 16 units
+    shapes = jax.eval_shape(narrow.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+    assert [shapes[name]['kernel'].shape for name in LAYERS] == [(5, 5, 1, 4), (3, 3, 4, 8), (3, 3, 8, 16), (16, 16),
+                                                                 (16, 16), (16, 2)]
     with pytest.raises(ValueError, match=r"model.name 'vgg'; valid: \['convnet', 'mlp', 'resnet18'\]"):
         make_model(ml_collections.ConfigDict({'name': 'vgg'}), 2)

@@ -140,6 +140,30 @@ def test_evaluate_scores_the_test_images_of_the_task_classes():
     np.testing.assert_allclose(float(problem.evaluate(data, state, always_first)['test_accuracy']), expected)
 
 
+def test_validate_scores_the_validation_images_of_the_classes_seen_so_far():
+    validation_labels = np.repeat(np.arange(4), [2, 1, 3, 1])
+    data = dataset_tasks.make_data(images(len(TRAIN_LABELS)), TRAIN_LABELS, images(len(TEST_LABELS)), TEST_LABELS,
+                                   num_classes=4, validation=(images(len(validation_labels)), validation_labels))
+    problem = DatasetTasks.create(data, schedule='class_increments', epochs=3, batch_size=4, probe_size=8,
+                                  classes_per_increment=2, early_stopping=True)
+    assert problem.max_validation_examples == 7 and problem.early_stopping
+    state = start(problem, data, 0)
+    seen = np.asarray(state['classes'][:2])
+    labels = jnp.asarray(validation_labels)
+    oracle = lambda x: jax.nn.one_hot(labels[jnp.rint(x.reshape(-1) * 255).astype(int)], 4)
+    assert float(problem.validate(data, state, oracle)) == 1.0
+    always = lambda x: jnp.tile(jax.nn.one_hot(seen[0], 4), (x.shape[0], 1))
+    expected = np.sum(validation_labels == seen[0]) / np.sum(np.isin(validation_labels, seen))
+    np.testing.assert_allclose(float(problem.validate(data, state, always)), expected)
+    # Once per epoch: the task's steps divided by its epochs.
+    n = np.isin(TRAIN_LABELS, seen).sum()
+    assert int(problem.validation_period(data, state, jnp.int32(0))) == math.ceil(n / 4)
+    without, _ = make('class_increments')
+    assert without.validation_period(data, state, jnp.int32(0)) == 0
+    with pytest.raises(ValueError, match='needs a validation split'):
+        make('class_increments', early_stopping=True)
+
+
 def test_unknown_schedule_names_the_valid_ones():
     with pytest.raises(ValueError, match="unknown problem.schedule 'pairs'.*all_pairs"):
         make('pairs')

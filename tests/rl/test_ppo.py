@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from plasticity_jax import engine
@@ -147,6 +148,24 @@ def test_a_vmapped_seed_equals_that_seed_run_alone(whole_run):
     assert not np.allclose(alone['episode_return'], whole_run.metrics['episode_return'][seed - 1], rtol=1e-2)
 
 
+def test_each_point_of_a_step_size_sweep_equals_that_point_run_alone(whole_run, tmp_path):
+    """The step size as the runs axis (points x seeds in one program): each point's metrics equal the point run
+    alone, over the first interval; the first point is the tests' problem itself (`whole_run`)."""
+    step_sizes = (small_config().learner.step_size, 3e-4)
+    config, alone_config = small_config(), small_config()
+    config.num_tasks = alone_config.num_tasks = 1
+    config.sweep.learner = {'step_size': step_sizes}
+    alone_config.learner.step_size = step_sizes[1]
+    engine.run(config, str(tmp_path / 'sweep'), progress=False)
+    engine.run(alone_config, str(tmp_path / 'alone'), progress=False)
+    swept = load_run(str(tmp_path / 'sweep'))
+    np.testing.assert_array_equal(swept.sweep['learner.step_size'], step_sizes)
+    first_point_alone = {name: values[:, :1] for name, values in whole_run.metrics.items()}
+    for point, metrics in enumerate((first_point_alone, load_run(str(tmp_path / 'alone')).metrics)):
+        assert_same_metrics(metrics, {name: values[point] for name, values in swept.metrics.items()})
+    assert not np.allclose(swept.metrics['policy_loss'][0], swept.metrics['policy_loss'][1])
+
+
 def test_killed_run_resumes_bit_identically(whole_run, tmp_path):
     """kill -9 after the first interval's checkpoint, start the same command again: the metrics equal the
     uninterrupted run's."""
@@ -163,3 +182,27 @@ def test_killed_run_resumes_bit_identically(whole_run, tmp_path):
     assert 0 < done_at_kill < FLAGS['num_tasks'], 'the kill should land in the middle of the run'
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
+
+
+def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path):
+    """Slippery Ant's friction, its key and the schedule's counters are leaves of the run state that checkpoints
+    hold and are restored exactly (cheap: the state's structure is traced, MJX's step is never compiled; the run
+    itself, killed and resumed, is the slow test of tests/rl/test_rl_configs.py)."""
+    from plasticity_jax import workdir as workdir_lib
+
+    config = load_config('slippery_ant.py', 'smoke')
+    train = engine.make_train(config)
+    shapes = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+    leaves, treedef = jax.tree.flatten(shapes)
+    rng = np.random.default_rng(0)
+    state = jax.tree.unflatten(treedef, [rng.integers(0, 1000, leaf.shape).astype(leaf.dtype) for leaf in leaves])
+    directory = str(tmp_path / 'checkpoints')
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as manager:
+        manager.save(1, args=workdir_lib.save_args(state, {}))
+    restored = workdir_lib.restore_state(directory, 1, shapes)
+    packing = ppo.env_state_packing(train.problem.env)
+    schedule = lambda s: jax.vmap(packing.unpack)(s.problem_state.env_state)
+    written, read = schedule(state), schedule(restored)
+    for field in ('friction', 'friction_key', 'friction_changes', 'steps_since_change', 'episode_step'):
+        assert np.ptp(getattr(written, field)) > 0, field  # distinct values per seed were written
+        np.testing.assert_array_equal(getattr(read, field), getattr(written, field), err_msg=field)

@@ -1,5 +1,11 @@
 """The RL configs: the papers' settings per variant, clear errors for inconsistent fields, and (slow) the Slippery
-Ant smoke run through the engine with a friction change in every seed."""
+Ant smoke run through the engine with a friction change in every seed, killed (-9) and rerun bit-identically."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -7,7 +13,8 @@ import pytest
 
 from plasticity_jax import engine
 from plasticity_jax.results import load_run
-from tests.conftest import load_config
+from tests.conftest import REPO_ROOT, load_config
+from tests.test_engine import _finished_checkpoints, assert_same_metrics
 
 
 @pytest.mark.parametrize('name', ['ant.py', 'slippery_ant.py'])
@@ -48,14 +55,45 @@ def test_inconsistent_fields_are_refused_by_name():
         jax.eval_shape(train.init, jax.random.PRNGKey(0))
 
 
+SMOKE = 'cbp,smoke'
+
+
+@pytest.fixture(scope='module')
+def slippery_ant_smoke(tmp_path_factory):
+    """configs/slippery_ant.py:cbp,smoke run uninterrupted through the engine (a few CPU minutes, mostly compiling
+    MJX); the slow tests' reference."""
+    workdir = tmp_path_factory.mktemp('slippery_ant_smoke')
+    engine.run(load_config('slippery_ant.py', SMOKE), str(workdir), progress=False)
+    return load_run(str(workdir)).metrics
+
+
 @pytest.mark.slow
-def test_slippery_ant_smoke_changes_the_friction_in_every_seed(tmp_path):
-    """configs/slippery_ant.py:cbp,smoke through the engine (a few CPU minutes, mostly compiling MJX)."""
-    engine.run(load_config('slippery_ant.py', 'cbp,smoke'), str(tmp_path), progress=False)
-    metrics = load_run(str(tmp_path)).metrics
+def test_slippery_ant_smoke_changes_the_friction_in_every_seed(slippery_ant_smoke):
+    metrics = slippery_ant_smoke
     friction = metrics['friction']  # (seed, task), in force at each interval's end
     assert np.all((friction >= 0.02) & (friction <= 2.0))
     assert np.all(np.ptp(friction, axis=1) > 0), friction
     assert not np.allclose(friction[0], friction[1])
     assert np.all(metrics['episodes'] > 0) and np.all(np.isfinite(metrics['episode_return']))
     assert np.all(metrics['nonfinite_steps'] == 0)
+
+
+@pytest.mark.slow
+def test_slippery_ant_smoke_killed_and_rerun_is_bit_identical(slippery_ant_smoke, tmp_path):
+    """kill -9 after the first interval's checkpoint, the same command again: the metrics, the frictions in force
+    included, equal the uninterrupted run's, and the friction keeps changing after the resume."""
+    command = [sys.executable, '-m', 'plasticity_jax.main', f'--config=configs/slippery_ant.py:{SMOKE}',
+               f'--workdir={tmp_path}']
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 3600  # compiling MJX's Ant takes minutes on a loaded 2-core machine
+    while max(_finished_checkpoints(tmp_path), default=0) == 0 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_at_kill = max(_finished_checkpoints(tmp_path), default=0)
+    assert 0 < done_at_kill < slippery_ant_smoke['friction'].shape[1], 'the kill should land in the middle of the run'
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    resumed = load_run(str(tmp_path)).metrics
+    assert_same_metrics(slippery_ant_smoke, resumed)
+    assert np.all(np.ptp(resumed['friction'][:, done_at_kill - 1:], axis=1) > 0)  # changes after the resume

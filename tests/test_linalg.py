@@ -1,5 +1,7 @@
-"""curvature.eigen: jnp.linalg's values, and never a batched LAPACK call (the in-run exact GGN hang, issue 13)."""
+"""linalg: jnp.linalg's values, and never a batched LAPACK call (the in-run exact GGN hang, issue 13; the rank
+metrics' SVD)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -10,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plasticity_jax import curvature
-from plasticity_jax.curvature import eigh, eigvalsh
-from tests.conftest import REPO_ROOT
+from plasticity_jax import curvature, engine
+from plasticity_jax.linalg import eigh, eigvalsh, svdvals
+from tests.conftest import REPO_ROOT, load_config
 
 
 def test_equal_to_jnp_linalg_under_jit_and_nested_vmap():
@@ -24,17 +26,34 @@ def test_equal_to_jnp_linalg_under_jit_and_nested_vmap():
         np.testing.assert_array_equal(got[0], values)
         np.testing.assert_allclose(np.abs(got[1]), np.abs(vectors), atol=1e-12)  # columns up to sign
     np.testing.assert_array_equal(jax.vmap(eigvalsh)(x), jnp.linalg.eigvalsh(x))
+    rectangular = x[..., :4]
+    np.testing.assert_array_equal(jax.jit(jax.vmap(jax.vmap(svdvals)))(rectangular),
+                                  jnp.linalg.svd(rectangular, compute_uv=False))
 
 
-def lapack_operands(lowered_text: str) -> list[str]:
-    """The operand type of every LAPACK symmetric eigensolver call (`lapack_?syevd_ffi`) in a lowered program."""
-    return re.findall(r'custom_call @lapack_\w*syevd\w*\(.*?:\s*\((tensor<[^>]*>)', lowered_text)
+def lapack_operands(lowered_text: str, routine: str = 'syevd') -> list[str]:
+    """The operand type of every LAPACK call of `routine` (`lapack_?syevd_ffi`, ...) in a lowered program."""
+    return re.findall(rf'custom_call @lapack_\w*{routine}\w*\(.*?:\s*\((tensor<[^>]*>)', lowered_text)
+
+
+def test_the_engine_program_of_several_seeds_calls_lapack_one_matrix_at_a_time(shared_data_dir):
+    """The rank metrics at each task's start (one SVD per hidden layer and seed) and L2-ER's eigenvalues at every
+    step, in the engine's program of 3 seeds: single-matrix LAPACK calls only (lowering only: no compilation)."""
+    for learner, routine in (('backprop', 'gesdd'), ('l2_er', 'syevd')):
+        config = load_config('permuted_mnist.py', learner)
+        config.update_from_flattened_dict({'num_seeds': 3, 'model.width': 8, 'problem.examples_per_task': 4,
+                                           'metrics.probe_size': 16, 'data_dir': shared_data_dir})
+        train = engine.make_train(config)
+        state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+        program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+        calls = lapack_operands(program.lower(state, train.data, 0, 1).as_text(), routine)
+        assert calls and all(t.count('x') == 2 for t in calls), (learner, calls)  # tensor<MxNxf32>: one matrix
 
 
 def test_in_run_measurement_at_the_size_that_hung_calls_lapack_one_matrix_at_a_time():
     """2 seeds x (start, end of task) x the (50 * 10)-square dual Gram matrix: the (2, 500, 500) `eigvalsh` that
     deadlocked XLA's 2-thread CPU pool inside the engine's task scan. jaxlib 0.10 splits a batched call over that
-    pool (curvature/eigen.py), so the lowered in-run measurement must hold single-matrix LAPACK calls only; the same
+    pool (see linalg.py), so the lowered in-run measurement must hold single-matrix LAPACK calls only; the same
     program with `jnp.linalg.eigvalsh` holds the batched call (the check can fail). Lowering only: no compilation.
     """
     model = nn.Sequential([nn.Dense(4), jnp.tanh, nn.Dense(10)])
@@ -72,7 +91,7 @@ def _with_jnp_eigvalsh(fn):
 
 @pytest.mark.slow
 def test_in_run_exact_ggn_that_hung_finishes(tmp_path, shared_data_dir):
-    """The Permuted MNIST run that hung every time on a 2-core CPU before curvature/eigen.py (2 seeds, 4 tasks of 200
+    """The Permuted MNIST run that hung every time on a 2-core CPU before linalg.py (2 seeds, 4 tasks of 200
     examples, 200 curvature probes, exact GGN of 50: (2, 500, 500) eigvalsh), pinned to 2 CPUs (XLA sizes its
     pool from the affinity), in a subprocess with a timeout so that a regression fails instead of hanging."""
     script = f"""
@@ -91,3 +110,15 @@ print('counts', out['ggn_exact_epsilon_count'][:, :, 0, -1].tolist())
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'counts' in result.stdout
+
+
+def test_importing_the_package_gives_openblas_one_thread_unless_the_user_set_it():
+    """jaxlib's CPU LAPACK runs on scipy's OpenBLAS, whose own threads made one 100 x 100 SVD take 336 ms instead of
+    0.4 ms on a loaded 2-core machine (plasticity_jax/__init__.py): one thread by default, the user's value kept."""
+    script = 'import os, plasticity_jax; print(os.environ["OPENBLAS_NUM_THREADS"])'
+    environment = {key: value for key, value in os.environ.items() if key != 'OPENBLAS_NUM_THREADS'}
+    for preset, expected in ((None, '1'), ('3', '3')):
+        env = environment if preset is None else {**environment, 'OPENBLAS_NUM_THREADS': preset}
+        done = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              check=True)
+        assert done.stdout.strip() == expected
