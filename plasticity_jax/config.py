@@ -64,8 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.curvature.epsilons = tuple(10.0**e for e in range(-6, 1))  # The epsilon-rank sweep.
     config.curvature.grid = (-5.0, 45.0, 501)  # Density grid (low, high, points).
     config.curvature.sigma = 0.1  # Gaussian smoothing of the density.
-    # > 0: also the exact GGN spectrum (curvature.gauss_newton) of the first this-many probe examples. In the run
-    # it hung the XLA CPU runtime at some sizes (docs/curvature.md): prefer the spectra CLI on checkpoints.
+    # > 0: also the exact GGN spectrum (curvature.gauss_newton) of the first this-many probe examples: an
+    # (N C) x (N C) eigendecomposition per run and measurement (docs/curvature.md).
     config.curvature.exact_ggn_probe_size = 0
 
     config.learner = ml_collections.ConfigDict()

@@ -76,7 +76,7 @@ sys.path.insert(0, REPO_ROOT)
 import benchmark_permuted_mnist  # noqa: E402  (scripts/ is on sys.path when this script runs)
 from benchmark_permuted_mnist import _version, usable_cores  # noqa: E402
 
-from plasticity_jax import curvature  # noqa: E402
+from plasticity_jax import curvature, linalg  # noqa: E402
 from plasticity_jax.models.mlp import MLP  # noqa: E402
 
 DEPTH = 3
@@ -241,10 +241,26 @@ def bench_dual_ggn(width: int, seeds: int, probes: int, data, args: argparse.Nam
     def call():
         out['result'] = _block(compiled(params, dataset))
 
+    cpu_start = time.process_time()
     times = time_calls(call, args)
+    cpu_s = (time.process_time() - cpu_start) / len(times)
     res = out['result']
+    # Where the time goes: the Gram matrix (closed-form dense layers) and its eigvalsh, timed apart (wall and CPU
+    # seconds of the process: on a shared machine the CPU time is what the work costs).
+    gram = jax.jit(jax.vmap(lambda p, ds: curvature.ggn_gram(apply_fn, 'cross_entropy', p, ds,
+                                                              chunk_size=args.chunk_size), in_axes=(0, None)))
+    eigvalsh = jax.jit(jax.vmap(linalg.eigvalsh))
+    matrix = _block(gram(params, dataset))
+    _block(eigvalsh(matrix))
+    phases = {}
+    for name, fn, inputs in (('gram', gram, (params, dataset)), ('eigvalsh', eigvalsh, (matrix,))):
+        wall, cpu = time.perf_counter(), time.process_time()
+        _block(fn(*inputs))
+        phases[f'{name}_s'] = time.perf_counter() - wall
+        phases[f'{name}_cpu_s'] = time.process_time() - cpu
     return {'width': width, 'params': num_params(width, args.depth), 'seeds': seeds, 'probes': probes,
             'dual_size': probes * NUM_CLASSES, 'compile_s': compile_s, 'call_s': times, 'best_s': min(times),
+            'cpu_s': cpu_s, **phases,
             'top_eigenvalue': np.asarray(res['ggn_exact_top_eigenvalues'])[:, 0].tolist(),
             'trace': np.asarray(res['ggn_exact_trace']).tolist(),
             'count_above_1e-3': np.asarray(res['ggn_exact_epsilon_count'])[:, 3].tolist()}
@@ -501,7 +517,9 @@ def main(argv=None) -> dict:
                 r = bench_dual_ggn(width, seeds, probes, data, args)
                 results['dual_ggn'].append(r)
                 print(f'dual   width {width} seeds {seeds} probes {probes}: compile {r["compile_s"]:.2f} s, calls '
-                      f'{[round(t, 2) for t in r["call_s"]]} s, seed-0 top eigenvalue {r["top_eigenvalue"][0]:.4g}, '
+                      f'{[round(t, 2) for t in r["call_s"]]} s ({r["cpu_s"]:.1f} CPU s per call; apart: Gram matrix '
+                      f'{r["gram_s"]:.2f} s / {r["gram_cpu_s"]:.1f} CPU s, eigvalsh {r["eigvalsh_s"]:.2f} s / '
+                      f'{r["eigvalsh_cpu_s"]:.1f} CPU s), seed-0 top eigenvalue {r["top_eigenvalue"][0]:.4g}, '
                       f'trace {r["trace"][0]:.4g}', flush=True)
 
     print()

@@ -37,6 +37,11 @@ benchmark stays within about 10 minutes on a 2-core CPU. `--examples_per_task=N`
     python scripts/benchmark_permuted_mnist.py --no-torch \
         --compare_command='python /tmp/peer/run.py --width={width} --seeds={seeds} --steps={steps}'   # beside a peer
 
+`--clock=cpu` times every call in CPU seconds of all the process's threads instead of wall seconds: on a machine
+loaded by other work the wall time of a call depends on how often the scheduler lets every thread run (a call
+whose threads wait for a descheduled sibling takes a whole time slice more), the CPU time much less; compare
+like with like (the peer command gets `{clock}`).
+
 Data: the MNIST IDX files in `--data_dir` (or $PLASTICITY_JAX_DATA_DIR; else downloaded). Figures from a
 machine shared with other work are noisy: run it more than once.
 """
@@ -106,6 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='a peer trainer\'s shell command, run before and after each JAX point (interleaved), '
                         'with {width}, {seeds} and {steps} filled in; it must print a line "seed-steps/s: X" with '
                         'its own steady-state figure (see `peer_seed_steps_per_s`)')
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                        help="what a call's time is: 'wall' (default) or 'cpu', the CPU seconds of every thread of "
+                             'the process (steadier on a loaded machine; the peer command gets it as {clock})')
     parser.add_argument('--out', default='', help='optional JSON file for the raw figures')
     return parser.parse_args(argv)
 
@@ -183,6 +191,9 @@ def _version(package: str) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # JAX
 
+# The clock of every timed call (`--clock`): wall seconds, or the CPU seconds of all the process's threads.
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
 _COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration', '/jax/core/compile/jaxpr_to_mlir_module_duration',
                    '/jax/core/compile/backend_compile_duration')
 _compile_seconds = [0.0]
@@ -251,18 +262,18 @@ def minimum_bytes_per_seed_step(state) -> int:
                    if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating)) // seeds
 
 
-def _time_calls(run_chunk, state, repeats: int) -> dict:
+def _time_calls(run_chunk, state, repeats: int, clock) -> dict:
     """The first call (compilation + one task), then `repeats` timed calls, each continuing from the last state."""
     result = {}
-    start = time.perf_counter()
+    start = clock()
     with _count_compile_seconds(result):
         state, task_metrics = jax.block_until_ready(run_chunk(state, 1))
-    result['first_call_s'] = time.perf_counter() - start
+    result['first_call_s'] = clock() - start
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         state, task_metrics = jax.block_until_ready(run_chunk(state, 1))
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     result['call_s'] = times
     result['metrics'] = jax.device_get(task_metrics)
     return result
@@ -273,10 +284,10 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
     # A task of `steps` SGD steps, and a task of none: the latter costs only the per-task work (new permutation and
     # example order, probe forward pass and SVDs, test evaluation), which the difference cancels.
     run_chunk, state = _engine_program(width, seeds, steps, args)
-    task = _time_calls(run_chunk, state, args.repeats)
+    task = _time_calls(run_chunk, state, args.repeats, CLOCKS[args.clock])
     del run_chunk, state
     run_empty, state = _engine_program(width, seeds, 0, args)
-    empty = _time_calls(run_empty, state, args.repeats)
+    empty = _time_calls(run_empty, state, args.repeats, CLOCKS[args.clock])
     step_bytes, minimum_bytes = bytes_per_seed_step(width, seeds, args)
 
     step_s = (min(task['call_s']) - min(empty['call_s'])) / steps
@@ -300,22 +311,25 @@ def bench_jax(width: int, seeds: int, args: argparse.Namespace) -> dict:
 _PEER_FIGURE = re.compile(r'seed-steps/s:\s*([0-9.eE+-]+)')
 
 
-def peer_seed_steps_per_s(template: str, width: int, seeds: int, steps: int) -> float:
-    """Runs a peer's command for one point and returns the seed-steps per second it reports.
+def peer_seed_steps_per_s(template: str, width: int, seeds: int, steps: int,
+                          clock: str = 'wall') -> tuple[float, str]:
+    """Runs a peer's command for one point: the seed-steps per second it reports, and '' (or NaN and the reason).
 
     The peer's code is never part of this repository: whoever has it writes a small wrapper that trains its network
     (784 -> 3 x width ReLU -> 10, SGD, batch 1) with `seeds` seeds for `steps` steps, times the steady state itself
-    (compilation excluded) and prints `seed-steps/s: X`. `template` gets `{width}`, `{seeds}` and `{steps}`. The
-    last such line counts; a command that fails or prints none is an error naming the command.
+    (compilation excluded) and prints `seed-steps/s: X`. `template` gets `{width}`, `{seeds}`, `{steps}` and `{clock}`
+    ('wall' or 'cpu': the peer should time with the same clock). The last such line counts. A command that fails or
+    prints none (a peer that runs out of memory at some point, say) gives NaN with the command, its exit status and
+    the end of its output, and the benchmark goes on.
     """
-    command = template.format(width=width, seeds=seeds, steps=steps)
+    command = template.format(width=width, seeds=seeds, steps=steps, clock=clock)
     done = subprocess.run(command, shell=True, capture_output=True, text=True)
     figures = _PEER_FIGURE.findall(done.stdout)
     if done.returncode != 0 or not figures:
-        raise RuntimeError(f'--compare_command {command!r} exited {done.returncode} and printed '
-                           f'{"no" if not figures else "a"} "seed-steps/s: X" line; its output ends with: '
-                           f'{(done.stdout + done.stderr)[-500:]}')
-    return float(figures[-1])
+        tail = ' '.join((done.stdout + done.stderr)[-300:].split())
+        return float('nan'), (f'{command!r} exited {done.returncode} and printed '
+                               f'{"no" if not figures else "a"} "seed-steps/s: X" line; its output ends with: {tail}')
+    return float(figures[-1]), ''
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -352,10 +366,12 @@ def bench_torch(width: int, steps: int, threads: int, args: argparse.Namespace, 
     y_task = torch.from_numpy(mnist.train_labels[order].astype(np.int64))
     position = 0
 
+    clock = CLOCKS[args.clock]
+
     def run(num_steps: int) -> tuple[float, float]:
         nonlocal position
         correct = torch.zeros((), dtype=torch.int64)
-        start = time.perf_counter()
+        start = clock()
         for _ in range(num_steps):
             x = x_task[position:position + 1]
             y = y_task[position:position + 1]
@@ -366,7 +382,7 @@ def bench_torch(width: int, steps: int, threads: int, args: argparse.Namespace, 
             loss.backward()
             optimizer.step()
             correct += (outputs.detach().argmax(dim=1) == y).sum()  # the online accuracy, as the engine keeps it
-        return time.perf_counter() - start, correct.item() / num_steps
+        return clock() - start, correct.item() / num_steps
 
     run(min(steps, 50))  # warm-up
     times = [run(steps)[0] for _ in range(args.repeats)]
@@ -420,18 +436,26 @@ def main(argv=None) -> dict:
         for seeds in args.seeds:
             peer = []
             if args.compare_command:  # before and after the JAX point: interleaved rounds, the better counts
-                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args)))
+                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args),
+                                                  args.clock))
             measured = bench_jax(width, seeds, args)
             if args.compare_command:
-                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args)))
-                measured['peer_seed_steps_per_s'] = max(peer)
-                measured['peer_rounds'] = peer
+                peer.append(peer_seed_steps_per_s(args.compare_command, width, seeds, steps_for(width, seeds, args),
+                                                  args.clock))
+                figures = [figure for figure, _ in peer]
+                measured['peer_seed_steps_per_s'] = max(figures) if not any(map(np.isnan, figures)) else float('nan')
+                measured['peer_rounds'] = figures
+                measured['peer_failures'] = [reason for _, reason in peer if reason]
             results['jax'].append(measured)
             print(f'jax width {width}, {seeds} seeds: compile {measured["compile_s"]:.1f} s, '
                   f'{measured["seed_steps_per_s"]:.1f} seed-steps/s '
                   f'(medians: {measured["seed_steps_per_s_median"]:.1f}); '
                   f'calls {", ".join(f"{t:.2f}" for t in measured["call_s"])} s of {measured["steps"]} steps, '
                   f'{", ".join(f"{t:.2f}" for t in measured["empty_task_call_s"])} s of none', flush=True)
+            if args.compare_command:
+                print(f'peer width {width}, {seeds} seeds: '
+                      f'{", ".join(_fmt(v) for v in measured["peer_rounds"])} seed-steps/s'
+                      + ''.join(f'\n  failed: {reason}' for reason in measured['peer_failures']), flush=True)
 
     print()
     print('| width | seeds | steps | JAX compile (s) | JAX seed-steps/s | JAX seed-steps/s incl. task work | '
@@ -452,8 +476,10 @@ def main(argv=None) -> dict:
         for measured in results['jax']:
             peer = measured['peer_seed_steps_per_s']
             rounds = ', '.join(_fmt(v) for v in measured['peer_rounds'])
+            ratio = measured['seed_steps_per_s'] / peer
+            ratio = f'{ratio:.3g}x' if ratio == ratio else 'n/a'
             print(f'| {measured["width"]} | {measured["seeds"]} | {_fmt(measured["seed_steps_per_s"])} | '
-                  f'{_fmt(peer)} ({rounds}) | {measured["seed_steps_per_s"] / peer:.3g}x |')
+                  f'{_fmt(peer)} ({rounds}) | {ratio} |')
     print('\nJAX seed-steps/s: seeds x steps / (T(steps) - T(0)), best calls; "incl. task work": seeds x steps / '
           'T(steps), with one task\'s start and end work in it; task work: T(0). MB per seed-step: XLA\'s bytes '
           'accessed (cost_analysis) of one iteration of the step loop (`bytes_per_seed_step`), per seed; minimum: '

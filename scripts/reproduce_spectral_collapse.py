@@ -31,17 +31,21 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+import matplotlib  # noqa: E402
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from plasticity_jax import analysis, engine, results  # noqa: E402
-from plasticity_jax.main import _load_config_file  # noqa: E402
+from plasticity_jax import analysis, curvature, engine, results  # noqa: E402
+from plasticity_jax import config as config_lib  # noqa: E402
 
 LEARNERS = ('backprop', 'l2', 'l2_er', 'cbp')
 
 
 def run_learner(learner: str, args) -> results.Run:
-    config = _load_config_file(os.path.join(REPO_ROOT, 'configs', f'permuted_mnist.py:{learner},lr0.01'))
+    config = config_lib.load(os.path.join(REPO_ROOT, 'configs', f'permuted_mnist.py:{learner},lr0.01'))
     config.unlock()
     config.num_seeds = args.num_seeds
     config.num_tasks = args.num_tasks
@@ -51,8 +55,8 @@ def run_learner(learner: str, args) -> results.Run:
     config.problem.examples_per_task = args.examples_per_task
     config.model.width = args.width
     config.data_dir = args.data_dir
-    config.curvature.update({'every_tasks': 1, 'probe_size': args.probe_size, 'chunk_size': args.probe_size,
-                             'order': args.order, 'draws': args.draws,
+    config.curvature.update({'every_tasks': args.every_tasks, 'probe_size': args.probe_size,
+                             'chunk_size': args.probe_size, 'order': args.order, 'draws': args.draws,
                              'exact_ggn_probe_size': args.exact_ggn_probe_size})
     workdir = os.path.join(args.workdir, learner)
     start = time.perf_counter()
@@ -78,13 +82,61 @@ def summarize(runs: dict[str, results.Run], out: str) -> None:
     measured = analysis.curvature_table(runs)['task']
     fig = analysis.plot_spectra(runs, [int(measured.min()), int(measured.max())])
     print('written:', *analysis.save_figure(fig, os.path.join(out, 'hessian_spectra_first_last')))
-    exact = analysis.curvature_table(runs, kind='ggn_exact', all_epsilons=True)
-    for label, run in runs.items():
-        hist = np.asarray(run.metrics['ggn_exact_histogram'])[:, :, 0]  # (seed, task, bin)
-        tasks = sorted(exact[exact['label'] == label]['task'].unique())
-        print(f'{label}: exact GGN eigenvalues per decade-quarter bin, seed mean, tasks {tasks[0]} / {tasks[-1]}:',
-              np.round(hist[:, tasks[0]].mean(0), 1).tolist(), '/', np.round(hist[:, tasks[-1]].mean(0), 1).tolist())
+    fig = plot_exact_ggn_spectra(runs)
+    print('written:', *analysis.save_figure(fig, os.path.join(out, 'ggn_exact_spectra_first_last')))
+    fig = plot_ranks_over_tasks(runs)
+    print('written:', *analysis.save_figure(fig, os.path.join(out, 'epsilon_rank_over_tasks')))
 
+
+def plot_exact_ggn_spectra(runs: dict[str, results.Run]):
+    """Exact GGN eigenvalue histograms (seed mean of the counts per quarter-decade bin) at the start of the first
+    and the last measured task, a panel per learner: the poster's Fig. 2 with every eigenvalue instead of a
+    smoothed estimate."""
+    edges = np.asarray(curvature.HISTOGRAM_EDGES)
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.0), layout='constrained', sharey=True,
+                             squeeze=False)
+    exact = analysis.curvature_table(runs, kind='ggn_exact')
+    for ax, (label, run) in zip(axes[0], runs.items()):
+        hist = np.asarray(run.metrics['ggn_exact_histogram'])[:, :, 0]  # (seed, task, bin): start of the task
+        tasks = sorted(exact[exact['label'] == label]['task'].unique())
+        for task, style in ((tasks[0], '-'), (tasks[-1], '--')):
+            counts = hist[:, task].mean(0)
+            ax.stairs(counts, edges, linestyle=style, label=f'start of task {task}')
+            print(f'{label}: exact GGN eigenvalues per quarter-decade bin from {edges[0]:g}, seed mean, start of '
+                  f'task {task}:', np.round(counts, 1).tolist())
+        ax.set_xscale('log')
+        ax.set_title(label)
+        ax.set_xlabel('GGN eigenvalue')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize='x-small', frameon=False)
+    axes[0][0].set_ylabel('eigenvalues per quarter decade')
+    fig.suptitle('Exact GGN spectrum of the probe set (dual Gram matrix), mean over seeds')
+    return fig
+
+
+def plot_ranks_over_tasks(runs: dict[str, results.Run]):
+    """Online accuracy per task and the epsilon-ranks at the start of the measured tasks (mean +- 1 s.e. over
+    seeds): the Hessian's and the exact GGN's, each at its smallest eps resolved in every measurement (the
+    analysis default, fixed before looking at the correlations)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), layout='constrained')
+    for label, run in runs.items():
+        accuracy = np.asarray(run.metrics['online_accuracy'], dtype=float)  # (seed, task)
+        mean = accuracy.mean(0)
+        axes[0].plot(np.arange(len(mean)), mean, label=label)
+    axes[0].set_xlabel('task')
+    axes[0].set_ylabel('online accuracy on the task')
+    for ax, kind, name in ((axes[1], 'hessian', 'Hessian (SLQ, resolved)'), (axes[2], 'ggn_exact', 'exact GGN')):
+        table = analysis.curvature_table(runs, kind=kind)
+        eps = float(table['epsilon'].iloc[0])
+        for label, part in table.groupby('label', sort=False):
+            stats = part.groupby('task')['epsilon_rank'].agg(['mean', 'sem'])
+            ax.errorbar(stats.index, stats['mean'], yerr=stats['sem'], marker='o', ms=3, capsize=2, label=label)
+        ax.set_xlabel('start of task')
+        ax.set_ylabel(f'{name} epsilon-rank / parameters\n(eps = {eps:g})')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize='small', frameon=False)
+    return fig
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +148,7 @@ def main():
     parser.add_argument('--examples_per_task', type=int, default=5000)
     parser.add_argument('--width', type=int, default=100)
     parser.add_argument('--probe_size', type=int, default=500)
+    parser.add_argument('--every_tasks', type=int, default=1, help='measure at the start of every k-th task')
     parser.add_argument('--order', type=int, default=64)
     parser.add_argument('--draws', type=int, default=1)
     parser.add_argument('--exact_ggn_probe_size', type=int, default=100)

@@ -27,6 +27,8 @@ Modules:
 * `gauss_newton`: the exact GGN spectrum of a probe set through its dual (N C) x (N C) Gram matrix (jvp/vjp, dense
   layers in closed form): exact epsilon-ranks at every eps, trace, top eigenvalues.
 * `dense`: the dense P x P Hessian/GGN/Fisher and its `eigh`, the reference for small networks.
+Every module above decomposes matrices through `plasticity_jax.linalg` (one LAPACK call per matrix under `vmap`:
+batched CPU LAPACK calls deadlocked XLA's thread pool inside the engine's loops).
 * `summary`: `spectrum_summary` (all in-run Hessian metrics from one SLQ run), `kronecker_summary`,
   `extreme_eigenvalues`, `top_eigenvalues`, `curvature_trace`.
 
@@ -114,8 +116,8 @@ __all__ = ['CURVATURES', 'DEFAULT_DENSITY_GRID', 'DEFAULT_EPSILONS', 'DEFAULT_SI
            'LOSSES', 'Estimate', 'KroneckerFactors', 'KroneckerRank', 'LanczosResult', 'SLQResult',
            'batch_fisher_vector_product', 'batch_ggn_vector_product', 'batch_hessian_vector_product', 'bottom_k',
            'christoffel_function', 'curvature_trace', 'curvature_vector_product', 'dataset_average',
-           'default_dtype', 'dense_curvature', 'density_grid', 'epsilon_density_mass', 'epsilon_rank',
-           'epsilon_rank_bound', 'exact_ggn_spectrum', 'exact_spectrum', 'extreme_eigenvalues',
+           'default_dtype', 'dense_curvature', 'density_grid', 'epsilon_density_mass',
+           'epsilon_rank', 'epsilon_rank_bound', 'exact_ggn_spectrum', 'exact_spectrum', 'extreme_eigenvalues',
            'factor_eigenvalues', 'factors_from_samples', 'fisher_vector_product', 'flat_matvec', 'gaussian_probes',
            'get_loss', 'ggn_gram', 'ggn_vector_product', 'grid_mass_outside', 'hessian_vector_product',
            'hutchinson_trace', 'hvp', 'kronecker_epsilon_rank', 'kronecker_factors',

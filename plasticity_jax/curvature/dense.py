@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from plasticity_jax.curvature.density import DEFAULT_EPSILONS
 from plasticity_jax.curvature.products import ApplyFn, Dataset, LossFn, Params, flat_matvec
+from plasticity_jax.linalg import eigvalsh
 
 
 def dense_curvature(apply_fn: ApplyFn, loss: str | LossFn, params: Params, dataset: Dataset, *,
@@ -43,7 +44,7 @@ def exact_spectrum(apply_fn: ApplyFn, loss: str | LossFn, params: Params, datase
     """
     matrix = dense_curvature(apply_fn, loss, params, dataset, curvature=curvature, chunk_size=chunk_size,
                              batch_size=batch_size)
-    values = jnp.linalg.eigvalsh(matrix)
+    values = eigvalsh(matrix)
     dim = values.shape[0]
     resolution = jnp.sqrt(dim) * jnp.finfo(values.dtype).eps * jnp.max(jnp.abs(values))
     eps = jnp.asarray(epsilons, values.dtype)

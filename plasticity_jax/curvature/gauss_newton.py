@@ -62,6 +62,7 @@ from plasticity_jax.curvature.products import (
     get_loss,
     num_examples,
 )
+from plasticity_jax.linalg import eigvalsh
 
 GRAM_METHODS = ('auto', 'jvp')
 # Log-spaced bins of the exact eigenvalue histogram: 4 per decade from 1e-8 to 1e4.
@@ -204,7 +205,7 @@ def exact_ggn_spectrum(apply_fn: ApplyFn, loss: str | LossFn, params: Params, da
       ggn_exact_nonzero_bound ()      N C: the GGN's rank can be at most this (the dual's size)
     """
     gram = ggn_gram(apply_fn, loss, params, dataset, chunk_size=chunk_size, method=method)
-    values = jnp.linalg.eigvalsh(gram)  # ascending
+    values = eigvalsh(gram)  # ascending
     size = gram.shape[0]
     num_params = ravel_pytree(params)[0].size
     resolution = jnp.sqrt(size) * jnp.finfo(values.dtype).eps * jnp.max(jnp.abs(values))

@@ -48,6 +48,7 @@ from plasticity_jax.curvature.products import (
     get_loss,
     is_cross_entropy,
 )
+from plasticity_jax.linalg import eigh, eigvalsh
 
 KFAC_MODES = ('exact', 'sampled')
 
@@ -130,7 +131,7 @@ def output_hessian_sqrt(loss_fn: LossFn, outputs: jax.Array, targets: Any) -> ja
         return loss_fn(o[None], jax.tree_util.tree_map(lambda x: x[None], t))[0]
 
     h = jax.vmap(jax.hessian(single))(outputs, targets)
-    lam, vec = jnp.linalg.eigh(h)
+    lam, vec = eigh(h)
     return vec * jnp.sqrt(jnp.maximum(lam, 0))[:, None, :]
 
 
@@ -213,7 +214,7 @@ def _sampled_cotangents(loss: str | LossFn, loss_fn: LossFn, key: jax.Array, out
 
 def factor_eigenvalues(factors: dict[str, KroneckerFactors]) -> dict[str, tuple[jax.Array, jax.Array]]:
     """Per layer, the ascending eigenvalues of A and of G."""
-    return {name: (jnp.linalg.eigvalsh(f.A), jnp.linalg.eigvalsh(f.G)) for name, f in factors.items()}
+    return {name: (eigvalsh(f.A), eigvalsh(f.G)) for name, f in factors.items()}
 
 
 def kronecker_product_eigenvalues(eig_a: jax.Array, eig_g: jax.Array) -> jax.Array:

@@ -53,6 +53,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax.linalg import eigh
+
 Matvec = Callable[[jax.Array], jax.Array]
 
 
@@ -162,7 +164,7 @@ def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
 
 def ritz_decomposition(result: LanczosResult) -> tuple[jax.Array, jax.Array]:
     """Eigen-decomposition of T: Ritz values (order,) ascending and T's eigenvectors (order, order) as columns."""
-    return jnp.linalg.eigh(tridiagonal(result.alphas, result.betas))
+    return eigh(tridiagonal(result.alphas, result.betas))
 
 
 def ritz_values(result: LanczosResult) -> jax.Array:

@@ -62,6 +62,7 @@ import ml_collections
 import optax
 from absl import logging
 
+from plasticity_jax import linalg
 from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.learners.base import Learner, LossFn, make_learner_with
 from plasticity_jax.learners.weight_decay import add_l2, field
@@ -75,12 +76,13 @@ LOG_EPS = 1e-8  # The authors' code: entropy = -sum p log(p + 1e-8).
 
 @jax.custom_vjp
 def symmetric_eigenvalues(matrix: jax.Array) -> jax.Array:
-    """Eigenvalues (ascending) of a symmetric matrix, differentiable also at repeated eigenvalues."""
-    return jnp.linalg.eigvalsh(matrix)
+    """Eigenvalues (ascending) of a symmetric matrix, differentiable also at repeated eigenvalues (`linalg`: one
+    LAPACK call per matrix under `vmap`)."""
+    return linalg.eigvalsh(matrix)
 
 
 def _eigenvalues_fwd(matrix):
-    values, vectors = jnp.linalg.eigh(matrix)
+    values, vectors = linalg.eigh(matrix)
     return values, vectors
 
 

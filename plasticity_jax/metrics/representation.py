@@ -50,6 +50,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax import linalg
+
 __all__ = [
     "ACTIVATIONS",
     "approximate_rank",
@@ -224,9 +226,10 @@ def singular_values(features: jax.Array) -> jax.Array:
 
     Returns:
         (min(num_examples, num_units),) nonnegative singular values, in
-        descending order (``jnp.linalg.svd(..., compute_uv=False)``).
+        descending order (``jnp.linalg.svd(..., compute_uv=False)``; `linalg.svdvals`: one LAPACK call per
+        matrix under `vmap`, see there).
     """
-    return jnp.linalg.svd(unit_features(features), compute_uv=False)
+    return linalg.svdvals(unit_features(features))
 
 
 def effective_rank(s: jax.Array) -> jax.Array:
