@@ -1,5 +1,6 @@
 """Shared test settings: the offline data of ../shared/data, small configs."""
 
+import json
 import os
 import pathlib
 import resource
@@ -30,6 +31,9 @@ def pytest_configure(config):
             prefix='plasticity_jax_test_xla_cache_')
         os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
         os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+    import jax.monitoring  # after the cache settings above: jax reads them at import
+
+    jax.monitoring.register_event_duration_secs_listener(_count_compilation)
 
 
 def pytest_unconfigure(config):
@@ -63,8 +67,18 @@ def load_config(name: str, arg: str | None = None):
 
 
 # CPU seconds per test (this process's threads plus finished child processes), to keep the default suite within its
-# CPU budget on a shared machine where wall-clock durations (--durations) mostly measure the load.
+# CPU budget on a shared machine where wall-clock durations (--durations) mostly measure the load; and the XLA
+# compilations of each test in this process (count, seconds), which is where most of the suite's time goes.
 _CPU_SECONDS: dict[str, float] = {}
+_COMPILATIONS: dict[str, list[float]] = {}
+_CURRENT_TEST = ['']
+
+
+def _count_compilation(event: str, duration: float, **kwargs) -> None:
+    if event == '/jax/core/compile/backend_compile_duration':
+        count_and_seconds = _COMPILATIONS.setdefault(_CURRENT_TEST[0], [0, 0.0])
+        count_and_seconds[0] += 1
+        count_and_seconds[1] += duration
 
 
 def _cpu_now() -> float:
@@ -74,14 +88,24 @@ def _cpu_now() -> float:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    _CURRENT_TEST[0] = item.nodeid
     start = _cpu_now()
     yield
     _CPU_SECONDS[item.nodeid] = _cpu_now() - start
 
 
 def pytest_terminal_summary(terminalreporter):
+    """The CPU time of the run and its slowest tests; with $PLASTICITY_JAX_TEST_PROFILE=file.json, every test's CPU
+    seconds and compilations written there (to find the tests to shrink or to share programs between)."""
     if not _CPU_SECONDS:
         return
-    terminalreporter.write_sep('=', f'CPU time: {sum(_CPU_SECONDS.values()) / 60:.1f} min in all; slowest 15 tests')
+    terminalreporter.write_sep('=', f'CPU time: {sum(_CPU_SECONDS.values()) / 60:.1f} min in all; slowest 15 tests '
+                                    '(CPU s, XLA compilations, their wall-clock s)')
     for nodeid, seconds in sorted(_CPU_SECONDS.items(), key=lambda item: -item[1])[:15]:
-        terminalreporter.write_line(f'{seconds:8.1f} s  {nodeid}')
+        count, compile_seconds = _COMPILATIONS.get(nodeid, (0, 0.0))
+        terminalreporter.write_line(f'{seconds:8.1f} s {count:5d} {compile_seconds:8.1f} s  {nodeid}')
+    if os.environ.get('PLASTICITY_JAX_TEST_PROFILE'):
+        with open(os.environ['PLASTICITY_JAX_TEST_PROFILE'], 'w') as f:
+            json.dump({nodeid: {'cpu_seconds': seconds, 'compilations': _COMPILATIONS.get(nodeid, [0, 0.0])[0],
+                                'compile_seconds': _COMPILATIONS.get(nodeid, [0, 0.0])[1]}
+                       for nodeid, seconds in _CPU_SECONDS.items()}, f, indent=1)

@@ -336,8 +336,8 @@ def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
                                                           jnp.zeros(shape)))
 
     def run(key):
-        params = init_params(key)
-        variables = model.init(key, jnp.zeros(shape))
+        variables = model.init(key, jnp.zeros(shape))  # params: init_params(key)
+        params = variables['params']
         model_state = {name: value for name, value in variables.items() if name != 'params'}
 
         def step(carry, step_key):

@@ -111,21 +111,27 @@ def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
     recycled (fresh incoming kernel, batch norm reset), the active ones are untouched."""
     from tests.learners.test_reinit import IMAGE_NETWORKS
     model, shape = IMAGE_NETWORKS['resnet18']
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
-    params = variables['params']
-    model_state = {'batch_stats': jax.tree.map(lambda s: s + 0.5, variables['batch_stats'])}
     layers = model.unit_layers()
     optimizer = optax.with_extra_args_support(optax.sgd(0.1, momentum=0.9))
     after = redo_after_update(optimizer, lambda k: model.init(k, jnp.zeros(shape))['params'], recycle_period=1,
                               dormancy_threshold=0.1, layers=layers)
-    _, hidden = jax.eval_shape(lambda: model.apply(variables, jnp.zeros(shape)))
-    activations = [jnp.ones(h.shape) for h in hidden]
+    _, hidden = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros(shape)),
+                                                   jnp.zeros(shape)))
     block = layers[2]  # stage 1, block 0: 4 channels
-    activations[block.activation] = activations[block.activation].at[..., 1].set(0.0)
-    forward = ForwardPass(outputs=jnp.zeros((shape[0], OUT)), hidden=tuple(activations), loss=jnp.zeros(()),
-                          model_state=model_state)
-    state, new_params, _, new_model_state = jax.jit(after.update)(
-        after.init(params), AfterUpdateInputs(params, optimizer.init(params), forward, jax.random.PRNGKey(1)))
+
+    @jax.jit
+    def recycle(key):  # one compiled program instead of an eager op per parameter and statistic
+        variables = model.init(key, jnp.zeros(shape))
+        params = variables['params']
+        model_state = {'batch_stats': jax.tree.map(lambda s: s + 0.5, variables['batch_stats'])}
+        activations = [jnp.ones(h.shape) for h in hidden]
+        activations[block.activation] = activations[block.activation].at[..., 1].set(0.0)
+        forward = ForwardPass(outputs=jnp.zeros((shape[0], OUT)), hidden=tuple(activations), loss=jnp.zeros(()),
+                              model_state=model_state)
+        inputs = AfterUpdateInputs(params, optimizer.init(params), forward, jax.random.PRNGKey(1))
+        return params, after.update(after.init(params), inputs)
+
+    params, (state, new_params, _, new_model_state) = recycle(jax.random.PRNGKey(0))
     assert [int(n) for n in state.num_recycled] == [0, 0, 1, 0, 0, 0, 0, 0]
     old, new = reinit.get_path(params, block.incoming), reinit.get_path(new_params, block.incoming)
     assert np.all(np.asarray(new['kernel'][..., 1]) != np.asarray(old['kernel'][..., 1]))
