@@ -153,6 +153,7 @@ RULES: dict[str, Rule] = {
     'model.width': integer(1),
     'model.depth': integer(0),
     'model.base_width': integer(1),
+    'model.blocks_per_stage': integer(1),
     'model.activation': one_of(_activations),
     'model.init_distribution': one_of(lambda: ('normal', 'uniform')),
     'model.dropout_rate': number(0, 1, open_high=True),

@@ -10,8 +10,10 @@ dead-unit fraction, weight magnitude and the approximate rank of its last hidden
     python scripts/reproduce_slippery_ant.py --workdir=runs/repro_sa            # the reduced CPU setting below
     python scripts/reproduce_slippery_ant.py --workdir=runs/repro_sa_full --full  # the papers' scale (accelerator)
 
-Reduced setting (defaults): 2 seeds, width 64, 512 steps per update (4 epochs x 4 minibatches of 128), friction
-change every 4,096 steps, intervals of 2 updates, 50-step episodes, `--intervals` intervals per run; the learners'
+Reduced setting (defaults): 2 seeds, width 64, 512 steps per update (4 epochs x 4 minibatches of 128; flags
+`--steps_per_update`, `--epochs`), friction change every 4,096 steps, intervals of 2 updates
+(`--updates_per_interval`), 50-step episodes (`--episode_steps`), MuJoCo's solver as in the
+model (`--solver_iterations`, `--ls_iterations` cap it), `--intervals` intervals per run; the learners'
 hyperparameters are the papers' except continual backprop's maturity threshold (`--maturity`, 10,000 in the papers:
 with a few thousand minibatch steps in all, no unit would ever mature) and the step size (`--step_size`).
 The measured outcome on a 2-core shared CPU is recorded, with its command, in docs/rl.md.
@@ -38,11 +40,18 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Parent folder of the runs (resu
 _RUNS = flags.DEFINE_list('runs', ['std', 'cbp'], 'Learner variants of configs/slippery_ant.py.')
 _FULL = flags.DEFINE_bool('full', False, "The papers' scale: the config as it is (ignores the reduction flags).")
 _SEEDS = flags.DEFINE_integer('num_seeds', 2, 'Seeds per run.')
-_INTERVALS = flags.DEFINE_integer('intervals', 12, 'Intervals (tasks) of 2 updates of 512 steps per seed.')
+_INTERVALS = flags.DEFINE_integer('intervals', 12, 'Intervals (tasks) of `updates_per_interval` updates per seed.')
+_UPDATES_PER_INTERVAL = flags.DEFINE_integer('updates_per_interval', 2, 'PPO updates per interval (task).')
+_STEPS_PER_UPDATE = flags.DEFINE_integer('steps_per_update', 512, 'Environment steps per update (papers: 2048).')
+_EPOCHS = flags.DEFINE_integer('epochs', 4, 'Epochs per update over minibatches of 128 (papers: 10).')
 _CHANGE = flags.DEFINE_integer('friction_change_interval', 4096, 'Steps between friction changes.')
 _WIDTH = flags.DEFINE_integer('width', 64, 'Hidden units per layer.')
 _MATURITY = flags.DEFINE_integer('maturity', 100, "Continual backprop's maturity threshold (papers: 10,000).")
 _STEP_SIZE = flags.DEFINE_float('step_size', 1e-4, 'Adam step size (papers: 1e-4).')
+_EPISODE_STEPS = flags.DEFINE_integer('episode_steps', 50, 'Steps per episode at most (papers: 1000).')
+_SOLVER_ITERATIONS = flags.DEFINE_integer('solver_iterations', None,
+                                          "MuJoCo's constraint solver iterations (None: the model's 100).")
+_LS_ITERATIONS = flags.DEFINE_integer('ls_iterations', None, "MuJoCo's line-search iterations (None: the model's 50).")
 
 
 def make_config(run: str):
@@ -53,9 +62,13 @@ def make_config(run: str):
     if _FULL.value:
         return config
     fields = {'num_seeds': _SEEDS.value, 'num_tasks': _INTERVALS.value, 'tasks_per_chunk': 2,
-              'rl.updates_per_task': 2, 'rl.steps_per_update': 512, 'rl.epochs': 4, 'rl.minibatch_size': 128,
-              'model.width': _WIDTH.value, 'env.max_episode_steps': 50,
+              'rl.updates_per_task': _UPDATES_PER_INTERVAL.value, 'rl.steps_per_update': _STEPS_PER_UPDATE.value,
+              'rl.epochs': _EPOCHS.value, 'rl.minibatch_size': 128,
+              'model.width': _WIDTH.value, 'env.max_episode_steps': _EPISODE_STEPS.value,
               'env.friction_change_interval': _CHANGE.value, 'learner.step_size': _STEP_SIZE.value}
+    for name, flag in (('solver_iterations', _SOLVER_ITERATIONS), ('ls_iterations', _LS_ITERATIONS)):
+        if flag.value is not None:
+            fields[f'env.{name}'] = flag.value
     if 'maturity_threshold' in config.learner:
         fields['learner.maturity_threshold'] = _MATURITY.value
     return sweeps.with_values(config, fields)

@@ -53,7 +53,7 @@ def test_incremental_cifar100_on_generated_cifar_shaped_data(tmp_path, monkeypat
     # Early stopping as the papers' code (on by default): the first 2 of each class's 12 training images validate.
     config = _shrink(load_config('incremental_cifar100.py'), num_tasks=2,
                      **{'problem.train_per_class': 10, 'problem.validation_per_class': 2, 'problem.epochs': 2,
-                        'problem.batch_size': 16, 'model.base_width': 4})
+                        'problem.batch_size': 16, 'model.base_width': 4, 'model.blocks_per_stage': 1})
     assert config.problem.early_stopping
     train = engine.make_train(config)
     assert train.problem.augment and train.problem.mean and train.problem.num_outputs == 10

@@ -21,7 +21,7 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
     'mlp' reads width, depth, activation and init_distribution; its dropout and normalization fields default to
     off when a config lacks them (configs written before they existed). 'convnet' (Continual ImageNet's network)
     reads `base_width` (default 32, the paper's) and `conv_lowering` (default 'auto', `models.conv`) if present.
-    'resnet18' reads `base_width` (default 64) and `conv_lowering` if present.
+    'resnet18' reads `base_width` (default 64), `conv_lowering` and `blocks_per_stage` (default 2) if present.
     """
     lowering = config.get('conv_lowering', 'auto')
     if config.name == 'convnet':
@@ -29,7 +29,8 @@ def make_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module
                        base_width=config.get('base_width', ConvNet.base_width))
     if config.name == 'resnet18':
         return ResNet18(num_outputs=num_outputs, base_width=config.get('base_width', ResNet18.base_width),
-                        conv_lowering=lowering)
+                        conv_lowering=lowering,
+                        blocks_per_stage=config.get('blocks_per_stage', ResNet18.blocks_per_stage))
     if config.name != 'mlp':
         raise ValueError(f'unknown model.name {config.name!r}; valid: {list(MODEL_NAMES)}')
     optional = {field: config[field] for field in ('dropout_rate', 'normalization', 'online_norm_alpha_f',

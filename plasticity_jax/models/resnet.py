@@ -25,7 +25,7 @@ ResNet init differs: fan_out convolutions, PyTorch's default head.)
 
 `__call__(x)` returns `(outputs, hidden)`, `hidden` holding the post-ReLU output of each of the 4 stages (that of
 its last block): (batch, H, W, base_width), (batch, H/2, W/2, 2 base_width), (batch, H/4, W/4, 4 base_width),
-(batch, H/8, W/8, 8 base_width); then the inner activation relu(norm_0(conv_0(x))) of each of the 8 blocks, in
+(batch, H/8, W/8, 8 base_width); then the inner activation relu(norm_0(conv_0(x))) of each of the 8 blocks (4 x `blocks_per_stage`), in
 order (the units continual backprop and ReDo replace, `unit_layers`).
 
 Replaceable units (`unit_layers`): the channels of every block's first convolution `conv_0`, with its batch norm
@@ -48,7 +48,7 @@ from plasticity_jax.models.conv import conv_module
 from plasticity_jax.models.initializers import kaiming_init
 from plasticity_jax.models.units import UnitLayer
 
-NUM_STAGES, BLOCKS_PER_STAGE = 4, 2
+NUM_STAGES = 4
 BATCH_NORM_MOMENTUM = 0.9  # flax convention: torch.nn.BatchNorm2d's momentum 0.1.
 BATCH_NORM_EPSILON = 1e-5
 
@@ -86,17 +86,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """Params `stem_conv`, `stem_norm`, `stage_{s}_block_{b}` (s < 4, b < 2; see `BasicBlock`), `output`; the
-    'batch_stats' collection mirrors every `*norm*` entry with the running `mean` and `var`."""
+    """Params `stem_conv`, `stem_norm`, `stage_{s}_block_{b}` (s < 4, b < blocks_per_stage; see `BasicBlock`),
+    `output`; the 'batch_stats' collection mirrors every `*norm*` entry with the running `mean` and `var`.
+
+    `blocks_per_stage` is 2 (ResNet-18, the paper's network). 1 gives the 10-layer network of the same kind (every
+    block type still present: stage 1's identity shortcut, stages 2-4's projections), which compiles in about half
+    the time: the tests of mechanisms that do not depend on the depth use it."""
 
     num_outputs: int
     base_width: int = 64
     conv_lowering: str = 'auto'  # how the convolutions are computed (`models.conv`)
+    blocks_per_stage: int = 2
 
     def unit_layers(self) -> tuple[UnitLayer, ...]:
         """Every block's `conv_0` channels with their `norm_0`, read by the block's `conv_1` (module docstring);
         activations `hidden[4:]`."""
-        blocks = [f'stage_{s}_block_{b}' for s in range(NUM_STAGES) for b in range(BLOCKS_PER_STAGE)]
+        blocks = [f'stage_{s}_block_{b}' for s in range(NUM_STAGES) for b in range(self.blocks_per_stage)]
         return tuple(UnitLayer(incoming=(block, 'conv_0'), outgoing=((block, 'conv_1'),), activation=NUM_STAGES + i,
                                normalization=(block, 'norm_0')) for i, block in enumerate(blocks))
 
@@ -107,7 +112,7 @@ class ResNet18(nn.Module):
         x = nn.relu(_batch_norm(self, 'stem_norm')(_conv(self.base_width, 3, 1, 'stem_conv', self.conv_lowering)(x)))
         stages, inner = [], []
         for stage in range(NUM_STAGES):
-            for block in range(BLOCKS_PER_STAGE):
+            for block in range(self.blocks_per_stage):
                 stride = 2 if stage > 0 and block == 0 else 1
                 x, block_inner = BasicBlock(self.base_width * 2**stage, stride, self.conv_lowering,
                                             name=f'stage_{stage}_block_{block}')(x)

@@ -318,9 +318,9 @@ def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Convolutional networks and ResNets (`models.UnitLayer`s declared by the models).
 
-@pytest.mark.parametrize('name', ['convnet', 'resnet18'])
+@pytest.mark.parametrize('name', ['convnet', 'resnet'])
 def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
-    """Continual backprop alone on a ConvNet's and a small ResNet-18's unit layers (channels averaged over
+    """Continual backprop alone on a ConvNet's and a small ResNet's unit layers (channels averaged over
     positions), 2 runs under jit(vmap), random activations: every layer replaces floor(sum of rate x eligible) units
     (the fractional carry), and every replaced unit was mature (age > maturity) when replaced."""
     from tests.learners.test_reinit import IMAGE_NETWORKS

@@ -50,8 +50,12 @@ def test_sgd_steps_pull_the_largest_singular_value_toward_one():
                                         'momentum': 0.0, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8,
                                         'spectral_coef': 1.0, 'spectral_power': 2.0, 'spectral_power_iterations': 1})
     optimizer = learners.make_learner(config, None).optimizer
+    # Distinct singular values: with a degenerate spectrum (e.g. a scaled permutation) the power iteration's start
+    # v = 1/sqrt(n) can be an exact singular vector, and only rounding noise would lead it to the others.
+    matrix = np.array([[1.0, 0.3, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.6]])
+    matrix /= np.linalg.svd(matrix, compute_uv=False)[0]
     for scale in (3.0, 0.3):
-        params = {'w': scale * jnp.eye(3)[:, ::-1], 'b': jnp.ones(3)}
+        params = {'w': jnp.asarray(scale * matrix, jnp.float32), 'b': jnp.ones(3)}
         state = optimizer.init(params)
         for _ in range(100):
             updates, state = optimizer.update(jax.tree.map(jnp.zeros_like, params), state, params,
