@@ -53,7 +53,7 @@ def _xla_optimized(request, monkeypatch):
         return
     import jax
 
-    before = jax.config.jax_disable_most_optimizations
+    before = jax.config.values['jax_disable_most_optimizations']
     monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
     jax.config.update('jax_disable_most_optimizations', False)
     try:

@@ -7,7 +7,8 @@
   ((0.02, 2.0), log-uniform).
 - 'hopper', 'walker2d': `max_episode_steps` (1000).
 - every MuJoCo environment: `solver_iterations` and `ls_iterations` (None: the model's 100 and 50; small values
-  make batched steps much faster at some cost in contact accuracy, see `mujoco_locomotion.make_locomotion_env`).
+  make batched steps much faster at some cost in contact accuracy, see `mujoco_locomotion.make_locomotion_env`);
+  `integrator` (None: the model's RK4; 'euler' steps and compiles much faster, a different simulation).
 - 'pendulum' (Gymnasium's Pendulum-v1), 'point_mass' (the tests' problem): `max_episode_steps` (200, 50); pure JAX.
 
 The MuJoCo environments need the `rl` extra (`mujoco`, `mujoco-mjx`), imported only when one is built.
@@ -25,7 +26,8 @@ from plasticity_jax.envs.point_mass import make_point_mass
 
 
 def _solver(c: ml_collections.ConfigDict) -> dict:
-    return {'solver_iterations': c.get('solver_iterations', None), 'ls_iterations': c.get('ls_iterations', None)}
+    return {'solver_iterations': c.get('solver_iterations', None), 'ls_iterations': c.get('ls_iterations', None),
+            'integrator': c.get('integrator', None)}
 
 
 def _ant(c: ml_collections.ConfigDict) -> Environment:
