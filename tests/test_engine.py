@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from plasticity_jax import engine, learners, models
+from plasticity_jax import engine, learners, models, sweeps
 from plasticity_jax.learners import AfterUpdate
 from plasticity_jax.results import load_run
 from tests.conftest import REPO_ROOT, load_config
@@ -29,13 +29,7 @@ def small_scr(**overrides):
     config.tasks_per_chunk = 2
     config.problem.examples_per_task = 300
     config.metrics.probe_size = 64
-    for name, value in overrides.items():
-        node = config
-        *path, leaf = name.split('.')
-        for field in path:
-            node = node[field]
-        node[leaf] = value
-    return config
+    return sweeps.with_values(config, overrides)
 
 
 def assert_same_metrics(a, b):

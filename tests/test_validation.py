@@ -27,14 +27,10 @@ def test_every_shipped_config_passes(name):
     ('learner.step_size', float('nan'), 'a finite number >= 0'),
     ('metrics.probe_size', 0, 'an integer >= 1'),
     ('keep_checkpoints', 0, 'an integer >= 1'),
+    ('compute_dtype', 'float8', "one of ['bfloat16', 'float32']"),
 ])
 def test_a_bad_value_names_its_dotted_field_and_the_fix(field, value, requirement):
-    config = load_config('slowly_changing_regression.py')
-    *path, leaf = field.split('.')
-    node = config
-    for part in path:
-        node = node[part]
-    node[leaf] = value
+    config = sweeps.with_values(load_config('slowly_changing_regression.py'), {field: value})
     with pytest.raises(validation.ConfigError) as error:
         validation.check_config(config)
     message = str(error.value)

@@ -25,8 +25,8 @@ ResNet init differs: fan_out convolutions, PyTorch's default head.)
 
 `__call__(x)` returns `(outputs, hidden)`, `hidden` holding the post-ReLU output of each of the 4 stages (that of
 its last block): (batch, H, W, base_width), (batch, H/2, W/2, 2 base_width), (batch, H/4, W/4, 4 base_width),
-(batch, H/8, W/8, 8 base_width); then the inner activation relu(norm_0(conv_0(x))) of each of the 8 blocks (4 x `blocks_per_stage`), in
-order (the units continual backprop and ReDo replace, `unit_layers`).
+(batch, H/8, W/8, 8 base_width); then the inner activation relu(norm_0(conv_0(x))) of each of the 8 blocks
+(4 x `blocks_per_stage`), in order (the units continual backprop and ReDo replace, `unit_layers`).
 
 Replaceable units (`unit_layers`): the channels of every block's first convolution `conv_0`, with its batch norm
 `norm_0`, read only by the block's `conv_1`. Zeroing a channel's weights in `conv_1` removes it from the network

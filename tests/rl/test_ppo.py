@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from plasticity_jax import engine
+from plasticity_jax import engine, sweeps
 from plasticity_jax.results import load_run
 from plasticity_jax.rl import ppo
 from tests.conftest import REPO_ROOT, load_config
@@ -25,14 +25,7 @@ FLAGS = {'num_seeds': 3, 'num_tasks': 3, 'tasks_per_chunk': 1, 'rl.updates_per_t
 
 
 def small_config(arg=CONFIG_ARG):
-    config = load_config('pendulum.py', arg)
-    for name, value in FLAGS.items():
-        node = config
-        *path, leaf = name.split('.')
-        for field in path:
-            node = node[field]
-        node[leaf] = value
-    return config
+    return sweeps.with_values(load_config('pendulum.py', arg), FLAGS)
 
 
 def numpy_gae(rewards, values, last_value, terminated, truncated, final_values, gamma, lam):
