@@ -96,22 +96,20 @@ def segments(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
 
 def main(argv):
     del argv
-    summary = {}
     for run in _RUNS.value:
         workdir = os.path.join(_WORKDIR.value, run)
         start = time.time()
         engine.run(make_config(run), workdir)
         elapsed = time.time() - start
         table = segments(load_run(workdir).metrics)
-        summary[run] = {'seconds_this_call': elapsed, 'segments': table}
+        with open(os.path.join(workdir, 'summary.json'), 'w') as f:  # per run: one process per learner is common
+            json.dump({'seconds_this_call': elapsed, 'segments': table}, f, indent=2)
         print(f'\n{run} ({elapsed:.0f} s this call): per friction segment, mean over seeds')
         print(' seg  intervals  friction    return   dead_pol  |W|_pol  rank_last  sum|dW|')
         for k, row in enumerate(table):
             print(f"{k:4d} {row['intervals']:10.1f} {row['friction']:9.3f} {row['return']:9.1f} "
                   f"{row['dead_policy_units']:10.3f} {row['policy_weight_magnitude']:8.4f} "
                   f"{row['policy_last_layer_approximate_rank']:10.1f} {row['policy_weight_change']:8.2f}")
-    with open(os.path.join(_WORKDIR.value, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
 
 
 if __name__ == '__main__':
