@@ -9,7 +9,10 @@ per seed and one for the seed mean, with the task index as the step:
 so `tensorboard --logdir=WORKDIR` (or the parent of several workdirs) shows every seed and the mean of every point
 while a 30-seed sweep runs. A metric with one value per task is one tag (`online_accuracy`); one with a value per
 hidden layer (or any one more axis) is one tag per index (`dead_fraction/0`); metrics with more axes (Hessian
-densities) are left to `metrics.npz`, which stays the source of truth. The seed mean of each chunk's last task is
+densities) are left to `metrics.npz`, which stays the source of truth. A value that is not finite (a quantity
+not measured at that task, an epsilon-rank the method cannot resolve, the loss of a diverged seed, and so the mean
+over seeds that include it) is left out of the event files, a gap in the curve; `metrics.npz` keeps it, and
+`nonfinite_steps` counts a diverged seed's steps. The seed mean of each chunk's last task is
 also logged at INFO (on the console with `--verbosity=0`).
 
 The event files are written with `tensorboardX`, not CLU's `metric_writers`: CLU's TensorBoard writer goes through
@@ -67,7 +70,8 @@ class LiveMetrics:
                     writer = self._writers[f'{point}/{who}']
                     for task, row in enumerate(per_task.reshape(per_task.shape[0], -1)):
                         for tag, value in zip(tags, row):
-                            writer.add_scalar(tag, value, first_task + task)
+                            if np.isfinite(value):
+                                writer.add_scalar(tag, value, first_task + task)
         for writer in self._writers.values():
             writer.flush()
         last = {name: float(np.mean(values[:, -1])) for name, values in chunk_metrics.items() if values.ndim == 2}

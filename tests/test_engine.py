@@ -19,7 +19,7 @@ import pytest
 from plasticity_jax import engine, learners, models, sweeps
 from plasticity_jax.learners import AfterUpdate
 from plasticity_jax.results import load_run
-from tests.conftest import REPO_ROOT, load_config
+from tests.conftest import REPO_ROOT, USERS_CODEGEN, load_config
 
 
 def small_scr(**overrides):
@@ -229,8 +229,12 @@ def test_spectra_from_checkpoints_equal_the_in_run_measurement(tmp_path):
     spectra = load_run(str(tmp_path)).spectra
     np.testing.assert_array_equal(spectra['task'], [0, 2])
     for name in ('hessian_top_eigenvalue', 'hessian_trace', 'hessian_epsilon_rank', 'hessian_density',
-                 'ggn_exact_trace', 'ggn_exact_top_eigenvalues', 'ggn_exact_epsilon_count'):
+                 'ggn_exact_trace', 'ggn_exact_epsilon_count'):
         np.testing.assert_allclose(spectra[name], in_run[name][:, [0, 2], 0], rtol=1e-5, atol=1e-7, err_msg=name)
+    # The GGN's eigenvalues to float32 round-off of the largest: those below it (its null space, ~1e-7 here) are
+    # round-off whose value depends on how XLA orders each program's sums.
+    top = in_run['ggn_exact_top_eigenvalues'][:, [0, 2], 0]
+    np.testing.assert_allclose(spectra['ggn_exact_top_eigenvalues'], top, rtol=1e-5, atol=1e-6 * np.abs(top).max())
     assert (spectra['ggn_exact_epsilon_count'] <= 12).all()  # at most N C = 12 nonzero eigenvalues
 
 
@@ -437,7 +441,9 @@ def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     train = engine.make_train(config)
     state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
     program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
-    text = program.lower(state, train.data, 0, 1).compile().as_text()
+    # XLA:CPU's default code generator (the suite's processes use the older one, tests/conftest.py): its fusion
+    # decisions are those users get.
+    text = program.lower(state, train.data, 0, 1).compile(compiler_options=USERS_CODEGEN).as_text()
     assert hlo.loop_bodies(text), 'the program has no loop: the test no longer looks at the step loop'
     assert hlo.loop_body_copies(text, min_elements=width * width // 2) == {}
     assert 'callback' not in text.lower(), 'a host callback in the program forces a host round-trip'
@@ -456,13 +462,18 @@ def test_ordered_update_equals_optax_apply_updates_bit_for_bit():
 
 def test_unrolled_step_loop_gives_the_same_run():
     """`step_unroll` leaves the parameters bit-identical; XLA may fuse the metrics' running sums across unrolled
-    steps, so those agree to float rounding."""
+    steps, so those agree to float rounding. (With XLA:CPU's default code generator, as users run it; the suite's
+    older one rounds the unrolled body's products differently.)"""
     config = small_scr(**{'model.width': 6, 'num_tasks': 2})
     rolled = engine.make_train(config)
     unrolled = engine.make_train(small_scr(**{'model.width': 6, 'num_tasks': 2, 'step_unroll': 4}))
     keys = engine.seed_keys(config)
-    results = [jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
-        jax.vmap(train.init)(keys), train.data, 0, 2) for train in (rolled, unrolled)]
+    results = []
+    for train in (rolled, unrolled):
+        program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
+        state = jax.vmap(train.init)(keys)
+        compiled = program.lower(state, train.data, 0, 2).compile(compiler_options=USERS_CODEGEN)
+        results.append(compiled(state, train.data, 0))
     np.testing.assert_array_equal(*(jax.flatten_util.ravel_pytree(state.params)[0] for state, _ in results))
     rolled_metrics, unrolled_metrics = (jax.device_get(metrics) for _, metrics in results)
     assert rolled_metrics.keys() == unrolled_metrics.keys()

@@ -55,3 +55,17 @@ def test_without_a_sweep_the_seeds_are_at_the_top_and_disabled_writes_nothing(tm
     with live_metrics.LiveMetrics(str(tmp_path / 'off'), runs, enabled=False) as live:
         live.write(chunk, first_task=0)
     assert not (tmp_path / 'off').exists()
+
+
+def test_values_that_are_not_finite_are_gaps_not_points(tmp_path):
+    """An unresolved epsilon-rank (NaN) in one seed: no point for that seed or the mean at that task; the other seed's
+    value is written. tensorboardX would otherwise warn on every such value."""
+    runs = sweeps.Runs(grid=sweeps.Grid(names=(), points=np.zeros((1, 0))), num_seeds=2, num_padded=2)
+    rank = np.array([[0.5, np.nan, 0.25], [0.5, 0.75, np.inf]])
+    chunk = {'hessian_epsilon_rank': rank, 'nonfinite_steps': np.zeros((2, 3))}
+    with live_metrics.LiveMetrics(str(tmp_path), runs) as live:
+        live.write(chunk, first_task=0)
+    board = tmp_path / live_metrics.DIRECTORY
+    assert read_scalars(board / 'seed_0')['hessian_epsilon_rank'] == {0: 0.5, 2: 0.25}
+    assert read_scalars(board / 'seed_1')['hessian_epsilon_rank'] == {0: 0.5, 1: 0.75}
+    assert read_scalars(board / 'mean')['hessian_epsilon_rank'] == {0: 0.5}
