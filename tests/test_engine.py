@@ -203,15 +203,18 @@ def test_in_run_hessian_spectrum_matches_the_dense_hessian_at_the_start_of_a_tas
     assert m['hessian_epsilon_rank'].shape == (2, 3, 2, len(config.curvature.epsilons))
 
     # Seed 0, task 0, start: rebuild the probe set the engine used and diagonalise the Hessian densely.
-    state = jax.tree.map(lambda a: a[0], initial)
-    keys = engine.task_keys(state.key, 0)
-    problem_state = train.problem.start_task(train.data, state.problem_state, 0, keys.start)
-    probe = dataclasses.replace(train.problem, batch_size=50)
-    x, y = probe.batch(train.data, problem_state, jnp.zeros((), jnp.int32), keys.curvature)
-    flat, unravel = jax.flatten_util.ravel_pytree(state.params)
-    model = models.make_model(config.model, 1)
-    loss = lambda f: jnp.mean((model.apply({'params': unravel(f)}, x)[0] - y) ** 2)
-    eigenvalues = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat), np.float64))
+    @jax.jit
+    def dense_hessian(state):
+        keys = engine.task_keys(state.key, 0)
+        problem_state = train.problem.start_task(train.data, state.problem_state, 0, keys.start)
+        probe = dataclasses.replace(train.problem, batch_size=50)
+        x, y = probe.batch(train.data, problem_state, jnp.zeros((), jnp.int32), keys.curvature)
+        flat, unravel = jax.flatten_util.ravel_pytree(state.params)
+        model = models.make_model(config.model, 1)
+        loss = lambda f: jnp.mean((model.apply({'params': unravel(f)}, x)[0] - y) ** 2)
+        return jax.hessian(loss)(flat)
+
+    eigenvalues = np.linalg.eigvalsh(np.asarray(dense_hessian(jax.tree.map(lambda a: a[0], initial)), np.float64))
     np.testing.assert_allclose(top[0, 0, 0], eigenvalues[-1], rtol=1e-3)
     trace = np.asarray(m['hessian_trace'])[0, 0, 0]
     assert abs(trace - eigenvalues.sum()) < 5 * np.asarray(m['hessian_trace_stderr'])[0, 0, 0] + 1e-3
@@ -281,11 +284,11 @@ def test_steps_past_the_task_length_leave_the_run_unchanged(monkeypatch, train_c
     config = tiny_tasks(monkeypatch, 'all_pairs', train_counts, **{'learner.name': 'counting'})
     train = engine.make_train(config)
     assert train.problem.steps_per_task == 2 * -(-(9 + 6 if train_counts == TINY_TRAIN_COUNTS else 8) // 2)
-    state = jax.vmap(train.init)(engine.seed_keys(config))
+    state = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    active_steps = jax.jit(jax.vmap(lambda s: train.problem.active_steps(train.data, train.problem.start_task(
+        train.data, s.problem_state, s.task_index, engine.task_keys(s.key, s.task_index).start), s.task_index)))
     for task in range(3):
-        problem_state = jax.vmap(lambda s: train.problem.start_task(
-            train.data, s.problem_state, s.task_index, engine.task_keys(s.key, s.task_index).start))(state)
-        expected = jax.vmap(lambda ps: train.problem.active_steps(train.data, ps, jnp.int32(task)))(problem_state)
+        expected = active_steps(state)
         before = state.learner_state
         state, metrics = engine.make_vmapped(train)(state, 1)
         np.testing.assert_array_equal(state.learner_state - before, expected)
@@ -295,7 +298,7 @@ def test_steps_past_the_task_length_leave_the_run_unchanged(monkeypatch, train_c
 def test_unseen_classes_get_no_gradient(monkeypatch):
     config = tiny_tasks(monkeypatch, 'class_increments')
     train = engine.make_train(config)
-    state = jax.vmap(train.init)(engine.seed_keys(config))
+    state = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
     final, _ = engine.make_vmapped(train)(state, 2)  # the first two classes of each seed's order
     for run in range(config.num_seeds):
         seen = np.asarray(final.problem_state['class_order'][run, :2])
@@ -326,7 +329,7 @@ def _validated_train(monkeypatch, early_stopping, epochs=6):
     config.problem = ml_collections.ConfigDict({'name': 'tiny_validated', 'epochs': epochs,
                                                 'early_stopping': early_stopping})
     train = engine.make_train(config)
-    return train, config, jax.vmap(train.init)(engine.seed_keys(config))
+    return train, config, jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
 
 
 def test_early_stopping_carries_the_best_validation_network_of_each_task(monkeypatch):
@@ -369,7 +372,7 @@ def test_early_stopping_survives_a_chunk_boundary(monkeypatch):
 def test_head_reset_zeroes_the_output_layer_at_every_task_start(monkeypatch):
     config = tiny_tasks(monkeypatch, 'consecutive_pairs', reset_at_task_start='head', **{'learner.step_size': 0.0})
     train = engine.make_train(config)
-    state = jax.vmap(train.init)(engine.seed_keys(config))
+    state = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
     final, _ = engine.make_vmapped(train)(state, 2)
     assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(final.params['output']))
     assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(state.params['output']))
@@ -380,7 +383,7 @@ def test_network_reset_makes_a_task_independent_of_the_past(monkeypatch):
     config = tiny_tasks(monkeypatch, 'warm_start', reset_at_task_start='network')
     train = engine.make_train(config)
     run = engine.make_vmapped(train)
-    after_first, _ = run(jax.vmap(train.init)(engine.seed_keys(config)), 1)
+    after_first, _ = run(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 1)
     _, second = run(after_first, 1)
     scrambled = after_first._replace(params=jax.tree.map(lambda p: 3.0 * p + 1.0, after_first.params))
     _, second_from_scrambled = run(scrambled, 1)
@@ -471,7 +474,7 @@ def test_unrolled_step_loop_gives_the_same_run():
     results = []
     for train in (rolled, unrolled):
         program = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)
-        state = jax.vmap(train.init)(keys)
+        state = jax.jit(jax.vmap(train.init))(keys)
         compiled = program.lower(state, train.data, 0, 2).compile(compiler_options=USERS_CODEGEN)
         results.append(compiled(state, train.data, 0))
     np.testing.assert_array_equal(*(jax.flatten_util.ravel_pytree(state.params)[0] for state, _ in results))
@@ -487,7 +490,7 @@ def test_bfloat16_training_pass_keeps_float32_parameters_and_tracks_the_float32_
         config = small_scr(**{'model.width': 6, 'num_tasks': 2, 'compute_dtype': dtype})
         train = engine.make_train(config)
         runs[dtype] = jax.jit(jax.vmap(train.run_tasks, in_axes=(0, None, None, None)), static_argnums=3)(
-            jax.vmap(train.init)(engine.seed_keys(config)), train.data, 0, 2)
+            jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), train.data, 0, 2)
     (_, metrics32), (state16, metrics16) = runs['float32'], runs['bfloat16']
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.params))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state16.opt_state)

@@ -361,9 +361,9 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
     width, depth = 6, 2
     _, init_params, _ = tiny_network(depth=depth, width=width)
     optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
-    params = jax.vmap(init_params)(jax.random.split(jax.random.PRNGKey(0), 3))
+    params = jax.jit(jax.vmap(init_params))(jax.random.split(jax.random.PRNGKey(0), 3))
     params = jax.tree.map(lambda p: p + 0.5, params)
-    state = jax.vmap(optimizer.init)(params)
+    state = jax.jit(jax.vmap(optimizer.init))(params)
     state = jax.vmap(lambda p, s: optimizer.update(jax.tree.map(jnp.ones_like, p), s, p)[1])(params, state)
     # Run 0: layer 0 units 5, 1, 3 (1 is also replaced in layer 1, in its first chunk); run 1: nothing; run 2: 1 unit.
     orders = (jnp.array([[5, 1, 3, 0, 2, 4], [0, 1, 2, 3, 4, 5], [2, 6, 6, 6, 6, 6]], jnp.int32),
@@ -380,8 +380,8 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
         alone = jax.jit(one)(*jax.tree.map(lambda a: a[run], (params, state, orders, counts, keys)))
         jax.tree.map(lambda b, a: np.testing.assert_allclose(b[run], a, rtol=1e-6), batched, alone)
     # The chunks do not matter: one chunk of the layer's width gives the same result, fresh weights included.
-    unchunked = reinit.reinitialize_units_in_order(*jax.tree.map(lambda a: a[0], (params, state)), optimizer,
-                                                   *jax.tree.map(lambda a: a[0], (orders, counts, keys)), init_params)
+    unchunked = jax.jit(lambda *args: reinit.reinitialize_units_in_order(*args[:2], optimizer, *args[2:], init_params))(
+        *jax.tree.map(lambda a: a[0], (params, state, orders, counts, keys)))
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[0], a), batched, unchunked)
     new_params, new_state, _, masks = jax.tree.map(lambda a: a[0], batched)
     old_params, old_state = jax.tree.map(lambda a: a[0], (params, state))
