@@ -101,7 +101,7 @@ def _finished_checkpoints(workdir):
 
 def test_killed_run_resumes_bit_identically(tmp_path):
     """kill -9 in the middle of a run, start the same command again: the metrics equal an uninterrupted run."""
-    flags = {'num_seeds': 3, 'num_tasks': 12, 'tasks_per_chunk': 1, 'problem.examples_per_task': 20_000,
+    flags = {'num_seeds': 3, 'num_tasks': 12, 'tasks_per_chunk': 1, 'problem.examples_per_task': 10_000,
              'metrics.probe_size': 64}
     env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
     subprocess.run(_main_command(tmp_path / 'whole', **flags), cwd=REPO_ROOT, env=env, check=True,
