@@ -136,7 +136,11 @@ def plot_ranks_over_tasks(runs: dict[str, results.Run]):
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize='small', frameon=False)
+    seeds = sorted({np.shape(run.metrics['online_accuracy'])[0] for run in runs.values()})
+    fig.suptitle(f'Mean over {"/".join(map(str, seeds))} seeds per learner; error bars +-1 s.e. over the seeds whose '
+                 'epsilon-rank is resolved at that task')
     return fig
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
