@@ -287,7 +287,7 @@ def test_steps_past_the_task_length_leave_the_run_unchanged(monkeypatch, train_c
     state = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
     active_steps = jax.jit(jax.vmap(lambda s: train.problem.active_steps(train.data, train.problem.start_task(
         train.data, s.problem_state, s.task_index, engine.task_keys(s.key, s.task_index).start), s.task_index)))
-    for task in range(3):
+    for _ in range(3):
         expected = active_steps(state)
         before = state.learner_state
         state, metrics = engine.make_vmapped(train)(state, 1)
