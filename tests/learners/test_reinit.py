@@ -1,5 +1,7 @@
 """The shared unit-replacement mechanism and the Adam with per-element step counts."""
 
+import functools
+
 import flax
 import flax.linen as nn
 import jax
@@ -371,7 +373,7 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
     counts = (jnp.array([3, 0, 1]), jnp.array([2, 0, 0]))
     keys = jax.random.split(jax.random.PRNGKey(1), 3)
 
-    def one(params, state, orders, counts, key):
+    def one(params, state, orders, counts, key, chunk_sizes=chunk_sizes):
         return reinit.reinitialize_units_in_order(params, state, optimizer, orders, counts, key, init_params,
                                                   chunk_sizes=chunk_sizes)
 
@@ -380,7 +382,7 @@ def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
         alone = jax.jit(one)(*jax.tree.map(lambda a: a[run], (params, state, orders, counts, keys)))
         jax.tree.map(lambda b, a: np.testing.assert_allclose(b[run], a, rtol=1e-6), batched, alone)
     # The chunks do not matter: one chunk of the layer's width gives the same result, fresh weights included.
-    unchunked = jax.jit(lambda *args: reinit.reinitialize_units_in_order(*args[:2], optimizer, *args[2:], init_params))(
+    unchunked = jax.jit(functools.partial(one, chunk_sizes=None))(
         *jax.tree.map(lambda a: a[0], (params, state, orders, counts, keys)))
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[0], a), batched, unchunked)
     new_params, new_state, _, masks = jax.tree.map(lambda a: a[0], batched)

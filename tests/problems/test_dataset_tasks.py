@@ -1,3 +1,4 @@
+import functools
 import itertools
 import math
 
@@ -31,18 +32,14 @@ def indices(x):
     return np.rint(np.asarray(x).reshape(len(x)) * 255).astype(int)
 
 
-_STARTS: dict = {}
+@functools.partial(jax.jit, static_argnums=0)
+def _start(problem, data, task, key):
+    return problem.start_task(data, problem.init(data, key), task, jax.random.fold_in(key, task))
 
 
 def start(problem, data, task, seed=0):
     """The problem state at the start of `task` (one compiled program per problem, not an eager op at a time)."""
-    def start_task(data, task, key):
-        return problem.start_task(data, problem.init(data, key), task, jax.random.fold_in(key, task))
-
-    cached = _STARTS.get(id(problem))
-    if cached is None or cached[0] is not problem:
-        cached = _STARTS[id(problem)] = (problem, jax.jit(start_task))
-    return cached[1](data, jnp.int32(task), jax.random.key(seed))
+    return _start(problem, data, jnp.int32(task), jax.random.key(seed))
 
 
 def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the_smaller_class():
