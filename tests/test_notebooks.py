@@ -2,8 +2,11 @@
 temporary folder, MNIST from the shared offline data) and produce their figures; they are stored without outputs.
 
 The default suite runs each notebook with tiny settings (`SMOKE_SETTINGS`, a cell inserted after the notebook's own
-settings cell): every cell runs, in seconds. The notebooks' own settings, which take minutes and show the phenomenon,
-run under `-m slow`.
+settings cell): every cell runs, in seconds. The three smoke runs share one kernel (starting a kernel and importing
+jax, matplotlib and the package costs about 4 CPU-s each time): before each notebook the kernel's namespace is
+cleared (`%reset -f`, so a notebook that forgets an import still fails) and its working directory is set to the
+test's folder. The notebooks' own settings, which take minutes and show the phenomenon, run under `-m slow`, each in
+a fresh kernel as a user runs it.
 """
 
 import os
@@ -49,6 +52,25 @@ def python3_kernel():
     return 'python3'
 
 
+def _kernel_environment(monkeypatch, shared_data_dir):
+    """What a notebook's kernel inherits: the offline data, the inline backend, the package from this checkout."""
+    monkeypatch.setenv('PLASTICITY_JAX_DATA_DIR', shared_data_dir)
+    monkeypatch.setenv('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
+
+
+@pytest.fixture(scope='module')
+def shared_kernel(python3_kernel, shared_data_dir):
+    """One running kernel for the smoke runs: `[manager]`, filled by the first notebook's client, shut down at the
+    end of the module."""
+    manager: list = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _kernel_environment(monkeypatch, shared_data_dir)
+        yield manager
+    if manager:
+        nbclient.util.run_sync(manager[0].shutdown_kernel)(now=True)
+
+
 def test_every_notebook_is_listed_and_stored_without_outputs():
     assert sorted(p.name for p in (REPO_ROOT / 'notebooks').glob('*.ipynb')) == sorted(NOTEBOOKS)
     for name in NOTEBOOKS:
@@ -59,19 +81,26 @@ def test_every_notebook_is_listed_and_stored_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f'{name}: clear the outputs'
 
 
-def execute(name, tmp_path, monkeypatch, shared_data_dir, kernel, smoke):
-    monkeypatch.setenv('PLASTICITY_JAX_DATA_DIR', shared_data_dir)  # the kernel inherits the environment
-    monkeypatch.setenv('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
-    # The package, also when it is not pip-installed (running from a checkout).
-    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
+def execute(name, tmp_path, kernel, smoke, manager=None):
+    """Run notebook `name` in `tmp_path`: in a fresh kernel, or in the running kernel `manager[0]` (started and
+    stored there if `manager` is an empty list)."""
     notebook = nbformat.read(REPO_ROOT / 'notebooks' / name, as_version=4)
     if smoke:
         settings = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == 'code')
         notebook.cells.insert(settings + 1, nbformat.v4.new_code_cell(SMOKE_SETTINGS[name]))
-    client = nbclient.NotebookClient(notebook, timeout=1800, kernel_name=kernel,
+    if manager:  # the running kernel: a clean namespace, this test's folder
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(f'%reset -f\nimport os\nos.chdir({str(tmp_path)!r})'))
+    client = nbclient.NotebookClient(notebook, timeout=1800, kernel_name=kernel, km=manager[0] if manager else None,
                                      resources={'metadata': {'path': str(tmp_path)}})
     start = time.perf_counter()
-    client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
+    try:  # raises CellExecutionError, with the cell and its traceback, if any cell fails
+        client.execute(cleanup_kc=manager is None)
+    finally:
+        if manager is not None:
+            if not manager and client.km is not None:
+                manager.append(client.km)
+            if client.kc is not None:
+                client.kc.stop_channels()
     print(f'{name}: {time.perf_counter() - start:.0f} s')
     errors = [out for cell in notebook.cells if cell.cell_type == 'code' for out in cell.outputs
               if out.output_type == 'error']
@@ -81,12 +110,13 @@ def execute(name, tmp_path, monkeypatch, shared_data_dir, kernel, smoke):
 
 
 @pytest.mark.parametrize('name', sorted(NOTEBOOKS))
-def test_notebook_runs_and_writes_its_figures(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel):
-    execute(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel, smoke=True)
+def test_notebook_runs_and_writes_its_figures(name, tmp_path, python3_kernel, shared_kernel):
+    execute(name, tmp_path, python3_kernel, smoke=True, manager=shared_kernel)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(NOTEBOOKS))
 def test_notebook_at_its_own_settings(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel):
     """As a user runs it: minutes, with the settings that show loss of plasticity (times in docs/results.md)."""
-    execute(name, tmp_path, monkeypatch, shared_data_dir, python3_kernel, smoke=False)
+    _kernel_environment(monkeypatch, shared_data_dir)
+    execute(name, tmp_path, python3_kernel, smoke=False)

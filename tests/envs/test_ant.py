@@ -1,12 +1,13 @@
 """Ant and Slippery Ant on MJX (plasticity_jax/envs/ant.py, envs/mujoco_locomotion.py).
 
 One compiled program serves every test of the rollout: a jitted vmap over 3 Slippery Ant environments of a scan of
-`STEPS` steps, called twice (the environments in two orders). MJX's step takes a minute or more to compile on a small
-CPU, so nothing else here compiles it; the other environments are checked by tracing (`jax.eval_shape`). The rollout
-uses the Euler integrator (`integrator='euler'`, also in the C MuJoCo reference): everything these tests check is
-the environment's code around the physics, and RK4's three extra evaluations of the dynamics nearly double the
-compile (20 instead of 35 CPU-s here). The papers' RK4 Ant runs in the slow Slippery Ant tests of
-tests/rl/test_rl_configs.py.
+`STEPS` steps, called twice (the environments in two orders, picked inside the program; the inputs are made by one
+more small program, not by eager operations on the ~100 leaves of MJX's state). MJX's step takes a minute or more
+to compile on a small CPU, so nothing else here compiles it; the other environments are checked by tracing
+(`jax.eval_shape`). The rollout uses the Euler integrator (`integrator='euler'`, also in the C MuJoCo reference):
+everything these tests check is the environment's code around the physics, and RK4's three extra evaluations of the
+dynamics nearly double the compile (20 instead of 35 CPU-s here). The papers' RK4 Ant runs in the slow Slippery Ant
+tests of tests/rl/test_rl_configs.py.
 """
 
 import jax
@@ -32,32 +33,40 @@ def env():
 
 
 def _rollout(env):
+    """The shared program: the environments `order` of the inputs under vmap, each a scan of `STEPS` steps."""
     def run(state, actions, keys):
         def body(state, inputs):
             out = env.step(state, *inputs)
             return out.state, (out.observation, out.final_observation, out.reward, out.terminated, out.truncated,
                                out.info, out.state.episode_step)
         return jax.lax.scan(body, state, (actions, keys))
-    return jax.jit(jax.vmap(run))
+
+    def rollout(states, actions, keys, order):
+        return jax.vmap(run)(jax.tree_util.tree_map(lambda x: x[order], states), actions[order], keys[order])
+    return jax.jit(rollout)
 
 
 @pytest.fixture(scope='module')
 def runs(env):
-    """Inputs and outputs of the shared program, for the environment orders (0, 1, 2) and (1, 0, 2)."""
+    """Inputs and outputs of the shared program, for the environment orders (0, 1, 2) and (1, 0, 2); environments 0
+    and 1 start from the same state with the same actions and keys, at the frictions `FRICTIONS`."""
     reset_keys = jax.random.split(jax.random.key(3), 2)
     reset = jax.jit(jax.vmap(env.reset))
-    states, first_obs = reset(reset_keys)
-    pick = lambda tree, idx: jax.tree_util.tree_map(lambda x: x[jnp.asarray(idx)], tree)
-    states = pick(states, [0, 0, 1])
-    states = states._replace(friction=states.friction.at[:2].set(jnp.asarray(FRICTIONS)))
-    actions = 0.5 * jax.random.uniform(jax.random.key(4), (2, STEPS, env.action_size), minval=-1.0, maxval=1.0)
-    actions = actions[jnp.asarray([0, 0, 1])]
-    keys = jax.random.split(jax.random.key(5), (2, STEPS))[jnp.asarray([0, 0, 1])]
+
+    @jax.jit
+    def inputs(starts, first_obs):
+        order = jnp.asarray([0, 0, 1])
+        states = jax.tree_util.tree_map(lambda x: x[order], starts)
+        states = states._replace(friction=states.friction.at[:2].set(jnp.asarray(FRICTIONS)))
+        actions = 0.5 * jax.random.uniform(jax.random.key(4), (2, STEPS, env.action_size), minval=-1.0, maxval=1.0)
+        keys = jax.random.split(jax.random.key(5), (2, STEPS))
+        return states, first_obs[order], actions[order], keys[order]
+
+    states, first_obs, actions, keys = inputs(*reset(reset_keys))
     rollout = _rollout(env)
-    out = rollout(states, actions, keys)
-    swap = jnp.asarray([1, 0, 2])
-    out_swapped = rollout(pick(states, swap), actions[swap], keys[swap])
-    return {'states': states, 'first_obs': first_obs[jnp.asarray([0, 0, 1])], 'actions': actions, 'keys': keys,
+    out = rollout(states, actions, keys, jnp.arange(3))
+    out_swapped = rollout(states, actions, keys, jnp.asarray([1, 0, 2]))
+    return {'states': states, 'first_obs': first_obs, 'actions': actions, 'keys': keys,
             'out': jax.device_get(out), 'out_swapped': jax.device_get(out_swapped), 'reset_keys': reset_keys,
             'reset': reset}
 

@@ -159,6 +159,17 @@ def test_each_point_of_a_step_size_sweep_equals_that_point_run_alone(whole_run, 
     assert not np.allclose(swept.metrics['policy_loss'][0], swept.metrics['policy_loss'][1])
 
 
+def test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(whole_run, tmp_path):
+    """The RL run state (environments mid-episode, rollout keys, optimizer) survives a checkpoint: the first interval
+    run alone, then the same run extended from its checkpoint to every interval, equals the uninterrupted run. (kill
+    -9 in the middle of a command: the slow test below; the host loop it exercises is the supervised runs' one,
+    killed in the default suite by tests/test_engine.py.)"""
+    engine.run(sweeps.with_values(small_config(), {'num_tasks': 1}), str(tmp_path), progress=False)
+    engine.run(small_config(), str(tmp_path), progress=False)
+    assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_bit_identically(whole_run, tmp_path):
     """kill -9 after the first interval's checkpoint, start the same command again: the metrics equal the
     uninterrupted run's."""
