@@ -167,3 +167,25 @@ def test_spectrum_summary_traces_under_vmap_in_float32(classifier):
                                       in_axes=(0, 0, None)), params, keys, dataset)
     assert out['hessian_density'].shape == (3, 21) and out['hessian_density'].dtype == jnp.float32
     assert out['hessian_top_eigenvalue'].shape == (3,) and out['hessian_epsilon_rank'].shape == (3, 7)
+
+
+def test_lanczos_loop_updates_the_basis_in_place():
+    """No basis-sized copy inside the Lanczos loop (one seed and vmapped over two): the basis is written in place.
+
+    Before the write was ordered after every read (see `curvature.lanczos`, "In-place basis"), XLA copied the whole
+    (order, dim) basis twice per step. Compiled with the code generator users get, not run.
+    """
+    from plasticity_jax import hlo
+    from tests.conftest import USERS_CODEGEN
+
+    dim, order = 20_000, 6
+    scale = jnp.linspace(0.0, 1.0, dim)
+
+    def one(key, scale):
+        return lanczos(lambda u: scale * u, jax.random.normal(key, (dim,)), order)
+
+    keys = jax.random.split(jax.random.key(0), 2)
+    for program in (jax.jit(lambda k, s: one(k[0], s)), jax.jit(jax.vmap(one, in_axes=(0, None)))):
+        text = program.lower(keys, scale).compile(compiler_options=USERS_CODEGEN).as_text()
+        assert hlo.loop_bodies(text), 'no loop in the program: the test no longer looks at the Lanczos loop'
+        assert hlo.loop_body_copies(text, min_elements=dim * order // 2) == {}
