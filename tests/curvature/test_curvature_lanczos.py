@@ -189,3 +189,16 @@ def test_lanczos_loop_updates_the_basis_in_place():
         text = program.lower(keys, scale).compile(compiler_options=USERS_CODEGEN).as_text()
         assert hlo.loop_bodies(text), 'no loop in the program: the test no longer looks at the Lanczos loop'
         assert hlo.loop_body_copies(text, min_elements=dim * order // 2) == {}
+
+
+def test_vmapped_restart_vectors_are_computed_only_when_a_run_breaks_down():
+    """Under vmap the breakdown branch stays a conditional (on whether any run broke down), not a select that
+    computes every run's restart vector at every step; that each run restarts as it would alone is
+    `test_breakdowns_at_different_steps_under_vmap`."""
+    scale = jnp.linspace(0.0, 1.0, 50)
+    run = jax.vmap(lambda v: lanczos(lambda u: scale * u, v, 5).alphas)
+    starts = jax.random.normal(jax.random.key(0), (3, 50))
+    text = jax.jit(run).lower(starts).as_text()
+    assert 'stablehlo.case' in text or 'stablehlo.if' in text
+    alone = jnp.stack([jax.jit(lambda v: lanczos(lambda u: scale * u, v, 5).alphas)(v) for v in starts])
+    np.testing.assert_allclose(jax.jit(run)(starts), alone, rtol=1e-12)
