@@ -25,9 +25,9 @@ Implementation choices:
   if every read of the old basis is ordered before the write. `q_j . w` (for alpha) feeds nothing that is written,
   and with it unordered XLA's copy insertion copied the whole basis twice per step (768 MB at order 10 and 9.6M
   float32 parameters; an unmasked write alone kept both copies). The write (`step`) is an unmasked
-  `dynamic_update_slice` whose value depends on alpha through a predicate that is always false, which removes both
-  copies (a test checks the compiled loop) and leaves every result bit for bit the same; the engine orders its
-  weight updates the same way (`engine.apply_updates_after_backward`).
+  `dynamic_update_slice` whose value depends on alpha through `in_place.false_after`, which removes both copies (a
+  test checks the compiled loop) and leaves every result bit for bit the same; the engine orders its weight
+  updates the same way (`engine.apply_updates_after_backward`).
 * The projection back, `Q^T c`, is written as `basis.T @ c` rather than `c @ basis`: the same dot with the (dim,)
   result as a column, for which XLA:CPU's dot is faster (39 instead of 62 ms for a 10 x 9.6M float32 basis on the
   2-core benchmark CPU), with bitwise the same result. With both changes one step's Lanczos bookkeeping at order
@@ -66,6 +66,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from plasticity_jax import in_place
 from plasticity_jax.linalg import eigh
 
 Matvec = Callable[[jax.Array], jax.Array]
@@ -187,10 +188,9 @@ def lanczos(matvec: Matvec, v0: jax.Array, order: int, *, dtype=None, reorth_pas
         nxt = _next_vector(broke, w, basis, weight)
         nxt = nxt / jnp.maximum(jnp.linalg.norm(nxt), tiny)
         # Store q_{j+1} in place (see "In-place basis" above): after the last step the last row is written back
-        # unchanged, and the write waits for alpha, the one read of the basis that `nxt` does not depend on
-        # (`alpha > inf` is false for every float, NaN included, so the value stored is exactly `nxt`).
+        # unchanged, and the write waits for alpha, the one read of the basis that `nxt` does not depend on.
         row = jnp.minimum(j + 1, order - 1)
-        keep = (j + 1 >= order) | (alpha > jnp.inf)
+        keep = (j + 1 >= order) | in_place.false_after(alpha)
         basis = jax.lax.dynamic_update_index_in_dim(basis, jnp.where(keep, basis[row], nxt), row, 0)
         alphas = alphas.at[j].set(alpha)
         betas = betas.at[j].set(jnp.where(broke, 0, beta))
