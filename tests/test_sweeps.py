@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from plasticity_jax import engine, sweeps
+from plasticity_jax import engine, sweeps, workdir
 from plasticity_jax.analysis import tables
 from plasticity_jax.learners import LEARNERS
 from plasticity_jax.results import load_run, load_runs
@@ -79,23 +80,9 @@ def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path, lr_sweep_workdi
     assert run.point(1).config.learner.step_size == STEP_SIZES[1]
 
 
-def test_sweep_sharded_over_eight_devices_equals_one_device(tmp_path, lr_sweep_metrics):
-    """6 runs over 8 (fake CPU) devices: padded to 8, the padding dropped, every number equal to one device."""
-    one_device = lr_sweep_metrics
-    script = ('import sys; sys.path.insert(0, "."); import jax; assert jax.device_count() == 8\n'
-              'from plasticity_jax import engine; from tests.test_sweeps import lr_sweep\n'
-              f'engine.run(lr_sweep(), {str(tmp_path / "eight")!r}, progress=False)\n')
-    env = {**os.environ, 'JAX_PLATFORMS': 'cpu',  # the test run's XLA flags too, so both sides compile alike
-           'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()}
-    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    eight = load_run(str(tmp_path / 'eight')).metrics
-    for name, values in one_device.items():
-        np.testing.assert_array_equal(eight[name].reshape(values.shape), values, err_msg=name)
-
-
-def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path, lr_sweep_metrics):
-    """Two CPU processes (one device each) run one sweep together through the CLI; the results equal one process."""
+def test_two_processes_of_four_devices_joined_by_jax_distributed_equal_one_device(tmp_path, lr_sweep_metrics):
+    """Two CPU processes of four (fake) devices each run one sweep together through the CLI: 6 runs sharded over 8
+    devices, padded to 8 and the padding dropped; every number equals one process on one device."""
     import socket
 
     with socket.socket() as s:
@@ -106,7 +93,8 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path, lr_
              '--config.problem.examples_per_task=300',
              '--config.metrics.probe_size=64', '--sweep=learner.step_size=0.03,0.01,0.003', '--distributed',
              f'--coordinator_address=localhost:{port}', '--num_processes=2']
-    env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu',  # the test run's XLA flags too, so both sides compile alike
+           'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()}
     processes = [subprocess.Popen([sys.executable, '-m', 'plasticity_jax.main', *flags, f'--process_id={i}'],
                                   cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for i in range(2)]
@@ -114,7 +102,12 @@ def test_two_processes_joined_by_jax_distributed_equal_one_process(tmp_path, lr_
     assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert 'Results are in' in outputs[0][0] and 'Results are in' not in outputs[1][0]
 
+    state = os.path.join(tmp_path, 'two', engine.CHECKPOINT_DIR, '2', workdir.STATE_ITEM)
+    with ocp.StandardCheckpointer() as checkpointer:
+        key = checkpointer.metadata(state).item_metadata.tree['key']
+    assert key.shape[0] == 8 and list(key.sharding.shape) == [8]  # 6 runs and 2 padding runs, one per device
     one = load_run(str(tmp_path / 'two'))
+    assert one.metrics['online_mse'].shape == (3, 2, 2)  # (point, seed, task): the padding dropped
     for name, values in lr_sweep_metrics.items():
         np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
 
