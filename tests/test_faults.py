@@ -34,14 +34,17 @@ def _wait_for(condition, process, timeout=300):
 def test_a_second_command_on_a_running_workdir_is_refused_and_the_first_is_unaffected(tmp_path):
     flags = {'num_seeds': 1, 'num_tasks': 10_000, 'problem.examples_per_task': 100, 'metrics.probe_size': 16}
     first = _start(tmp_path, **flags)
+    lock = tmp_path / workdir.LOCK_FILE
     try:
-        _wait_for(lambda: 'pid' in (tmp_path / workdir.LOCK_FILE).read_text()
-                  if (tmp_path / workdir.LOCK_FILE).exists() else False, first)
+        _wait_for(lambda: 'pid' in lock.read_text() if lock.exists() else False, first)
+        held = lock.read_text()
+        first.send_signal(signal.SIGSTOP)  # it keeps its lock, and no CPU while the second command runs
         second = subprocess.run(_main_command(tmp_path, **flags), cwd=REPO_ROOT, env=ENV, capture_output=True,
                                 text=True, timeout=300)
+        first.send_signal(signal.SIGCONT)
         assert second.returncode != 0 and 'Traceback' not in second.stderr, second.stderr[-2000:]
         assert f'error: {tmp_path} is in use by pid {first.pid} on ' in second.stderr
-        assert first.poll() is None  # still running
+        assert first.poll() is None and lock.read_text() == held  # still running, still holding its lock
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -18,15 +18,12 @@ from tests.test_engine import assert_same_metrics, small_scr
 NUM_TASKS = 4  # chunks of 2: checkpoints after 0, 2 and 4 tasks
 
 
-def tiny(**overrides):
-    return small_scr(**{'problem.examples_per_task': 100, 'metrics.probe_size': 16, **overrides})
-
-
 @pytest.fixture(scope='module')
 def finished(tmp_path_factory):
-    """(workdir, metrics) of a finished tiny run; copy it before changing it."""
+    """(workdir, metrics) of a finished `small_scr()` run (the program of test_engine's runs); copy it before
+    changing it."""
     path = tmp_path_factory.mktemp('finished') / 'run'
-    return path, engine.run(tiny(), str(path), progress=False)
+    return path, engine.run(small_scr(), str(path), progress=False)
 
 
 @pytest.fixture
@@ -47,7 +44,7 @@ def test_every_checkpoint_holds_the_metrics_so_far(finished):
 
 def test_deleted_metrics_are_rebuilt_from_the_checkpoint(finished, copy, caplog):
     (copy / workdir.METRICS_FILE).unlink()
-    assert_same_metrics(engine.run(tiny(), str(copy), progress=False), finished[1])  # reads no state: no compile
+    assert_same_metrics(engine.run(small_scr(), str(copy), progress=False), finished[1])  # reads no state: no compile
     assert_same_metrics(results.load_run(str(copy)).metrics, finished[1])
     assert 'metrics.npz is missing: rebuilding it' in caplog.text
 
@@ -58,7 +55,7 @@ def test_metrics_that_disagree_with_the_checkpoints_are_refused(copy):
     workdir.save_metrics(str(copy), metrics)
     with pytest.raises(workdir.WorkdirError, match=r'metrics.npz disagrees with the checkpoint after task 4 '
                                                    r"\(metrics \['online_mse'\]\).*Move it aside"):
-        engine.run(tiny(), str(copy), progress=False)
+        engine.run(small_scr(), str(copy), progress=False)
     np.testing.assert_array_equal(workdir.load_npz(str(copy / workdir.METRICS_FILE))['online_mse'],
                                   metrics['online_mse'])  # nothing was overwritten
 
@@ -68,7 +65,7 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed
     task: its first tasks stay aligned with the original run's."""
     (copy / workdir.CHECKPOINT_DIR / '4' / workdir.STATE_ITEM / '_METADATA').write_text('')
     (copy / workdir.METRICS_FILE).unlink()
-    resumed = engine.run(tiny(num_tasks=NUM_TASKS + 1), str(copy), progress=False)
+    resumed = engine.run(small_scr(num_tasks=NUM_TASKS + 1), str(copy), progress=False)
     assert_same_metrics({n: v[:, :NUM_TASKS] for n, v in resumed.items()}, finished[1])
     assert (copy / workdir.DAMAGED_DIR / '4' / workdir.STATE_ITEM).is_dir()  # kept, not deleted
     assert f'checkpoint {copy / workdir.CHECKPOINT_DIR / "4"} cannot be read' in caplog.text
@@ -88,21 +85,21 @@ def test_truncated_array_files_count_as_damage(copy):
 def test_shrinking_a_finished_run_is_refused_and_changes_nothing(copy):
     before = (copy / workdir.CONFIG_FILE).read_text()
     with pytest.raises(workdir.WorkdirError, match=r'already holds 4 tasks, more than config.num_tasks = 2'):
-        engine.run(tiny(num_tasks=2), str(copy), progress=False)
+        engine.run(small_scr(num_tasks=2), str(copy), progress=False)
     assert (copy / workdir.CONFIG_FILE).read_text() == before
 
 
 def test_config_changes_are_named_by_field_and_harmless_ones_allowed(finished, copy):
     with pytest.raises(workdir.WorkdirError, match=r'learner.step_size: 0.01 there, 0.5 now'):
-        engine.run(tiny(**{'learner.step_size': 0.5}), str(copy), progress=False)
-    moved = tiny(tasks_per_chunk=1, keep_checkpoints=5, data_dir='/elsewhere')
+        engine.run(small_scr(**{'learner.step_size': 0.5}), str(copy), progress=False)
+    moved = small_scr(tasks_per_chunk=1, keep_checkpoints=5, data_dir='/elsewhere')
     assert_same_metrics(engine.run(moved, str(copy), progress=False), finished[1])
     assert json.loads((copy / workdir.CONFIG_FILE).read_text())['data_dir'] == '/elsewhere'
 
 
 def test_a_failed_start_writes_no_config(tmp_path):
     # Valid field by field, refused when the program is built (a combination the engine does not support).
-    config = tiny(**{'model.normalization': 'online_norm'})
+    config = small_scr(**{'model.normalization': 'online_norm'})
     config.learner.update({'name': 'gnp', 'gnp_coef': 0.04, 'gnp_r': 0.05, 'gnp_mode': 'exact'})
     with pytest.raises(ValueError, match='gnp_mode'):
         engine.run(config, str(tmp_path / 'run'), progress=False)
@@ -131,16 +128,16 @@ def test_a_second_process_is_locked_out_and_a_killed_holder_leaves_no_stale_lock
 def test_the_run_refuses_a_workdir_another_process_holds(tmp_path):
     with workdir.Lock(str(tmp_path)):
         with pytest.raises(workdir.WorkdirError, match='is in use by'):
-            engine.run(tiny(), str(tmp_path), progress=False)
+            engine.run(small_scr(), str(tmp_path), progress=False)
 
 
 def test_an_unreadable_metrics_file_names_the_file(copy):
     (copy / workdir.METRICS_FILE).write_bytes(b'not a zip file')
     with pytest.raises(workdir.WorkdirError, match=r'cannot read .*metrics.npz .*move it aside'):
-        engine.run(tiny(), str(copy), progress=False)
+        engine.run(small_scr(), str(copy), progress=False)
 
 
 def test_config_validation_runs_before_the_lock_and_the_workdir(tmp_path):
     with pytest.raises(validation.ConfigError):
-        engine.run(tiny(num_seeds=0), str(tmp_path / 'new'), progress=False)
+        engine.run(small_scr(num_seeds=0), str(tmp_path / 'new'), progress=False)
     assert not (tmp_path / 'new').exists()
