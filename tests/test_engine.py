@@ -476,11 +476,13 @@ def test_exact_gradient_norm_penalty_with_online_norm_control_is_refused():
         engine.make_train(config)
 
 
-@pytest.mark.parametrize('learner', [None, 'cbp', 'adam'])
+@pytest.mark.parametrize('learner', [None, 'cbp,adam'])
 def test_step_loop_copies_no_weight_sized_buffer(learner, shared_data_dir):
     """The backward pass's reads of W are ordered before its in-place update (`apply_updates_after_backward`):
     no loop body of the compiled Permuted MNIST program copies a weight-sized float buffer (width 512, where the
-    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run), and nothing calls back to the host."""
+    hidden-to-hidden weights dominate a batch-size-1 step; compiled, not run), and nothing calls back to the host.
+    Plain SGD; and continual backprop with Adam in one program: its unit replacement, and Adam's moments and
+    per-weight step counts (`learners.adam_counts`, reset for replaced units)."""
     from plasticity_jax import hlo
 
     width = 512
