@@ -1,13 +1,10 @@
 """The engine: determinism, seed independence, resume after a kill, and the learner extension points."""
 
 import dataclasses
-import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from typing import NamedTuple
 
 import jax
@@ -125,39 +122,9 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, small_scr_run):
         engine.run(small_scr(**{'learner.step_size': 0.5}), str(tmp_path / 'run'), progress=False)
 
 
-def _main_command(workdir, **flags):
-    args = [sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
-            f'--workdir={workdir}']
-    return args + [f'--config.{name}={value}' for name, value in flags.items()]
-
-
 def _finished_checkpoints(workdir):
     directory = pathlib.Path(workdir) / engine.CHECKPOINT_DIR
     return sorted(int(p.name) for p in directory.glob('*') if p.name.isdigit()) if directory.exists() else []
-
-
-def test_killed_run_resumes_bit_identically(tmp_path):
-    """kill -9 a command in the middle of its run (a checkpoint after every task: the kill may land in a save),
-    then resume its workdir (`engine.run`, what the command runs): the metrics equal an uninterrupted run's. The
-    command's compiled program is this process's one, from the compilation cache."""
-    flags = {'num_seeds': 2, 'num_tasks': 8, 'tasks_per_chunk': 1, 'problem.examples_per_task': 300,
-             'metrics.probe_size': 64}
-    config = small_scr(**flags)
-    killed = tmp_path / 'killed'
-    process = subprocess.Popen(_main_command(killed, **flags), cwd=REPO_ROOT,
-                               env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while max(_finished_checkpoints(killed), default=0) == 0 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_at_kill = max(_finished_checkpoints(killed), default=0)
-    assert 0 < done_at_kill < flags['num_tasks'], 'the kill should land in the middle of the run'
-
-    resumed = engine.run(config, str(killed), progress=False)
-    assert_same_metrics(engine.run(config, str(tmp_path / 'whole'), progress=False), resumed)
-    assert_same_metrics(resumed, load_run(str(killed)).metrics)
 
 
 def test_nonfinite_seed_does_not_touch_other_seeds(three_seeds):

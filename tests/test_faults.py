@@ -1,6 +1,7 @@
 """Fault injection through the command line: a second command on a running workdir, kill -9 at random moments
 (also mid-save) followed by resumption, the spectra CLI on a run that is still going. The loops are slow (-m slow);
-the default suite keeps the concurrent start. docs/durability.md lists what these show."""
+the default suite keeps a second command refused on a running workdir and one kill -9 mid-run, then resumed.
+docs/durability.md lists what these show."""
 
 import os
 import random
@@ -14,9 +15,15 @@ import pytest
 from plasticity_jax import engine, workdir
 from plasticity_jax.results import load_run
 from tests.conftest import REPO_ROOT
-from tests.test_engine import _main_command, assert_same_metrics
+from tests.test_engine import assert_same_metrics, small_scr
 
 ENV = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+
+
+def _main_command(path, **flags):
+    args = [sys.executable, '-m', 'plasticity_jax.main', '--config=configs/slowly_changing_regression.py',
+            f'--workdir={path}']
+    return args + [f'--config.{name}={value}' for name, value in flags.items()]
 
 
 def _start(path, **flags):
@@ -31,25 +38,35 @@ def _wait_for(condition, process, timeout=300):
     assert condition(), 'the run ended (or timed out) before the awaited moment'
 
 
-def test_a_second_command_on_a_running_workdir_is_refused_and_the_first_is_unaffected(tmp_path):
-    flags = {'num_seeds': 1, 'num_tasks': 10_000, 'problem.examples_per_task': 100, 'metrics.probe_size': 16}
-    first = _start(tmp_path, **flags)
-    lock = tmp_path / workdir.LOCK_FILE
+def test_a_second_command_is_refused_and_the_first_killed_mid_run_resumes_bit_identically(tmp_path):
+    """A command in the middle of its run (a checkpoint after every task): a second command on its workdir is
+    refused, naming the first's pid, and leaves the first running with its lock (paused meanwhile, SIGSTOP: it keeps
+    its lock and uses no CPU). Then kill -9 the first and resume its workdir (`engine.run`, what the command runs):
+    the metrics equal an uninterrupted run's. The command's compiled program is this process's, from the
+    compilation cache."""
+    flags = {'num_seeds': 2, 'num_tasks': 8, 'tasks_per_chunk': 1, 'problem.examples_per_task': 300,
+             'metrics.probe_size': 64}
+    killed, lock = tmp_path / 'killed', tmp_path / 'killed' / workdir.LOCK_FILE
+    first = _start(killed, **flags)
     try:
-        _wait_for(lambda: 'pid' in lock.read_text() if lock.exists() else False, first)
+        _wait_for(lambda: max(workdir.checkpoint_steps(str(killed / workdir.CHECKPOINT_DIR)), default=0) > 0, first)
+        first.send_signal(signal.SIGSTOP)
         held = lock.read_text()
-        first.send_signal(signal.SIGSTOP)  # it keeps its lock, and no CPU while the second command runs
-        second = subprocess.run(_main_command(tmp_path, **flags), cwd=REPO_ROOT, env=ENV, capture_output=True,
+        second = subprocess.run(_main_command(killed, **flags), cwd=REPO_ROOT, env=ENV, capture_output=True,
                                 text=True, timeout=300)
-        first.send_signal(signal.SIGCONT)
         assert second.returncode != 0 and 'Traceback' not in second.stderr, second.stderr[-2000:]
-        assert f'error: {tmp_path} is in use by pid {first.pid} on ' in second.stderr
+        assert f'error: {killed} is in use by pid {first.pid} on ' in second.stderr
         assert first.poll() is None and lock.read_text() == held  # still running, still holding its lock
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    with workdir.Lock(str(tmp_path)):  # the killed holder left no stale lock
-        pass
+    done_at_kill = max(workdir.checkpoint_steps(str(killed / workdir.CHECKPOINT_DIR)), default=0)
+    assert 0 < done_at_kill < flags['num_tasks'], 'the kill should land in the middle of the run'
+
+    config = small_scr(**flags)
+    resumed = engine.run(config, str(killed), progress=False)  # the killed holder left no stale lock
+    assert_same_metrics(engine.run(config, str(tmp_path / 'whole'), progress=False), resumed)
+    assert_same_metrics(resumed, load_run(str(killed)).metrics)
 
 
 @pytest.mark.slow
