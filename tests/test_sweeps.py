@@ -13,7 +13,7 @@ from plasticity_jax import engine, sweeps, workdir
 from plasticity_jax.analysis import tables
 from plasticity_jax.learners import LEARNERS
 from plasticity_jax.results import load_run, load_runs
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_config
 from tests.test_engine import small_scr
 
 STEP_SIZES = (0.03, 0.01, 0.003)
@@ -112,15 +112,12 @@ def test_two_processes_of_four_devices_joined_by_jax_distributed_equal_one_devic
         np.testing.assert_array_equal(one.metrics[name].reshape(values.shape), values, err_msg=name)
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
-    workdir = tmp_path / 'never'
-    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.main',
-                             '--config=configs/slowly_changing_regression.py',
-                             f'--workdir={workdir}', '--sweep=learner.step_size=0.01,0.001', '--config.num_seeds=3',
-                             '--dry_run'], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert '2 point(s) x 3 seed(s) = 6 runs over 1 device(s), 6 runs per device' in result.stdout
-    assert not workdir.exists()
+def test_the_plan_of_a_sweep_counts_points_seeds_and_runs_per_device():
+    """What --dry_run prints for each program (`engine.make_plan`, from shapes; the command line's dry run, which
+    writes nothing, is `test_dry_run_lists_every_program_of_a_structural_sweep_and_writes_nothing`)."""
+    config = sweeps.with_sweep_flags(load_config('slowly_changing_regression.py'), ['learner.step_size=0.01,0.001'])
+    config.num_seeds = 3
+    assert '2 point(s) x 3 seed(s) = 6 runs over 1 device(s), 6 runs per device' in engine.make_plan(config).describe()
 
 
 def test_a_plan_that_does_not_fit_is_refused_with_a_split():
@@ -207,7 +204,7 @@ def test_dry_run_lists_every_program_of_a_structural_sweep_and_writes_nothing(tm
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('2 programs, run one after another')
     assert 'program 0: model.width=5\n' in result.stdout and 'program 1: model.width=50\n' in result.stdout
-    assert result.stdout.count('2 point(s) x 3 seed(s) = 6 runs over 1 device(s)') == 2
+    assert result.stdout.count('2 point(s) x 3 seed(s) = 6 runs over 1 device(s), 6 runs per device') == 2
     assert f'in {workdir}/model.width=50' in result.stdout
     assert not workdir.exists()
 
