@@ -2,6 +2,7 @@
 one program, a vmapped seed equal to that seed alone, and kill -9 then rerun giving bit-identical metrics."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def test_a_vmapped_seed_equals_that_seed_run_alone(whole_run):
     config = small_config()
     train = engine.make_train(config)
     seed = 2
-    state = train.init(engine.seed_keys(config)[seed])
+    state = jax.jit(train.init)(engine.seed_keys(config)[seed])
     _, alone = jax.jit(train.run_tasks, static_argnums=3)(state, train.data, jnp.int32(0), FLAGS['num_tasks'])
     alone = jax.device_get(alone)
     # Batched and unbatched matrix products round differently on a CPU, and a policy's rollouts amplify the
@@ -160,13 +161,22 @@ def test_each_point_of_a_step_size_sweep_equals_that_point_run_alone(whole_run, 
 
 
 def test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(whole_run, tmp_path):
-    """The RL run state (environments mid-episode, rollout keys, optimizer) survives a checkpoint: the first interval
-    run alone, then the same run extended from its checkpoint to every interval, equals the uninterrupted run. (kill
-    -9 in the middle of a command: the slow test below; the host loop it exercises is the supervised runs' one,
-    killed in the default suite by tests/test_engine.py.)"""
-    engine.run(sweeps.with_values(small_config(), {'num_tasks': 1}), str(tmp_path), progress=False)
-    engine.run(small_config(), str(tmp_path), progress=False)
-    assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
+    """The RL run state (environments mid-episode, rollout keys, optimizer) survives a checkpoint: the uninterrupted
+    run's workdir cut back to its checkpoint after the first interval (later checkpoints and metrics.npz deleted, as
+    if the run had been killed there), run again to every interval, equals the uninterrupted run. (kill -9 in the
+    middle of a command: the slow test below; the host loop it exercises is the supervised runs' one, killed in the
+    default suite by tests/test_engine.py.)"""
+    workdir = tmp_path / 'resumed'
+    shutil.copytree(whole_run.workdir, workdir)
+    checkpoints = workdir / engine.CHECKPOINT_DIR
+    assert 1 in _finished_checkpoints(workdir)
+    for step in _finished_checkpoints(workdir):
+        if step > 1:
+            shutil.rmtree(checkpoints / str(step))
+    (workdir / engine.METRICS_FILE).unlink()
+    engine.run(small_config(), str(workdir), progress=False)
+    assert _finished_checkpoints(workdir)[-1] == FLAGS['num_tasks']
+    assert_same_metrics(whole_run.metrics, load_run(str(workdir)).metrics)
 
 
 @pytest.mark.slow
@@ -205,7 +215,7 @@ def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path):
         manager.save(1, args=workdir_lib.save_args(state, {}))
     restored = workdir_lib.restore_state(directory, 1, shapes)
     packing = ppo.env_state_packing(train.problem.env)
-    schedule = lambda s: jax.vmap(packing.unpack)(s.problem_state.env_state)
+    schedule = jax.jit(lambda s: jax.vmap(packing.unpack)(s.problem_state.env_state))
     written, read = schedule(state), schedule(restored)
     for field in ('friction', 'friction_key', 'friction_changes', 'steps_since_change', 'episode_step'):
         assert np.ptp(getattr(written, field)) > 0, field  # distinct values per seed were written
