@@ -1,7 +1,8 @@
 """Ant and Slippery Ant on MJX (plasticity_jax/envs/ant.py, envs/mujoco_locomotion.py).
 
-One compiled program serves every test of the rollout: a jitted vmap over 3 Slippery Ant environments of a scan of
-`STEPS` steps, called twice (the environments in two orders, picked inside the program; the inputs are made by one
+One compiled program serves every test of the rollout: a jitted vmap over 3 Slippery Ant environments (the one of
+tests/envs/shared_slippery_ant.py, whose traced `reset` and `step` tests/rl/test_ppo.py reuses) of a scan of `STEPS`
+steps, called twice (the environments in two orders, picked inside the program; the inputs are made by one
 more small program, not by eager operations on the ~100 leaves of MJX's state). MJX's step takes a minute or more
 to compile on a small CPU, so nothing else here compiles it; the other environments are checked by tracing
 (`jax.eval_shape`). The rollout uses the Euler integrator (`integrator='euler'`, also in the C MuJoCo reference):
@@ -19,17 +20,17 @@ import pytest
 
 from plasticity_jax.envs import ant, make_env
 from plasticity_jax.envs.mujoco_locomotion import ASSETS, log_uniform
+from tests.envs.shared_slippery_ant import CHANGE_INTERVAL, MAX_EPISODE_STEPS, slippery_ant
 
-MAX_EPISODE_STEPS = 8
-CHANGE_INTERVAL = 12
 STEPS = 30
 FRICTIONS = (0.05, 1.5)   # forced on environments 0 and 1, which start from the same state with the same actions
 
 
 @pytest.fixture(scope='module')
 def env():
-    return make_env(ml_collections.ConfigDict({'name': 'slippery_ant', 'max_episode_steps': MAX_EPISODE_STEPS,
-                                               'friction_change_interval': CHANGE_INTERVAL, 'integrator': 'euler'}))
+    """3 Slippery Ant environments with the Euler integrator, shared with tests/rl/test_ppo.py (its jitted
+    `reset` and `step` are traced once per test run)."""
+    return slippery_ant()
 
 
 def _rollout(env):
@@ -50,26 +51,26 @@ def _rollout(env):
 def runs(env):
     """Inputs and outputs of the shared program, for the environment orders (0, 1, 2) and (1, 0, 2); environments 0
     and 1 start from the same state with the same actions and keys, at the frictions `FRICTIONS`. The two starts come
-    from one jitted `reset` of one environment, called twice (a vmapped reset compiles in twice the CPU time)."""
-    reset_keys = jax.random.split(jax.random.key(3), 2)
-    reset = jax.jit(env.reset)
+    from the jitted `reset` of one environment, called twice (a vmapped reset compiles in twice the CPU time)."""
+    reset_keys = jax.random.split(jax.random.PRNGKey(3), 2)
 
     @jax.jit
     def inputs(starts):
         order = jnp.asarray([0, 0, 1])
         (states, first_obs) = jax.tree_util.tree_map(lambda *x: jnp.stack(x)[order], *starts)
         states = states._replace(friction=states.friction.at[:2].set(jnp.asarray(FRICTIONS)))
-        actions = 0.5 * jax.random.uniform(jax.random.key(4), (2, STEPS, env.action_size), minval=-1.0, maxval=1.0)
-        keys = jax.random.split(jax.random.key(5), (2, STEPS))
+        actions = 0.5 * jax.random.uniform(jax.random.PRNGKey(4), (2, STEPS, env.action_size), minval=-1.0,
+                                           maxval=1.0)
+        keys = jax.random.split(jax.random.PRNGKey(5), 2 * STEPS).reshape(2, STEPS, -1)
         return states, first_obs, actions[order], keys[order]
 
-    states, first_obs, actions, keys = inputs([reset(key) for key in reset_keys])
+    states, first_obs, actions, keys = inputs([env.reset(key) for key in reset_keys])
     rollout = _rollout(env)
     out = rollout(states, actions, keys, jnp.arange(3))
     out_swapped = rollout(states, actions, keys, jnp.asarray([1, 0, 2]))
     return {'states': states, 'first_obs': first_obs, 'actions': actions, 'keys': keys,
             'out': jax.device_get(out), 'out_swapped': jax.device_get(out_swapped), 'reset_keys': reset_keys,
-            'reset': reset}
+            'reset': env.reset}
 
 
 def test_shapes_and_dtypes(env, runs):
@@ -86,10 +87,10 @@ def test_shapes_and_dtypes(env, runs):
 
 
 def test_stationary_ant_without_contact_forces_traces():
-    """Stationary Ant and the 27-entry observation, by tracing only (no compile; with the Euler integrator, which
-    traces in less time than the model's RK4: the shapes are the same)."""
+    """Stationary Ant and the 27-entry observation, by tracing only (no compile), with the model's RK4 integrator
+    (the one environment of the default suite traced with it)."""
     obs_size = 27
-    env = make_env(ml_collections.ConfigDict({'name': 'ant', 'pad_contact_forces': False, 'integrator': 'euler'}))
+    env = make_env(ml_collections.ConfigDict({'name': 'ant', 'pad_contact_forces': False}))
     state, obs = jax.eval_shape(env.reset, jax.random.key(0))
     out = jax.eval_shape(env.step, state, jnp.zeros(8), jax.random.key(1))
     assert env.observation_size == obs_size and obs.shape == out.observation.shape == (obs_size,)

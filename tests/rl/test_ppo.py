@@ -198,14 +198,21 @@ def test_killed_run_resumes_bit_identically(whole_run, tmp_path):
     assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
 
 
-def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path):
+def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path, monkeypatch):
     """Slippery Ant's friction, its key and the schedule's counters are leaves of the run state that checkpoints
-    hold and are restored exactly (cheap: the state's structure is traced, MJX's step is never compiled; the run
+    hold and are restored exactly (cheap: the state's structure is traced, MJX's step is never compiled, and the
+    environment is tests/envs/test_ant.py's, whose jitted reset and step are traced once per test run; the run
     itself, killed and resumed, is the slow test of tests/rl/test_rl_configs.py)."""
+    from plasticity_jax import envs
     from plasticity_jax import workdir as workdir_lib
+    from tests.envs.shared_slippery_ant import ENV_CONFIG, slippery_ant
 
     config = load_config('slippery_ant.py', 'smoke')
+    config.env = ENV_CONFIG
+    build = envs.make_env
+    monkeypatch.setattr(envs, 'make_env', lambda c: slippery_ant() if c.to_dict() == ENV_CONFIG else build(c))
     train = engine.make_train(config)
+    assert train.problem.env is slippery_ant()
     shapes = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
     leaves, treedef = jax.tree.flatten(shapes)
     rng = np.random.default_rng(0)
