@@ -57,10 +57,13 @@ def test_gae_matches_the_papers_recursion(bootstrap):
     last_value = rng.normal(size=N).astype(np.float32)
     terminated = rng.random((T, N)) < 0.08
     truncated = (rng.random((T, N)) < 0.08) & ~terminated
-    following = ppo.following_values(jnp.asarray(values), jnp.asarray(last_value), jnp.asarray(terminated),
-                                     jnp.asarray(truncated), jnp.asarray(final_values) if bootstrap else None)
-    advantages, targets = ppo.gae(jnp.asarray(rewards), jnp.asarray(values), following,
-                                  jnp.asarray(terminated | truncated), 0.99, 0.95)
+    @jax.jit  # one program, not an eager program per operation
+    def advantages_and_targets(rewards, values, last_value, terminated, truncated, final_values):
+        following = ppo.following_values(values, last_value, terminated, truncated, final_values)
+        return ppo.gae(rewards, values, following, terminated | truncated, 0.99, 0.95)
+
+    advantages, targets = advantages_and_targets(rewards, values, last_value, terminated, truncated,
+                                                 final_values if bootstrap else None)
     expected = numpy_gae(rewards, values, last_value, terminated, truncated, final_values if bootstrap else None,
                          0.99, 0.95)
     np.testing.assert_allclose(advantages, expected[0], rtol=1e-5, atol=1e-5)
@@ -69,9 +72,9 @@ def test_gae_matches_the_papers_recursion(bootstrap):
 
 def test_advantages_are_normalised_with_the_unbiased_std():
     a = np.random.default_rng(1).normal(2.0, 3.0, size=64).astype(np.float32)
-    np.testing.assert_allclose(ppo.normalize_advantages(jnp.asarray(a)), (a - a.mean()) / a.std(ddof=1), rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_array_equal(ppo.normalize_advantages(jnp.full(8, 3.0)), np.zeros(8))
+    normalize = jax.jit(ppo.normalize_advantages)
+    np.testing.assert_allclose(normalize(a), (a - a.mean()) / a.std(ddof=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(normalize(np.full(8, 3.0, np.float32)), np.zeros(8))
 
 
 def test_clipped_objective_matches_numpy():
@@ -80,7 +83,9 @@ def test_clipped_objective_matches_numpy():
     old_log_prob = rng.normal(size=n).astype(np.float32)
     log_prob = old_log_prob + rng.normal(0.0, 0.3, size=n).astype(np.float32)
     advantages, value, targets = (rng.normal(size=n).astype(np.float32) for _ in range(3))
-    terms = ppo.ppo_loss_terms(*map(jnp.asarray, (log_prob, old_log_prob, advantages, value, targets)), clip)
+    terms_and_grad = jax.jit(lambda *args: (ppo.ppo_loss_terms(*args, clip), jax.grad(
+        lambda lp: ppo.ppo_loss_terms(lp, *args[1:], clip).policy_loss)(args[0])))
+    terms, grad = terms_and_grad(log_prob, old_log_prob, advantages, value, targets)
     ratio = np.exp(log_prob.astype(np.float64) - old_log_prob)
     # torch form of the papers' code: max(-r A, -clip(r) A)
     policy_loss = np.mean(np.maximum(-ratio * advantages, -np.clip(ratio, 1 - clip, 1 + clip) * advantages))
@@ -89,8 +94,6 @@ def test_clipped_objective_matches_numpy():
     np.testing.assert_allclose(terms.approx_kl, np.mean(ratio - 1 - np.log(ratio)), rtol=1e-4)
     np.testing.assert_allclose(terms.clip_fraction, np.mean(np.abs(ratio - 1) > clip), rtol=1e-6)
     # The gradient flows through the unclipped side only where it is the smaller objective.
-    grad = jax.grad(lambda lp: ppo.ppo_loss_terms(lp, *map(jnp.asarray, (old_log_prob, advantages, value, targets)),
-                                                  clip).policy_loss)(jnp.asarray(log_prob))
     active = np.where(advantages > 0, ratio < 1 + clip, ratio > 1 - clip)
     np.testing.assert_allclose(grad, np.where(active, -ratio * advantages / n, 0.0), rtol=1e-4, atol=1e-7)
 
@@ -101,7 +104,7 @@ def test_gaussian_log_prob_matches_numpy():
     log_std = rng.normal(0, 0.3, size=3).astype(np.float32)
     std = np.exp(log_std)
     expected = np.sum(-0.5 * ((action - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi), axis=-1)
-    np.testing.assert_allclose(ppo.gaussian_log_prob(action, mean, log_std), expected, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(ppo.gaussian_log_prob)(action, mean, log_std), expected, rtol=1e-5)
 
 
 @pytest.fixture(scope='module')
