@@ -132,7 +132,7 @@ def test_a_vmapped_seed_equals_that_seed_run_alone(whole_run):
     config = small_config()
     train = engine.make_train(config)
     seed = 2
-    state = jax.jit(train.init)(engine.seed_keys(config)[seed])
+    state = train.init(engine.seed_keys(config)[seed])
     _, alone = jax.jit(train.run_tasks, static_argnums=3)(state, train.data, jnp.int32(0), FLAGS['num_tasks'])
     alone = jax.device_get(alone)
     # Batched and unbatched matrix products round differently on a CPU, and a policy's rollouts amplify the
