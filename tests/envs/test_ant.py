@@ -1,7 +1,8 @@
 """Ant and Slippery Ant on MJX (plasticity_jax/envs/ant.py, envs/mujoco_locomotion.py).
 
-One compiled program serves every test of the rollout: a jitted vmap over 3 Slippery Ant environments of a scan of
-`STEPS` steps, called twice (the environments in two orders, picked inside the program; the inputs are made by one
+One compiled program serves every test of the rollout: a jitted vmap over 3 Slippery Ant environments (the one of
+tests/envs/shared_slippery_ant.py, whose traced `reset` and `step` tests/rl/test_ppo.py reuses) of a scan of `STEPS`
+steps, called twice (the environments in two orders, picked inside the program; the inputs are made by one
 more small program, not by eager operations on the ~100 leaves of MJX's state). MJX's step takes a minute or more
 to compile on a small CPU, so nothing else here compiles it; the other environments are checked by tracing
 (`jax.eval_shape`). The rollout uses the Euler integrator (`integrator='euler'`, also in the C MuJoCo reference):
@@ -19,17 +20,17 @@ import pytest
 
 from plasticity_jax.envs import ant, make_env
 from plasticity_jax.envs.mujoco_locomotion import ASSETS, log_uniform
+from tests.envs.shared_slippery_ant import CHANGE_INTERVAL, MAX_EPISODE_STEPS, slippery_ant
 
-MAX_EPISODE_STEPS = 8
-CHANGE_INTERVAL = 12
 STEPS = 30
 FRICTIONS = (0.05, 1.5)   # forced on environments 0 and 1, which start from the same state with the same actions
 
 
 @pytest.fixture(scope='module')
 def env():
-    return make_env(ml_collections.ConfigDict({'name': 'slippery_ant', 'max_episode_steps': MAX_EPISODE_STEPS,
-                                               'friction_change_interval': CHANGE_INTERVAL, 'integrator': 'euler'}))
+    """3 Slippery Ant environments with the Euler integrator, shared with tests/rl/test_ppo.py (its jitted
+    `reset` and `step` are traced once per test run)."""
+    return slippery_ant()
 
 
 def _rollout(env):
@@ -49,26 +50,27 @@ def _rollout(env):
 @pytest.fixture(scope='module')
 def runs(env):
     """Inputs and outputs of the shared program, for the environment orders (0, 1, 2) and (1, 0, 2); environments 0
-    and 1 start from the same state with the same actions and keys, at the frictions `FRICTIONS`."""
-    reset_keys = jax.random.split(jax.random.key(3), 2)
-    reset = jax.jit(jax.vmap(env.reset))
+    and 1 start from the same state with the same actions and keys, at the frictions `FRICTIONS`. The two starts come
+    from the jitted `reset` of one environment, called twice (a vmapped reset compiles in twice the CPU time)."""
+    reset_keys = jax.random.split(jax.random.PRNGKey(3), 2)
 
     @jax.jit
-    def inputs(starts, first_obs):
+    def inputs(starts):
         order = jnp.asarray([0, 0, 1])
-        states = jax.tree_util.tree_map(lambda x: x[order], starts)
+        (states, first_obs) = jax.tree_util.tree_map(lambda *x: jnp.stack(x)[order], *starts)
         states = states._replace(friction=states.friction.at[:2].set(jnp.asarray(FRICTIONS)))
-        actions = 0.5 * jax.random.uniform(jax.random.key(4), (2, STEPS, env.action_size), minval=-1.0, maxval=1.0)
-        keys = jax.random.split(jax.random.key(5), (2, STEPS))
-        return states, first_obs[order], actions[order], keys[order]
+        actions = 0.5 * jax.random.uniform(jax.random.PRNGKey(4), (2, STEPS, env.action_size), minval=-1.0,
+                                           maxval=1.0)
+        keys = jax.random.split(jax.random.PRNGKey(5), 2 * STEPS).reshape(2, STEPS, -1)
+        return states, first_obs, actions[order], keys[order]
 
-    states, first_obs, actions, keys = inputs(*reset(reset_keys))
+    states, first_obs, actions, keys = inputs([env.reset(key) for key in reset_keys])
     rollout = _rollout(env)
     out = rollout(states, actions, keys, jnp.arange(3))
     out_swapped = rollout(states, actions, keys, jnp.asarray([1, 0, 2]))
     return {'states': states, 'first_obs': first_obs, 'actions': actions, 'keys': keys,
             'out': jax.device_get(out), 'out_swapped': jax.device_get(out_swapped), 'reset_keys': reset_keys,
-            'reset': reset}
+            'reset': env.reset}
 
 
 def test_shapes_and_dtypes(env, runs):
@@ -85,7 +87,8 @@ def test_shapes_and_dtypes(env, runs):
 
 
 def test_stationary_ant_without_contact_forces_traces():
-    """Stationary Ant and the 27-entry observation, by tracing only (no compile)."""
+    """Stationary Ant and the 27-entry observation, by tracing only (no compile), with the model's RK4 integrator
+    (the one environment of the default suite traced with it)."""
     obs_size = 27
     env = make_env(ml_collections.ConfigDict({'name': 'ant', 'pad_contact_forces': False}))
     state, obs = jax.eval_shape(env.reset, jax.random.key(0))
@@ -137,10 +140,12 @@ def test_friction_is_per_environment_under_vmap(runs):
     assert np.abs(obs[0] - obs[1]).max() > 1e-2
 
 
+_draw_friction = jax.jit(lambda key, index: log_uniform(jax.random.fold_in(key, index), 0.02, 2.0))
+
+
 def _replay_schedule(done, friction_key, first_friction):
     """The friction each step should run with: a change at the first episode end after more than CHANGE_INTERVAL
     steps since the last change, the k-th friction drawn from fold_in(friction_key, k)."""
-    draw = jax.jit(lambda k: log_uniform(jax.random.fold_in(friction_key, k), 0.02, 2.0))
     frictions, changes, since = [], 0, 0
     current = first_friction
     for t in range(len(done)):
@@ -148,7 +153,7 @@ def _replay_schedule(done, friction_key, first_friction):
         since += 1
         if done[t] and since > CHANGE_INTERVAL:
             changes, since = changes + 1, 0
-            current = float(draw(changes))
+            current = float(_draw_friction(friction_key, changes))
     return np.asarray(frictions, np.float32), changes
 
 
@@ -163,9 +168,9 @@ def test_friction_schedule_changes_at_episode_ends_after_the_interval(env, runs)
         np.testing.assert_allclose(info['friction'][i], expected, rtol=1e-6)
         assert np.all((info['friction'][i] >= 0.02) & (info['friction'][i] <= 2.0))
     # The first friction is drawn too, deterministically from the reset key.
-    again, _ = runs['reset'](runs['reset_keys'])
-    assert float(again.friction[1]) == first
-    np.testing.assert_allclose(first, log_uniform(jax.random.fold_in(again.friction_key[1], 0), 0.02, 2.0))
+    again, _ = runs['reset'](runs['reset_keys'][1])
+    assert float(again.friction) == first
+    np.testing.assert_allclose(first, _draw_friction(again.friction_key, 0))
 
 
 def test_auto_reset_and_time_limit(runs):
@@ -173,13 +178,14 @@ def test_auto_reset_and_time_limit(runs):
     done = terminated | truncated
     assert truncated.any() and not (terminated & truncated).any()
     qpos0 = jnp.asarray(mujoco.MjModel.from_xml_path(f'{ASSETS}/ant.xml').qpos0, jnp.float32)
+    reset_noise = jax.jit(ant._reset_noise, static_argnums=2)
     for i in range(3):
         length = 0
         for t in range(STEPS):
             length += 1
             assert truncated[i, t] == (length == MAX_EPISODE_STEPS and not terminated[i, t])
             if done[i, t]:
-                qpos, qvel = ant._reset_noise(runs['keys'][i, t], qpos0, 14)
+                qpos, qvel = reset_noise(runs['keys'][i, t], qpos0, 14)
                 np.testing.assert_allclose(obs[i, t, :27], np.concatenate([qpos[2:], qvel]), atol=1e-6)
                 assert episode_step[i, t] == 0
                 length = 0

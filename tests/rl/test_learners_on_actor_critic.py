@@ -44,24 +44,35 @@ def expected_counts(steps):
 
 @pytest.fixture(scope='module')
 def replay():
-    """STEPS after-update calls of continual backprop on the actor-critic, with random activations."""
+    """STEPS after-update calls of continual backprop on the actor-critic, with random activations (numpy, made on
+    the host: two compiled programs per learner, its starting point and its after-update step)."""
+    rng = np.random.default_rng(0)
+    hidden_per_step = [tuple(np.maximum(rng.normal(size=(16, WIDTH)), 0).astype(np.float32) for _ in range(4))
+                       for _ in range(STEPS)]
+
     def run(reset_optimizer_state):
         learner, init_params = cbp_learner(reset_optimizer_state=reset_optimizer_state)
-        params = init_params(jax.random.PRNGKey(0))
-        # An optimizer state with nonzero moments everywhere, as after some training.
-        grads = jax.tree.map(lambda p: jnp.ones_like(p), params)
-        opt_state = learner.optimizer.init(params)
-        _, opt_state = learner.optimizer.update(grads, opt_state, params)
-        state = learner.after_update.init(params)
-        update = jax.jit(learner.after_update.update)
-        history = []
-        for step in range(STEPS):
-            hidden = tuple(jax.nn.relu(jax.random.normal(jax.random.PRNGKey(100 * step + l), (16, WIDTH)))
-                           for l in range(4))
+
+        @jax.jit
+        def start(key):
+            """Params, an optimizer state with nonzero moments everywhere, as after some training, and the
+            learner's state."""
+            params = init_params(key)
+            grads = jax.tree.map(jnp.ones_like, params)
+            opt_state = learner.optimizer.init(params)
+            _, opt_state = learner.optimizer.update(grads, opt_state, params)
+            return params, opt_state, learner.after_update.init(params)
+
+        @jax.jit
+        def update(state, params, opt_state, hidden, step):
             forward = ForwardPass(outputs=None, hidden=hidden, loss=jnp.zeros(()), model_state={})
-            new_state, new_params, new_opt_state, _ = update(
-                state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward,
-                                         key=jax.random.PRNGKey(step)))
+            return learner.after_update.update(state, AfterUpdateInputs(
+                params=params, opt_state=opt_state, forward=forward, key=jax.random.PRNGKey(step)))
+
+        params, opt_state, state = start(jax.random.PRNGKey(0))
+        history = []
+        for step, hidden in enumerate(hidden_per_step):
+            new_state, new_params, new_opt_state, _ = update(state, params, opt_state, hidden, step)
             history.append((state, new_state, params, new_params, opt_state, new_opt_state))
             state, params, opt_state = new_state, new_params, new_opt_state
         return history
@@ -110,18 +121,26 @@ def test_adam_state_is_left_alone_by_default_and_reset_on_request(replay):
     assert moments and all(np.all(np.asarray(m)[:, replaced] == 0) for m in moments)
 
 
+@pytest.fixture(scope='module')
+def params_and_inputs():
+    model = ActorCritic(action_size=ACTIONS, width=WIDTH)
+    make = jax.jit(lambda key: (model.init(key, jnp.zeros((1, OBS)))['params'],
+                                jax.random.normal(jax.random.fold_in(key, 1), (16, OBS))))
+    return make(jax.random.PRNGKey(0))
+
+
 @pytest.mark.parametrize('name', sorted(set(learners.LEARNERS) - {'l2_er'}))
-def test_every_learner_steps_on_the_two_networks(name):
+def test_every_learner_steps_on_the_two_networks(name, params_and_inputs):
     """One learner step of each of the zoo's learners on PPO's params {'policy', 'value', 'log_std'}: finite, and
-    the params move. (L2-ER asks for an auxiliary batch, which RL runs refuse.)"""
+    the params move. (L2-ER asks for an auxiliary batch, which RL runs refuse.) One compiled program per learner:
+    its state's initialisation and the step."""
     config = load_config('pendulum.py', name).learner
     if name == 'upgd':  # UPGD is its own optimizer, on top of SGD (learners.upgd)
         config.optimizer = 'sgd'
     model = ActorCritic(action_size=ACTIONS, width=WIDTH)
     init_params = lambda key: model.init(key, jnp.zeros((1, OBS)))['params']
     learner = learners.make_learner(config, init_params, model.unit_layers())
-    params = init_params(jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (16, OBS))
+    params, x = params_and_inputs
 
     def loss_fn(p):
         outputs, hidden = model.apply({'params': p}, x)
@@ -129,7 +148,8 @@ def test_every_learner_steps_on_the_two_networks(name):
         return loss, ForwardPass(outputs=outputs, hidden=hidden, loss=loss, model_state={})
 
     @jax.jit
-    def step(params, opt_state, learner_state):
+    def step(params):
+        opt_state, learner_state = learner.optimizer.init(params), learner.after_update.init(params)
         objective = learner.objective(loss_fn)
         (_, forward), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = learner.optimizer.update(
@@ -139,9 +159,9 @@ def test_every_learner_steps_on_the_two_networks(name):
         learner_state, params, opt_state, _ = learner.after_update.update(
             learner_state, AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward,
                                              key=jax.random.PRNGKey(3)))
-        return params, opt_state, learner_state
+        return params
 
-    new_params, _, _ = step(params, learner.optimizer.init(params), learner.after_update.init(params))
+    new_params = step(params)
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(new_params))
     assert not np.allclose(new_params['policy']['hidden_0']['kernel'], params['policy']['hidden_0']['kernel'])
     assert not np.allclose(new_params['log_std'], params['log_std'])

@@ -2,6 +2,7 @@
 one program, a vmapped seed equal to that seed alone, and kill -9 then rerun giving bit-identical metrics."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,10 +57,13 @@ def test_gae_matches_the_papers_recursion(bootstrap):
     last_value = rng.normal(size=N).astype(np.float32)
     terminated = rng.random((T, N)) < 0.08
     truncated = (rng.random((T, N)) < 0.08) & ~terminated
-    following = ppo.following_values(jnp.asarray(values), jnp.asarray(last_value), jnp.asarray(terminated),
-                                     jnp.asarray(truncated), jnp.asarray(final_values) if bootstrap else None)
-    advantages, targets = ppo.gae(jnp.asarray(rewards), jnp.asarray(values), following,
-                                  jnp.asarray(terminated | truncated), 0.99, 0.95)
+    @jax.jit  # one program, not an eager program per operation
+    def advantages_and_targets(rewards, values, last_value, terminated, truncated, final_values):
+        following = ppo.following_values(values, last_value, terminated, truncated, final_values)
+        return ppo.gae(rewards, values, following, terminated | truncated, 0.99, 0.95)
+
+    advantages, targets = advantages_and_targets(rewards, values, last_value, terminated, truncated,
+                                                 final_values if bootstrap else None)
     expected = numpy_gae(rewards, values, last_value, terminated, truncated, final_values if bootstrap else None,
                          0.99, 0.95)
     np.testing.assert_allclose(advantages, expected[0], rtol=1e-5, atol=1e-5)
@@ -68,9 +72,9 @@ def test_gae_matches_the_papers_recursion(bootstrap):
 
 def test_advantages_are_normalised_with_the_unbiased_std():
     a = np.random.default_rng(1).normal(2.0, 3.0, size=64).astype(np.float32)
-    np.testing.assert_allclose(ppo.normalize_advantages(jnp.asarray(a)), (a - a.mean()) / a.std(ddof=1), rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_array_equal(ppo.normalize_advantages(jnp.full(8, 3.0)), np.zeros(8))
+    normalize = jax.jit(ppo.normalize_advantages)
+    np.testing.assert_allclose(normalize(a), (a - a.mean()) / a.std(ddof=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(normalize(np.full(8, 3.0, np.float32)), np.zeros(8))
 
 
 def test_clipped_objective_matches_numpy():
@@ -79,7 +83,9 @@ def test_clipped_objective_matches_numpy():
     old_log_prob = rng.normal(size=n).astype(np.float32)
     log_prob = old_log_prob + rng.normal(0.0, 0.3, size=n).astype(np.float32)
     advantages, value, targets = (rng.normal(size=n).astype(np.float32) for _ in range(3))
-    terms = ppo.ppo_loss_terms(*map(jnp.asarray, (log_prob, old_log_prob, advantages, value, targets)), clip)
+    terms_and_grad = jax.jit(lambda *args: (ppo.ppo_loss_terms(*args, clip), jax.grad(
+        lambda lp: ppo.ppo_loss_terms(lp, *args[1:], clip).policy_loss)(args[0])))
+    terms, grad = terms_and_grad(log_prob, old_log_prob, advantages, value, targets)
     ratio = np.exp(log_prob.astype(np.float64) - old_log_prob)
     # torch form of the papers' code: max(-r A, -clip(r) A)
     policy_loss = np.mean(np.maximum(-ratio * advantages, -np.clip(ratio, 1 - clip, 1 + clip) * advantages))
@@ -88,8 +94,6 @@ def test_clipped_objective_matches_numpy():
     np.testing.assert_allclose(terms.approx_kl, np.mean(ratio - 1 - np.log(ratio)), rtol=1e-4)
     np.testing.assert_allclose(terms.clip_fraction, np.mean(np.abs(ratio - 1) > clip), rtol=1e-6)
     # The gradient flows through the unclipped side only where it is the smaller objective.
-    grad = jax.grad(lambda lp: ppo.ppo_loss_terms(lp, *map(jnp.asarray, (old_log_prob, advantages, value, targets)),
-                                                  clip).policy_loss)(jnp.asarray(log_prob))
     active = np.where(advantages > 0, ratio < 1 + clip, ratio > 1 - clip)
     np.testing.assert_allclose(grad, np.where(active, -ratio * advantages / n, 0.0), rtol=1e-4, atol=1e-7)
 
@@ -100,7 +104,7 @@ def test_gaussian_log_prob_matches_numpy():
     log_std = rng.normal(0, 0.3, size=3).astype(np.float32)
     std = np.exp(log_std)
     expected = np.sum(-0.5 * ((action - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi), axis=-1)
-    np.testing.assert_allclose(ppo.gaussian_log_prob(action, mean, log_std), expected, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(ppo.gaussian_log_prob)(action, mean, log_std), expected, rtol=1e-5)
 
 
 @pytest.fixture(scope='module')
@@ -160,13 +164,22 @@ def test_each_point_of_a_step_size_sweep_equals_that_point_run_alone(whole_run, 
 
 
 def test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(whole_run, tmp_path):
-    """The RL run state (environments mid-episode, rollout keys, optimizer) survives a checkpoint: the first interval
-    run alone, then the same run extended from its checkpoint to every interval, equals the uninterrupted run. (kill
-    -9 in the middle of a command: the slow test below; the host loop it exercises is the supervised runs' one,
-    killed in the default suite by tests/test_engine.py.)"""
-    engine.run(sweeps.with_values(small_config(), {'num_tasks': 1}), str(tmp_path), progress=False)
-    engine.run(small_config(), str(tmp_path), progress=False)
-    assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
+    """The RL run state (environments mid-episode, rollout keys, optimizer) survives a checkpoint: the uninterrupted
+    run's workdir cut back to its checkpoint after the first interval (later checkpoints and metrics.npz deleted, as
+    if the run had been killed there), run again to every interval, equals the uninterrupted run. (kill -9 in the
+    middle of a command: the slow test below; the host loop it exercises is the supervised runs' one, killed in the
+    default suite by tests/test_engine.py.)"""
+    workdir = tmp_path / 'resumed'
+    shutil.copytree(whole_run.workdir, workdir)
+    checkpoints = workdir / engine.CHECKPOINT_DIR
+    assert 1 in _finished_checkpoints(workdir)
+    for step in _finished_checkpoints(workdir):
+        if step > 1:
+            shutil.rmtree(checkpoints / str(step))
+    (workdir / engine.METRICS_FILE).unlink()
+    engine.run(small_config(), str(workdir), progress=False)
+    assert _finished_checkpoints(workdir)[-1] == FLAGS['num_tasks']
+    assert_same_metrics(whole_run.metrics, load_run(str(workdir)).metrics)
 
 
 @pytest.mark.slow
@@ -188,14 +201,21 @@ def test_killed_run_resumes_bit_identically(whole_run, tmp_path):
     assert_same_metrics(whole_run.metrics, load_run(str(tmp_path)).metrics)
 
 
-def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path):
+def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path, monkeypatch):
     """Slippery Ant's friction, its key and the schedule's counters are leaves of the run state that checkpoints
-    hold and are restored exactly (cheap: the state's structure is traced, MJX's step is never compiled; the run
+    hold and are restored exactly (cheap: the state's structure is traced, MJX's step is never compiled, and the
+    environment is tests/envs/test_ant.py's, whose jitted reset and step are traced once per test run; the run
     itself, killed and resumed, is the slow test of tests/rl/test_rl_configs.py)."""
+    from plasticity_jax import envs
     from plasticity_jax import workdir as workdir_lib
+    from tests.envs.shared_slippery_ant import ENV_CONFIG, slippery_ant
 
     config = load_config('slippery_ant.py', 'smoke')
+    config.env = ENV_CONFIG
+    build = envs.make_env
+    monkeypatch.setattr(envs, 'make_env', lambda c: slippery_ant() if c.to_dict() == ENV_CONFIG else build(c))
     train = engine.make_train(config)
+    assert train.problem.env is slippery_ant()
     shapes = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
     leaves, treedef = jax.tree.flatten(shapes)
     rng = np.random.default_rng(0)
@@ -205,7 +225,7 @@ def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path):
         manager.save(1, args=workdir_lib.save_args(state, {}))
     restored = workdir_lib.restore_state(directory, 1, shapes)
     packing = ppo.env_state_packing(train.problem.env)
-    schedule = lambda s: jax.vmap(packing.unpack)(s.problem_state.env_state)
+    schedule = jax.jit(lambda s: jax.vmap(packing.unpack)(s.problem_state.env_state))
     written, read = schedule(state), schedule(restored)
     for field in ('friction', 'friction_key', 'friction_changes', 'steps_since_change', 'episode_step'):
         assert np.ptp(getattr(written, field)) > 0, field  # distinct values per seed were written
