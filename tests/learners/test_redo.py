@@ -109,19 +109,18 @@ def test_end_to_end_through_the_engine():
 def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
     """ReDo on a small ResNet's declared channels (every block's conv_0): a channel silent at every position is
     recycled (fresh incoming kernel, batch norm reset), the active ones are untouched."""
-    from tests.learners.test_reinit import IMAGE_NETWORKS
+    from tests.learners.test_reinit import IMAGE_NETWORKS, image_network_variables
     model, shape = IMAGE_NETWORKS['resnet']
     layers = model.unit_layers()
     optimizer = optax.with_extra_args_support(optax.sgd(0.1, momentum=0.9))
     after = redo_after_update(optimizer, lambda k: model.init(k, jnp.zeros(shape))['params'], recycle_period=1,
                               dormancy_threshold=0.1, layers=layers)
-    _, hidden = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros(shape)),
-                                                   jnp.zeros(shape)))
+    variables = image_network_variables('resnet')
+    _, hidden = jax.eval_shape(model.apply, variables, jnp.zeros(shape))
     block = layers[1]  # stage 1's block: 4 channels
 
     @jax.jit
-    def recycle(key):  # one compiled program instead of an eager op per parameter and statistic
-        variables = model.init(key, jnp.zeros(shape))
+    def recycle(variables):  # one compiled program instead of an eager op per parameter and statistic
         params = variables['params']
         model_state = {'batch_stats': jax.tree.map(lambda s: s + 0.5, variables['batch_stats'])}
         activations = [jnp.ones(h.shape) for h in hidden]
@@ -131,7 +130,7 @@ def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
         inputs = AfterUpdateInputs(params, optimizer.init(params), forward, jax.random.PRNGKey(1))
         return params, after.update(after.init(params), inputs)
 
-    params, (state, new_params, _, new_model_state) = recycle(jax.random.PRNGKey(0))
+    params, (state, new_params, _, new_model_state) = recycle(variables)
     assert [int(n) for n in state.num_recycled] == [0, 1, 0, 0]
     old, new = reinit.get_path(params, block.incoming), reinit.get_path(new_params, block.incoming)
     assert np.all(np.asarray(new['kernel'][..., 1]) != np.asarray(old['kernel'][..., 1]))
