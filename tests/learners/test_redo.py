@@ -12,7 +12,7 @@ from plasticity_jax.learners.redo import dormancy_scores, redo_after_update
 from tests.conftest import load_config
 from tests.learners import dense_reinit
 from tests.learners.test_continual_backprop import forward_with
-from tests.learners.test_reinit import OUT, optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import OUT, host_params, optimizer_config, random_tree, tiny_network
 
 
 def test_registered_with_the_published_defaults():
@@ -35,22 +35,28 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
     state; everything else untouched."""
     width = 5
     _, init_params, _ = tiny_network(depth=1, width=width)
-    params = init_params(jax.random.PRNGKey(0))
-    params = reinit.with_param(params, 'hidden_0', 'bias', jnp.full(width, 0.25))
+    params = host_params(init_params, 0)
+    params = reinit.with_param(params, 'hidden_0', 'bias', np.full(width, 0.25, np.float32))
     config = optimizer_config(optimizer, name='redo', recycle_period=4, dormancy_threshold=0.1)
     learner = learners.make_learner(config, init_params)
-    update = jax.jit(learner.optimizer.update)
-    opt_state = learner.optimizer.init(params)
-    for step in range(3):
-        _, opt_state = update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+
+    @jax.jit
+    def three_updates(params):  # nonzero optimizer state everywhere
+        opt_state = learner.optimizer.init(params)
+        for step in range(3):
+            _, opt_state = learner.optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+        return opt_state
+
+    opt_state = jax.device_get(three_updates(params))
     after = jax.jit(learner.after_update.update)
-    state = learner.after_update.init(params)
+    fresh_weights = jax.jit(lambda params, units, key: reinit.fresh_incoming_weights(init_params, params, [units], key))
+    state = jax.jit(learner.after_update.init)(params)
 
     def window(state, params, opt_state, means, first_key):
         for t, wiggle in enumerate([0.5, 1.5, 0.5, 1.5]):  # per-step values vary; their mean is `means`
             key = jax.random.PRNGKey(first_key + t)
-            h = jnp.asarray(means, jnp.float32)[None, :] * wiggle
-            new = after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key))
+            h = np.asarray(means, np.float32)[None, :] * np.float32(wiggle)
+            new = jax.device_get(after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key)))
             if t < 3:  # not yet: params and optimizer state untouched
                 jax.tree.map(np.testing.assert_array_equal, new[1:3], (params, opt_state))
             state, new_params, new_opt_state, _ = new
@@ -61,14 +67,15 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
         recycled = np.array(recycled)
         state, new_params, new_opt_state, key = window(state, params, opt_state, means, first_key)
         # The recycled units, in index order, take the fresh columns of places 0, 1, ...
-        (fresh,) = reinit.fresh_incoming_weights(init_params, params, [reinit.units_of_mask(jnp.asarray(recycled))],
-                                                 key)
+        units = np.full(width, width, np.int32)  # the recycled units in index order, then 'no unit'
+        units[:recycled.sum()] = np.flatnonzero(recycled)
+        (fresh,) = fresh_weights(params, units, key)
         np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, recycled], fresh[:, :recycled.sum()],
                                    rtol=1e-6)
         np.testing.assert_array_equal(new_params['hidden_0']['bias'],
                                       np.where(recycled, 0.0, params['hidden_0']['bias']))
         np.testing.assert_array_equal(new_params['output']['kernel'][recycled], 0.0)
-        entries = dense_reinit.replaced_entries(params, [jnp.asarray(recycled)])
+        entries = dense_reinit.replaced_entries(params, [recycled])
         for name in params:
             for field in params[name]:
                 keep = ~np.asarray(entries[name][field])
