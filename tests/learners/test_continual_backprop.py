@@ -1,6 +1,8 @@
 """Continual backprop: how many units are replaced and which, what a replaced unit looks like, that the output does
 not change when units are replaced, the optimizer-state reset, jit/vmap, and the engine through the `cbp` variant."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,15 +40,15 @@ def test_registered_with_the_published_defaults():
         learners.make_learner(cbp_config(utility='weight'), init_params=None)
 
 
-def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
-    """Runs the routine alone (params are not trained) on random activations, for `num_runs` runs at once under
-    jit(vmap); returns the per-step ages (runs, steps, layers, width) and cumulative counts (runs, steps, layers)."""
+@functools.cache
+def _replacement_counter(num_runs=3, steps=400, width=5, depth=2):
+    """The compiled program behind `count_replacements`, shared by the tests (rate and maturity are its inputs)."""
     _, init_params, _ = tiny_network(depth=depth, width=width)
     optimizer = optax.with_extra_args_support(optax.sgd(0.1))
-    after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.99,
-                                            maturity_threshold=maturity, utility='contribution')
 
-    def run(key):
+    def run(key, rate, maturity):
+        after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.99,
+                                                maturity_threshold=maturity, utility='contribution')
         params = init_params(key)
 
         def step(carry, step_key):
@@ -61,14 +63,27 @@ def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
         carry = (after.init(params), params, optimizer.init(params))
         return jax.lax.scan(step, carry, jax.random.split(key, steps))[1]
 
-    return jax.device_get(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), num_runs)))
+    counter = jax.jit(jax.vmap(run, in_axes=(0, None, None)))
+    return lambda rate, maturity: jax.device_get(counter(jax.random.split(jax.random.PRNGKey(0), num_runs),
+                                                          jnp.float32(rate), jnp.int32(maturity)))
+
+
+def count_replacements(rate, maturity):
+    """Runs the routine alone (params are not trained) on random activations of 5 units in each of 2 layers, for 3
+    runs at once under jit(vmap) for 400 steps; returns the per-step ages (runs, steps, layers, width) and cumulative
+    counts (runs, steps, layers). The rate and maturity are traced inputs (one program for the tests), as in a sweep
+    of the rate: the chunk is 1 unit, which a fixed rate below 0.2 also gets for 5 units (`default_chunk_size`), and a
+    swept rate replaces exactly as a fixed one (`test_a_swept_rate_replaces_as_a_fixed_one_in_more_chunks`)."""
+    assert default_chunk_size(rate, 5) == 1
+    return _replacement_counter()(rate, maturity)
 
 
 def test_replaces_rate_times_eligible_with_the_fractional_remainder_carried():
     """Every step: to_replace += rate * (units older than m); floor(to_replace) units are replaced, the rest carried;
     replaced units (age back to 0) were all mature. Checked exactly, step by step, for 3 runs vmapped at once."""
-    rate, maturity, steps = 0.125, 4, 150  # 0.125: exact in float32, so the reference below is exact too
-    ages, counts = count_replacements(num_runs=3, steps=steps, rate=rate, maturity=maturity)
+    rate, maturity = 0.125, 4  # 0.125: exact in float32, so the reference below is exact too
+    ages, counts = count_replacements(rate, maturity)
+    steps = ages.shape[1]
     for run in range(3):
         for layer in range(2):
             previous_age, to_replace, total = np.zeros(5, int), 0.0, 0
@@ -90,7 +105,7 @@ def test_replaces_rate_times_eligible_with_the_fractional_remainder_carried():
 def test_the_long_run_count_is_rate_times_eligible_unit_steps():
     """A rate that is not a power of two: over 400 steps the replacements equal the sum of rate * eligible, to 1."""
     rate, maturity = 0.03, 10
-    ages, counts = count_replacements(num_runs=2, steps=400, rate=rate, maturity=maturity)
+    ages, counts = count_replacements(rate, maturity)
     previous = np.concatenate([np.zeros_like(ages[:, :1]), ages[:, :-1]], axis=1)
     expected = rate * (previous + 1 > maturity).sum(axis=(1, 3))  # (runs, layers)
     assert np.all(np.abs(counts[:, -1] - expected) < 1), (counts[:, -1], expected)

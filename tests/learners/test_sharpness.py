@@ -42,9 +42,8 @@ def make(name, **fields):
 
 
 def one_update(optimizer, params=PARAMS):
-    """The first update (one compiled program, not an eager op at a time)."""
-    return jax.jit(lambda params: optimizer.update(grad_fn(params), optimizer.init(params), params,
-                                                   key=jax.random.PRNGKey(0), grad_fn=grad_fn))(params)
+    return optimizer.update(grad_fn(params), optimizer.init(params), params, key=jax.random.PRNGKey(0),
+                            grad_fn=grad_fn)
 
 
 def test_sam_update_is_the_base_step_with_the_gradient_at_the_ascended_point():

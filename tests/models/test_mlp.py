@@ -69,15 +69,15 @@ def test_image_inputs_are_flattened():
 
 @pytest.mark.parametrize('activation', sorted(ACTIVATIONS))
 def test_forward_pass_matches_a_hand_computation(activation):
+    # Eager: the ops are shared by the activations' tests (a compiled init and apply would be two programs each).
     model = MLP(width=7, depth=3, num_outputs=2, activation=activation)
-    init, apply = _jit(model)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 4)).astype(np.float32)
-    params = init(jax.random.key(3), x)['params']
+    params = model.init(jax.random.key(3), x)['params']
     # Non-zero biases, so that the test sees them used.
     params = {name: {'kernel': layer['kernel'], 'bias': 0.5 * rng.standard_normal(layer['bias'].shape, np.float32)}
               for name, layer in params.items()}
-    outputs, hidden = apply({'params': params}, x)
+    outputs, hidden = model.apply({'params': params}, x)
 
     act = NUMPY_ACTIVATIONS[activation]
     h = np.asarray(x, np.float64)
