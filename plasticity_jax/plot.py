@@ -130,21 +130,27 @@ def _has_field(run: Run, field: str) -> bool:
         return False
 
 
+def parse_layer_and_tasks(layer: str, tasks: list[str]) -> tuple[str | int, list[int] | None]:
+    """The --layer and --tasks flags as `make_figures` takes them; a ValueError names the bad flag and the fix."""
+    index = layer.lstrip('-').isdigit()
+    if not index and layer not in ('mean', 'last'):
+        raise ValueError(f"--layer={layer}: give 'mean', 'last' or a layer index such as 0 or -1.")
+    bad = [t for t in tasks if not t.isdigit()]
+    if bad:
+        raise ValueError(f'--tasks={",".join(tasks)}: {bad} are not task indices; give numbers such as '
+                         '--tasks=0,50,99.')
+    return (int(layer) if index else layer), [int(t) for t in tasks] or None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
-    layer = int(_LAYER.value) if _LAYER.value.lstrip('-').isdigit() else _LAYER.value
-    if layer not in ('mean', 'last') and not isinstance(layer, int):
-        sys.exit(f"error: --layer={_LAYER.value}: give 'mean', 'last' or a layer index such as 0 or -1.")
-    bad = [t for t in _TASKS.value if not t.isdigit()]
-    if bad:
-        sys.exit(f'error: --tasks={",".join(_TASKS.value)}: {bad} are not task indices; give numbers such as '
-                 '--tasks=0,50,99.')
     try:
-        written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer,
-                               tasks=[int(t) for t in _TASKS.value] or None, epsilon=_EPSILON.value)
-    except (FileNotFoundError, WorkdirError) as error:
+        layer, tasks = parse_layer_and_tasks(_LAYER.value, _TASKS.value)
+        written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer, tasks=tasks,
+                               epsilon=_EPSILON.value)
+    except (ValueError, FileNotFoundError, WorkdirError) as error:
         sys.exit(f'error: {error}')
     for path in written:
         print(path)

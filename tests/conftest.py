@@ -1,5 +1,6 @@
 """Shared test settings: the offline data of ../shared/data, small configs."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -55,21 +56,28 @@ def pytest_unconfigure(config):
         shutil.rmtree(config.stash[_OWN_XLA_CACHE], ignore_errors=True)
 
 
+@contextlib.contextmanager
+def xla_optimizations():
+    """Programs compiled inside compile with XLA's backend optimisations (for a test's one long-running program)."""
+    import jax
+
+    before = jax.config.values['jax_disable_most_optimizations']
+    jax.config.update('jax_disable_most_optimizations', False)
+    try:
+        yield
+    finally:
+        jax.config.update('jax_disable_most_optimizations', before)
+
+
 @pytest.fixture(autouse=True)
 def _xla_optimized(request, monkeypatch):
     """`@pytest.mark.xla_optimized`: this test (and its subprocesses) compiles with XLA's backend optimisations."""
     if request.node.get_closest_marker('xla_optimized') is None:
         yield
         return
-    import jax
-
-    before = jax.config.values['jax_disable_most_optimizations']
     monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
-    jax.config.update('jax_disable_most_optimizations', False)
-    try:
+    with xla_optimizations():
         yield
-    finally:
-        jax.config.update('jax_disable_most_optimizations', before)
 
 
 @pytest.fixture(scope='session')

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from plasticity_jax import main
+from plasticity_jax import main, sweeps
 from tests.conftest import REPO_ROOT, load_config
 
 SCR = '--config=configs/slowly_changing_regression.py'
@@ -34,14 +34,16 @@ def test_cli_reports_an_unknown_field_in_one_line(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--sweep=learner.stepsize=0.1,0.2', "config.sweep names 'learner.stepsize'"),
-    ('--sweep=model.width=5,many', "cannot read 'many' as int"),
-    ('--program=2', '--program=2: the sweep has 1 program(s)')])
-def test_cli_reports_a_bad_sweep_in_one_line(tmp_path, flag, message):
-    result = run_main(SCR, f'--workdir={tmp_path}', flag, '--dry_run')
-    assert result.returncode != 0 and 'Traceback' not in result.stderr
-    assert message in next(line for line in result.stderr.splitlines() if line.startswith('error: '))
+@pytest.mark.parametrize('sweep, program, message', [
+    (['learner.stepsize=0.1,0.2'], None, "config.sweep names 'learner.stepsize'"),
+    (['model.width=5,many'], None, "cannot read 'many' as int"),
+    ([], 2, '--program=2: the sweep has 1 program(s)')])
+def test_a_bad_sweep_is_a_value_error_naming_it(sweep, program, message):
+    """What `main` does with --sweep and --program before it runs anything; a ValueError there is one line on the
+    command line (`test_cli_refuses_a_bad_value_in_one_line_before_writing_anything`)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sweeps.select(sweeps.programs(sweeps.with_sweep_flags(load_config('slowly_changing_regression.py'), sweep)),
+                      program)
 
 
 def test_cli_runs_overrides_and_variants_and_says_where_results_went(tmp_path):

@@ -1,6 +1,7 @@
 """The standard figures: what is drawn equals the tables, files are written, and the CLI draws a real run."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from plasticity_jax import engine  # noqa: E402
+from plasticity_jax import engine, plot  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
 from tests.analysis.test_tables import ACCURACY, curvature_run, make_run, simple_run, sweep_run  # noqa: E402
 from tests.conftest import REPO_ROOT, load_config  # noqa: E402
@@ -169,9 +170,15 @@ def test_plot_errors_name_the_problem(tmp_path):
     run = tmp_path / 'started'
     run.mkdir()
     (run / engine.CONFIG_FILE).write_text(load_config('slowly_changing_regression.py').to_json())
-    for flags, message in [((), 'holds no metrics yet'), (('--tasks=0,abc',), "['abc'] are not task indices")]:
-        result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={run}', *flags],
-                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr[-2000:]
-        assert message in result.stderr
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={run}'],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+    assert 'error: ' in result.stderr and 'holds no metrics yet' in result.stderr
     assert not (run / 'figures').exists()
+    # The flags' own checks, before any file is read; `main` reports their ValueError as the line above.
+    with pytest.raises(ValueError, match=re.escape("--tasks=0,abc: ['abc'] are not task indices")):
+        plot.parse_layer_and_tasks('mean', ['0', 'abc'])
+    with pytest.raises(ValueError, match="--layer=first: give 'mean', 'last' or a layer index"):
+        plot.parse_layer_and_tasks('first', [])
+    assert plot.parse_layer_and_tasks('-1', ['0', '50']) == (-1, [0, 50])
+    assert plot.parse_layer_and_tasks('last', []) == ('last', None)

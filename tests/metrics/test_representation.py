@@ -247,9 +247,10 @@ def test_representation_metrics_jit_vmap_matches_python_loop():
         return representation_metrics(hidden, p, "tanh", approximate_rank_threshold=0.9)
 
     batched = jax.jit(jax.vmap(metrics_fn))((layer_0, layer_1), params)
+    alone = jax.jit(metrics_fn)
     for seed in range(num_seeds):
         params_seed = jax.tree_util.tree_map(lambda x: x[seed], params)
-        single = metrics_fn((layer_0[seed], layer_1[seed]), params_seed)
+        single = alone((layer_0[seed], layer_1[seed]), params_seed)
         for key, value in single.items():
             np.testing.assert_allclose(batched[key][seed], value, rtol=1e-5, atol=1e-6, err_msg=key)
     assert float(batched["dead_fraction"][0, 0]) == pytest.approx(1 / 6)

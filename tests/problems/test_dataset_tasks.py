@@ -42,6 +42,16 @@ def start(problem, data, task, seed=0):
     return _start(problem, data, jnp.int32(task), jax.random.key(seed))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _batch(problem, data, state, step, key):
+    return problem.batch(data, state, step, key)
+
+
+def batch(problem, data, state, step, key=None):
+    """`problem.batch` at `step`, one compiled program per problem."""
+    return _batch(problem, data, state, jnp.int32(step), key)
+
+
 def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the_smaller_class():
     problem, data = make('all_pairs')
     assert problem.num_outputs == 2 and problem.max_train_examples == 7 + 6
@@ -51,7 +61,7 @@ def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the
         assert sorted(pairs) == list(itertools.combinations(range(4), 2))
         orders.append(pairs)
         state = start(problem, data, 2, seed)
-        x, y = problem.batch(data, state, jnp.int32(0), jax.random.key(0))
+        x, y = batch(problem, data, state, 0, jax.random.key(0))
         np.testing.assert_array_equal(np.asarray(y), (TRAIN_LABELS[indices(x)] == pairs[2][1]).astype(int))
     assert orders[0] != orders[1]
 
@@ -60,7 +70,7 @@ def test_sample_inputs_draw_the_task_examples_only_and_cover_them():
     problem, data = make('all_pairs')
     state = start(problem, data, 1)
     task_classes = np.asarray(state['classes'])
-    drawn = indices(problem.sample_inputs(data, state, jax.random.key(3), 200))
+    drawn = indices(jax.jit(problem.sample_inputs, static_argnums=3)(data, state, jax.random.key(3), 200))
     np.testing.assert_array_equal(np.unique(drawn), np.nonzero(np.isin(TRAIN_LABELS, task_classes))[0])
 
 
@@ -73,7 +83,7 @@ def test_each_epoch_presents_every_example_of_the_task_once_in_a_new_order():
     assert int(problem.active_steps(data, state, jnp.int32(0))) == 3 * steps_per_epoch
     epochs = []
     for epoch in range(3):
-        seen = np.concatenate([indices(problem.batch(data, state, jnp.int32(epoch * steps_per_epoch + s),
+        seen = np.concatenate([indices(batch(problem, data, state, epoch * steps_per_epoch + s,
                                                      jax.random.key(0))[0]) for s in range(steps_per_epoch)])
         np.testing.assert_array_equal(np.sort(seen[:len(pool)]), pool)  # then the epoch's first ones again
         np.testing.assert_array_equal(seen[len(pool):], seen[:len(seen) - len(pool)])
@@ -100,7 +110,7 @@ def test_class_increments_add_classes_and_hide_the_unseen_outputs():
         outputs = problem.task_outputs(state, jnp.ones((2, 4)))
         np.testing.assert_array_equal(np.asarray(outputs[0]), np.where(np.isin(np.arange(4), seen), 1.0,
                                                                      np.float32(HIDDEN_LOGIT)))
-        x, y = problem.batch(data, state, jnp.int32(0), jax.random.key(0))
+        x, y = batch(problem, data, state, 0, jax.random.key(0))
         assert set(TRAIN_LABELS[indices(x)]) <= set(seen)
         np.testing.assert_array_equal(np.asarray(y), TRAIN_LABELS[indices(x)])
         n = np.isin(TRAIN_LABELS, seen).sum()
@@ -122,7 +132,7 @@ def test_warm_start_uses_a_random_half_of_every_class_then_everything():
         state = start(problem, data, 0, seed)
         n = int(problem.active_steps(data, state, jnp.int32(0)))
         assert n == sum(c // 2 for c in (5, 7, 3, 6))
-        seen = np.concatenate([indices(problem.batch(data, state, jnp.int32(s), None)[0]) for s in range(n)])
+        seen = np.concatenate([indices(batch(problem, data, state, s, None)[0]) for s in range(n)])
         assert np.bincount(TRAIN_LABELS[seen], minlength=4).tolist() == [2, 3, 1, 3] and len(set(seen)) == n
         halves.append(set(seen))
         everything = start(problem, data, 1, seed)

@@ -158,14 +158,14 @@ def test_reshuffled_epochs_each_show_every_image_once_in_a_new_order(data, raw, 
     # Minibatch variant: 3 epochs of batch 1000. Epoch 0 is the task's order; epochs 1 and 2 are new orders.
     problem = _problem(batch_size=1000, examples_per_task=3 * NUM_TRAIN)
     problem = type(problem)(**{**problem.__dict__, 'reshuffle_each_epoch': True})
-    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0))[1])
-    epochs = [np.concatenate([np.asarray(batch(data, jnp.int32(e * 60 + s))) for s in range(60)]) for e in range(3)]
+    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0)))
+    epochs = [np.concatenate([np.asarray(batch(data, jnp.int32(e * 60 + s))[1]) for s in range(60)]) for e in range(3)]
     np.testing.assert_array_equal(epochs[0], raw['train_y'][order])
     for labels in epochs[1:]:
         np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.bincount(raw['train_y'], minlength=10))
         assert np.mean(labels == epochs[0]) < 0.2  # a different order (chance agreement is about 0.1)
     assert np.mean(epochs[1] == epochs[2]) < 0.2
-    x, y = problem.batch(data, state, jnp.int32(60), jax.random.key(0))  # images and labels stay aligned
+    x, y = batch(data, jnp.int32(60))  # images and labels stay aligned
     permuted = raw['train_x'][:, perm]
     for row, label in zip(np.rint(np.asarray(x[:3]) * 255).astype(np.uint8), np.asarray(y[:3])):
         assert label in raw['train_y'][np.flatnonzero((permuted == row).all(axis=1))]
