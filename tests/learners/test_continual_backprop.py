@@ -211,59 +211,29 @@ def test_replacing_units_does_not_change_the_output():
     assert np.max(np.abs(apply(without_transfer, probe)[0] - apply(params, probe)[0])) > 1e-2
 
 
-def scr_cbp_config(variants='cbp', **learner_fields):
-    """Slowly-Changing Regression with continual backprop, small: 2 seeds, 2 tasks of 300 examples (600 steps of
-    batch 1), a task per chunk, maturity 10."""
+@pytest.mark.parametrize('variants', ['cbp', 'cbp,adam'])
+def test_end_to_end_through_the_engine(variants):
+    """The `cbp` config variant runs under the engine's jit(vmap) over seeds; units are replaced at the rate."""
     config = load_config('slowly_changing_regression.py', variants)
-    config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 1})
+    config.update({'num_seeds': 2, 'num_tasks': 2})
     config.problem.examples_per_task = 300
     config.metrics.probe_size = 64
-    config.learner.update({'maturity_threshold': 10, **learner_fields})
-    return config
-
-
-@pytest.fixture(scope='module')
-def cbp_runs_alone(tmp_path_factory):
-    """`engine.run` of `scr_cbp_config` at the replacement rates 0.01 and 0.3, each alone: {rate: (workdir,
-    metrics)}; computed once for the tests of the engine with `cbp` and of the sweep over the rate."""
-    runs = {}
-    for rate in (0.01, 0.3):
-        workdir = tmp_path_factory.mktemp('cbp_alone')
-        runs[rate] = workdir, engine.run(scr_cbp_config(replacement_rate=rate), str(workdir), progress=False)
-    return runs
-
-
-def assert_replaced_at_the_rate(num_replaced):
-    # At most rate 0.01 * 5 units * (600 - 10) steps = 29.5; replaced units are immature for 10 steps, so a bit fewer.
-    assert np.all((np.asarray(num_replaced) >= 25) & (np.asarray(num_replaced) <= 29))
-
-
-def test_end_to_end_through_the_engine(cbp_runs_alone):
-    """The `cbp` config variant runs through `engine.run` (jit(vmap) over seeds, a checkpoint after each task); units
-    are replaced at the rate (the final state, restored from the last checkpoint)."""
-    workdir, metrics = cbp_runs_alone[0.01]
-    (stats,) = _final_state(scr_cbp_config(replacement_rate=0.01), workdir).learner_state
-    assert_replaced_at_the_rate(stats.num_replaced)
-    assert np.all(np.isfinite(metrics['online_mse']))
-
-
-def test_end_to_end_through_the_engine_with_adam_counts():
-    """`cbp,adam` under the engine's jit(vmap) over seeds: units are replaced at the rate, and a unit's Adam counts
-    restart with it."""
-    config = scr_cbp_config('cbp,adam', replacement_rate=0.01)
+    config.learner.update({'replacement_rate': 0.01, 'maturity_threshold': 10})
     train = engine.make_train(config)
     state, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 2)
     (stats,) = state.learner_state
-    assert_replaced_at_the_rate(stats.num_replaced)
+    # At most rate * 5 units * (600 - 10) steps = 29.5; replaced units are immature for 10 steps, so a bit fewer.
+    assert np.all((np.asarray(stats.num_replaced) >= 25) & (np.asarray(stats.num_replaced) <= 29))
     assert np.all(np.isfinite(metrics['online_mse']))
-    # A unit's weights have been updated once per step since the unit was last (re)initialised: its age.
-    counts = state.opt_state.inner_state[0].count
-    age = np.asarray(stats.age)  # (seeds, width)
-    assert age.min() < 600
-    np.testing.assert_array_equal(counts['hidden_0']['kernel'], np.broadcast_to(age[:, None, :], (2, 20, 5)))
-    np.testing.assert_array_equal(counts['hidden_0']['bias'], age)
-    np.testing.assert_array_equal(counts['output']['kernel'], np.broadcast_to(age[:, :, None], (2, 5, 1)))
-    np.testing.assert_array_equal(counts['output']['bias'], 600)
+    if variants == 'cbp,adam':
+        # A unit's weights have been updated once per step since the unit was last (re)initialised: its age.
+        counts = state.opt_state.inner_state[0].count
+        age = np.asarray(stats.age)  # (seeds, width)
+        assert age.min() < 600
+        np.testing.assert_array_equal(counts['hidden_0']['kernel'], np.broadcast_to(age[:, None, :], (2, 20, 5)))
+        np.testing.assert_array_equal(counts['hidden_0']['bias'], age)
+        np.testing.assert_array_equal(counts['output']['kernel'], np.broadcast_to(age[:, :, None], (2, 5, 1)))
+        np.testing.assert_array_equal(counts['output']['bias'], 600)
 
 
 def scr(variants, num_seeds=8):
@@ -344,14 +314,22 @@ def test_a_step_draws_fresh_weights_for_the_replaced_units_only():
     assert max(random_draw_sizes(full.jaxpr)) >= fan_in * width  # what a fresh network draws
 
 
-def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path, cbp_runs_alone):
+def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
     """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone."""
-    swept = scr_cbp_config()
+    def config(**fields):
+        config = load_config('slowly_changing_regression.py', 'cbp')
+        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 1})
+        config.problem.examples_per_task = 200
+        config.metrics.probe_size = 64
+        config.learner.update({'maturity_threshold': 10, **fields})
+        return config
+
+    swept = config()
     swept.sweep.learner = {'replacement_rate': (0.01, 0.3)}
     engine.run(swept, str(tmp_path / 'sweep'), progress=False)
     run = load_run(str(tmp_path / 'sweep'))
     for point, rate in enumerate((0.01, 0.3)):
-        _, alone = cbp_runs_alone[rate]
+        alone = engine.run(config(replacement_rate=rate), str(tmp_path / f'alone{point}'), progress=False)
         for name in alone:
             np.testing.assert_array_equal(run.metrics[name][point], alone[name], err_msg=f'{name} at {rate}')
     assert not np.array_equal(run.metrics['online_mse'][0], run.metrics['online_mse'][1])
