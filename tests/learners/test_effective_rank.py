@@ -189,7 +189,8 @@ def test_with_a_rank_batch_l2_er_differs_from_l2_in_a_batch_size_one_stream():
         config.num_seeds, config.num_tasks, config.problem.examples_per_task = 1, 1, 50
         config.learner.update(learner_fields)
         train = engine.make_train(config)
-        state, _ = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 1)
+        # The initial state eagerly: its small ops are compiled once for all the SCR networks, not a program each.
+        state, _ = engine.make_vmapped(train)(jax.vmap(train.init)(engine.seed_keys(config)), 1)
         return jax.flatten_util.ravel_pytree(state.params)[0]
 
     with_rank_batch = final_params()

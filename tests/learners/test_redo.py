@@ -104,7 +104,8 @@ def test_end_to_end_through_the_engine():
     config.metrics.probe_size = 64
     config.learner.update({'recycle_period': 50, 'dormancy_threshold': 1.0})
     train = engine.make_train(config)
-    state, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 2)
+    # The initial state eagerly: its small ops are compiled once for all the tests' SCR networks, not a program each.
+    state, metrics = engine.make_vmapped(train)(jax.vmap(train.init)(engine.seed_keys(config)), 2)
     recycled = np.asarray(state.learner_state.num_recycled[0])
     assert np.all((recycled >= 12) & (recycled <= 4 * 12)), recycled  # 12 periods; 1 to 4 of 5 units below mean
     counts = np.asarray(state.opt_state.inner_state[0].count['hidden_0']['kernel'])
