@@ -316,10 +316,11 @@ def test_a_step_draws_fresh_weights_for_the_replaced_units_only():
 
 
 def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
-    """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone."""
+    """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone.
+    (Both tasks in one chunk: a swept value carried across chunks is the engine's, tests/test_sweeps.py.)"""
     def config(**fields):
         config = load_config('slowly_changing_regression.py', 'cbp')
-        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 1})
+        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 2})
         config.problem.examples_per_task = 200
         config.metrics.probe_size = 64
         config.learner.update({'maturity_threshold': 10, **fields})
