@@ -1,6 +1,8 @@
 """Continual backprop: how many units are replaced and which, what a replaced unit looks like, that the output does
 not change when units are replaced, the optimizer-state reset, jit/vmap, and the engine through the `cbp` variant."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ from plasticity_jax.models import MLP
 from plasticity_jax.results import load_run
 from tests.conftest import load_config
 from tests.learners import dense_reinit
-from tests.learners.test_reinit import IN, OUT, optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import IN, OUT, host_params, optimizer_config, random_tree, tiny_network
 
 
 def cbp_config(optimizer='sgd', **fields):
@@ -24,8 +26,8 @@ def cbp_config(optimizer='sgd', **fields):
 
 
 def forward_with(hidden):
-    return ForwardPass(outputs=jnp.zeros((hidden[0].shape[0], OUT)), hidden=tuple(hidden), loss=jnp.zeros(()),
-                       model_state={})
+    return ForwardPass(outputs=np.zeros((hidden[0].shape[0], OUT), np.float32), hidden=tuple(hidden),
+                       loss=np.float32(0), model_state={})
 
 
 def test_registered_with_the_published_defaults():
@@ -38,15 +40,15 @@ def test_registered_with_the_published_defaults():
         learners.make_learner(cbp_config(utility='weight'), init_params=None)
 
 
-def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
-    """Runs the routine alone (params are not trained) on random activations, for `num_runs` runs at once under
-    jit(vmap); returns the per-step ages (runs, steps, layers, width) and cumulative counts (runs, steps, layers)."""
+@functools.cache
+def _replacement_counter(num_runs=3, steps=400, width=5, depth=2):
+    """The compiled program behind `count_replacements`, shared by the tests (rate and maturity are its inputs)."""
     _, init_params, _ = tiny_network(depth=depth, width=width)
     optimizer = optax.with_extra_args_support(optax.sgd(0.1))
-    after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.99,
-                                            maturity_threshold=maturity, utility='contribution')
 
-    def run(key):
+    def run(key, rate, maturity):
+        after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.99,
+                                                maturity_threshold=maturity, utility='contribution')
         params = init_params(key)
 
         def step(carry, step_key):
@@ -61,14 +63,27 @@ def count_replacements(num_runs, steps, rate, maturity, width=5, depth=2):
         carry = (after.init(params), params, optimizer.init(params))
         return jax.lax.scan(step, carry, jax.random.split(key, steps))[1]
 
-    return jax.device_get(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), num_runs)))
+    counter = jax.jit(jax.vmap(run, in_axes=(0, None, None)))
+    return lambda rate, maturity: jax.device_get(counter(jax.random.split(jax.random.PRNGKey(0), num_runs),
+                                                          jnp.float32(rate), jnp.int32(maturity)))
+
+
+def count_replacements(rate, maturity):
+    """Runs the routine alone (params are not trained) on random activations of 5 units in each of 2 layers, for 3
+    runs at once under jit(vmap) for 400 steps; returns the per-step ages (runs, steps, layers, width) and cumulative
+    counts (runs, steps, layers). The rate and maturity are traced inputs (one program for the tests), as in a sweep
+    of the rate: the chunk is 1 unit, which a fixed rate below 0.2 also gets for 5 units (`default_chunk_size`), and a
+    swept rate replaces exactly as a fixed one (`test_a_swept_rate_replaces_as_a_fixed_one_in_more_chunks`)."""
+    assert default_chunk_size(rate, 5) == 1
+    return _replacement_counter()(rate, maturity)
 
 
 def test_replaces_rate_times_eligible_with_the_fractional_remainder_carried():
     """Every step: to_replace += rate * (units older than m); floor(to_replace) units are replaced, the rest carried;
     replaced units (age back to 0) were all mature. Checked exactly, step by step, for 3 runs vmapped at once."""
-    rate, maturity, steps = 0.125, 4, 150  # 0.125: exact in float32, so the reference below is exact too
-    ages, counts = count_replacements(num_runs=3, steps=steps, rate=rate, maturity=maturity)
+    rate, maturity = 0.125, 4  # 0.125: exact in float32, so the reference below is exact too
+    ages, counts = count_replacements(rate, maturity)
+    steps = ages.shape[1]
     for run in range(3):
         for layer in range(2):
             previous_age, to_replace, total = np.zeros(5, int), 0.0, 0
@@ -90,7 +105,7 @@ def test_replaces_rate_times_eligible_with_the_fractional_remainder_carried():
 def test_the_long_run_count_is_rate_times_eligible_unit_steps():
     """A rate that is not a power of two: over 400 steps the replacements equal the sum of rate * eligible, to 1."""
     rate, maturity = 0.03, 10
-    ages, counts = count_replacements(num_runs=2, steps=400, rate=rate, maturity=maturity)
+    ages, counts = count_replacements(rate, maturity)
     previous = np.concatenate([np.zeros_like(ages[:, :1]), ages[:, :-1]], axis=1)
     expected = rate * (previous + 1 > maturity).sum(axis=(1, 3))  # (runs, layers)
     assert np.all(np.abs(counts[:, -1] - expected) < 1), (counts[:, -1], expected)
@@ -104,23 +119,27 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
     mean activation 0, and its weights' optimizer state (momentum, or Adam's moments and counts) zeroed."""
     eta, width = 0.99, 5
     _, init_params, _ = tiny_network(depth=1, width=width)
-    params = init_params(jax.random.PRNGKey(0))
-    params = reinit.with_param(params, 'output', 'kernel', jnp.ones_like(params['output']['kernel']))
-    params = reinit.with_param(params, 'hidden_0', 'bias', jnp.full(width, 0.25))
+    params = host_params(init_params, 0)
+    params = reinit.with_param(params, 'output', 'kernel', np.ones_like(params['output']['kernel']))
+    params = reinit.with_param(params, 'hidden_0', 'bias', np.full(width, 0.25, np.float32))
     learner = learners.make_learner(cbp_config(optimizer, replacement_rate=0.01, utility='contribution'),
                                     init_params)
-    opt_state = learner.optimizer.init(params)
-    for step in range(3):  # nonzero optimizer state everywhere
-        _, opt_state = jax.jit(learner.optimizer.update)(random_tree(jax.random.PRNGKey(step), params), opt_state,
-                                                         params)
 
-    h = jnp.array([5.0, 1.0, 3.0, 0.5, 4.0])
-    age = jnp.array([200, 200, 200, 50, 200], jnp.int32)
-    state = (UnitStats(utility=h * (1 - eta ** age.astype(jnp.float32)), mean_activation=jnp.zeros(width),
-                       age=age, to_replace=jnp.asarray(0.99, jnp.float32), num_replaced=jnp.zeros((), jnp.int32)),)
+    @jax.jit
+    def three_updates(params):  # nonzero optimizer state everywhere
+        opt_state = learner.optimizer.init(params)
+        for step in range(3):
+            _, opt_state = learner.optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+        return opt_state
+
+    opt_state = jax.device_get(three_updates(params))
+    h = np.array([5.0, 1.0, 3.0, 0.5, 4.0], np.float32)
+    age = np.array([200, 200, 200, 50, 200], np.int32)
+    state = (UnitStats(utility=(h * (1 - eta ** age)).astype(np.float32), mean_activation=np.zeros(width, np.float32),
+                       age=age, to_replace=np.float32(0.99), num_replaced=np.int32(0)),)
     key = jax.random.PRNGKey(7)
     inputs = AfterUpdateInputs(params=params, opt_state=opt_state, forward=forward_with([h[None, :]]), key=key)
-    (new,), new_params, new_opt_state, _ = jax.jit(learner.after_update.update)(state, inputs)
+    (new,), new_params, new_opt_state, _ = jax.device_get(jax.jit(learner.after_update.update)(state, inputs))
 
     replaced = np.array([False, True, False, False, False])
     np.testing.assert_array_equal(new.age, [201, 0, 201, 51, 201])
@@ -128,12 +147,12 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
     assert np.all(np.asarray(new.utility)[~replaced] > 0)
     np.testing.assert_allclose(new.to_replace, 0.99 + 0.01 * 4 - 1, atol=1e-6)
     # One unit due: its incoming weights are the fresh column of place 0.
-    (fresh,) = reinit.fresh_incoming_weights(init_params, params, [jnp.array([1])], key)
+    (fresh,) = jax.jit(lambda p, k: reinit.fresh_incoming_weights(init_params, p, [jnp.array([1])], k))(params, key)
     np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, 1], fresh[:, 0], rtol=1e-6)
     assert not np.allclose(new_params['hidden_0']['kernel'][:, 1], params['hidden_0']['kernel'][:, 1])
     np.testing.assert_array_equal(new_params['hidden_0']['bias'], [0.25, 0.0, 0.25, 0.25, 0.25])
     np.testing.assert_array_equal(new_params['output']['kernel'][1], 0.0)
-    entries = dense_reinit.replaced_entries(params, [jnp.asarray(replaced)])
+    entries = dense_reinit.replaced_entries(params, [replaced])
     for name in params:  # everything else is exactly as it was
         for field in params[name]:
             keep = ~np.asarray(entries[name][field])
@@ -160,16 +179,16 @@ def test_replacing_units_does_not_change_the_output():
     contribution to the next layer's bias leaves the network's output unchanged (it would change without it)."""
     width, maturity = 4, 20
     _, init_params, apply = tiny_network(depth=2, width=width)
-    params = init_params(jax.random.PRNGKey(0))
-    params = reinit.with_param(params, 'hidden_0', 'kernel', params['hidden_0']['kernel'].at[:, 2].set(0.0))
-    params = reinit.with_param(params, 'hidden_0', 'bias', params['hidden_0']['bias'].at[2].set(0.7))
-    params = reinit.with_param(params, 'hidden_1', 'kernel', params['hidden_1']['kernel'].at[:, 0].set(0.0))
-    params = reinit.with_param(params, 'hidden_1', 'bias', params['hidden_1']['bias'].at[0].set(0.3))
+    params = host_params(init_params, 0)
+    for layer, unit, bias in (('hidden_0', 2, 0.7), ('hidden_1', 0, 0.3)):  # in place: host_params' own arrays
+        params[layer]['kernel'][:, unit] = 0.0
+        params[layer]['bias'][unit] = bias
     optimizer = optax.with_extra_args_support(optax.sgd(0.1))
     after = continual_backprop_after_update(optimizer, init_params, replacement_rate=0.25, decay_rate=0.99,
                                             maturity_threshold=maturity, utility='mean_corrected_contribution')
-    xs = jax.random.normal(jax.random.PRNGKey(1), (maturity + 1, 8, IN))
-    keys = jax.random.split(jax.random.PRNGKey(2), maturity + 1)
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((maturity + 1, 8, IN)).astype(np.float32)
+    keys = jax.device_get(jax.random.split(jax.random.PRNGKey(2), maturity + 1))
 
     @jax.jit
     def step(state, params, x, key):
@@ -180,15 +199,15 @@ def test_replacing_units_does_not_change_the_output():
     for t in range(maturity):  # nobody is mature yet: nothing changes
         state, new_params, _, _ = step(state, params, xs[t], keys[t])
         jax.tree.map(np.testing.assert_array_equal, new_params, params)
-    state, new_params, _, _ = step(state, params, xs[maturity], keys[maturity])
+    state, new_params, _, _ = jax.device_get(step(state, params, xs[maturity], keys[maturity]))
     np.testing.assert_array_equal(state[0].age == 0, [False, False, True, False])
     np.testing.assert_array_equal(state[1].age == 0, [True, False, False, False])
 
-    probe = jax.random.normal(jax.random.PRNGKey(3), (64, IN))
+    probe = rng.standard_normal((64, IN)).astype(np.float32)
     np.testing.assert_allclose(apply(new_params, probe)[0], apply(params, probe)[0], atol=1e-5)
     assert not np.allclose(new_params['output']['bias'], params['output']['bias'])  # the transfer happened
-    without_transfer = dense_reinit.replace_units(params, init_params(keys[maturity]),
-                                            [state[0].age == 0, state[1].age == 0])
+    without_transfer = dense_reinit.replace_units(params, jax.jit(init_params)(keys[maturity]),
+                                                  [state[0].age == 0, state[1].age == 0])
     assert np.max(np.abs(apply(without_transfer, probe)[0] - apply(params, probe)[0])) > 1e-2
 
 
@@ -201,7 +220,8 @@ def test_end_to_end_through_the_engine(variants):
     config.metrics.probe_size = 64
     config.learner.update({'replacement_rate': 0.01, 'maturity_threshold': 10})
     train = engine.make_train(config)
-    state, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 2)
+    # The initial state eagerly: its small ops are compiled once for all the tests' SCR networks, not a program each.
+    state, metrics = engine.make_vmapped(train)(jax.vmap(train.init)(engine.seed_keys(config)), 2)
     (stats,) = state.learner_state
     # At most rate * 5 units * (600 - 10) steps = 29.5; replaced units are immature for 10 steps, so a bit fewer.
     assert np.all((np.asarray(stats.num_replaced) >= 25) & (np.asarray(stats.num_replaced) <= 29))
@@ -252,7 +272,7 @@ def test_a_swept_rate_replaces_as_a_fixed_one_in_more_chunks():
     width, steps = 5, 12
     _, init_params, _ = tiny_network(depth=2, width=width)
     optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
-    hidden = jnp.abs(jax.random.normal(jax.random.PRNGKey(1), (steps, 2, 3, width)))
+    hidden = np.abs(np.random.default_rng(1).standard_normal((steps, 2, 3, width))).astype(np.float32)
     keys = jax.random.split(jax.random.PRNGKey(2), steps)
 
     def run(rate):
@@ -281,13 +301,14 @@ def test_a_step_draws_fresh_weights_for_the_replaced_units_only():
     width, fan_in = 300, 40
     model = MLP(width=width, depth=2, num_outputs=OUT)
     init_params = lambda k: model.init(k, jnp.zeros((1, fan_in)))['params']
-    params = init_params(jax.random.PRNGKey(0))
+    params = jax.eval_shape(init_params, jax.random.PRNGKey(0))
     optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('sgd')))
     after = continual_backprop_after_update(optimizer, init_params, **learners.LEARNERS['cbp'].defaults)
-    inputs = AfterUpdateInputs(params, optimizer.init(params), forward_with([jnp.ones((1, width))] * 2),
-                               jax.random.split(jax.random.PRNGKey(1), 4))  # 4 runs
+    inputs = AfterUpdateInputs(params, jax.eval_shape(optimizer.init, params),
+                               forward_with([jax.ShapeDtypeStruct((1, width), jnp.float32)] * 2),
+                               jax.ShapeDtypeStruct((4, 2), jnp.uint32))  # 4 runs' keys
     jaxpr = jax.make_jaxpr(jax.vmap(after.update, in_axes=(None, AfterUpdateInputs(None, None, None, 0))))(
-        after.init(params), inputs)
+        jax.eval_shape(after.init, params), inputs)
     sizes = random_draw_sizes(jaxpr.jaxpr)
     assert sizes and max(sizes) <= 4 * width  # chunk 1 at rate 1e-4: a column of at most `width` entries per run
     full = jax.make_jaxpr(init_params)(jax.random.PRNGKey(0))
@@ -295,10 +316,11 @@ def test_a_step_draws_fresh_weights_for_the_replaced_units_only():
 
 
 def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
-    """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone."""
+    """`replacement_rate` is a continuous (traced) sweep field: one program, each point equal to running it alone.
+    (Both tasks in one chunk: a swept value carried across chunks is the engine's, tests/test_sweeps.py.)"""
     def config(**fields):
         config = load_config('slowly_changing_regression.py', 'cbp')
-        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 1})
+        config.update({'num_seeds': 2, 'num_tasks': 2, 'tasks_per_chunk': 2})
         config.problem.examples_per_task = 200
         config.metrics.probe_size = 64
         config.learner.update({'maturity_threshold': 10, **fields})
@@ -321,9 +343,10 @@ def test_a_sweep_of_the_rate_equals_each_rate_alone(tmp_path):
 @pytest.mark.parametrize('name', ['convnet', 'resnet'])
 def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
     """Continual backprop alone on a ConvNet's and a small ResNet's unit layers (channels averaged over
-    positions), 2 runs under jit(vmap), random activations: every layer replaces floor(sum of rate x eligible) units
-    (the fractional carry), and every replaced unit was mature (age > maturity) when replaced."""
-    from tests.learners.test_reinit import IMAGE_NETWORKS
+    positions), 2 runs under jit(vmap) from the same initial network, random activations: every layer replaces
+    floor(sum of rate x eligible) units (the fractional carry), and every replaced unit was mature (age > maturity)
+    when replaced."""
+    from tests.learners.test_reinit import IMAGE_NETWORKS, image_network_variables
     model, shape = IMAGE_NETWORKS[name]
     init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
     layers = model.unit_layers()
@@ -332,11 +355,10 @@ def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
     after = continual_backprop_after_update(optimizer, init_params, replacement_rate=rate, decay_rate=0.9,
                                             maturity_threshold=maturity, utility='adaptable_contribution',
                                             layers=layers)
-    _, hidden_shapes = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros(shape)),
-                                                          jnp.zeros(shape)))
+    variables = image_network_variables(name)
+    _, hidden_shapes = jax.eval_shape(model.apply, variables, jnp.zeros(shape))
 
-    def run(key):
-        variables = model.init(key, jnp.zeros(shape))  # params: init_params(key)
+    def run(key, variables):
         params = variables['params']
         model_state = {name: value for name, value in variables.items() if name != 'params'}
 
@@ -353,7 +375,8 @@ def test_conv_units_are_replaced_at_the_rate_and_never_immature(name):
         carry = (after.init(params), params, optimizer.init(params), model_state)
         return jax.lax.scan(step, carry, jax.random.split(key, steps))
 
-    (states, *_), ages = jax.device_get(jax.jit(jax.vmap(run))(jax.random.split(jax.random.PRNGKey(0), 2)))
+    (states, *_), ages = jax.device_get(jax.jit(jax.vmap(run, in_axes=(0, None)))(
+        jax.random.split(jax.random.PRNGKey(0), 2), variables))
     for l, layer in enumerate(layers):
         width = states[l].age.shape[-1]
         age = ages[:, :, l, :width]  # (runs, steps, width), after each step

@@ -12,7 +12,7 @@ from plasticity_jax.learners.redo import dormancy_scores, redo_after_update
 from tests.conftest import load_config
 from tests.learners import dense_reinit
 from tests.learners.test_continual_backprop import forward_with
-from tests.learners.test_reinit import OUT, optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import OUT, host_params, optimizer_config, random_tree, tiny_network
 
 
 def test_registered_with_the_published_defaults():
@@ -35,22 +35,28 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
     state; everything else untouched."""
     width = 5
     _, init_params, _ = tiny_network(depth=1, width=width)
-    params = init_params(jax.random.PRNGKey(0))
-    params = reinit.with_param(params, 'hidden_0', 'bias', jnp.full(width, 0.25))
+    params = host_params(init_params, 0)
+    params = reinit.with_param(params, 'hidden_0', 'bias', np.full(width, 0.25, np.float32))
     config = optimizer_config(optimizer, name='redo', recycle_period=4, dormancy_threshold=0.1)
     learner = learners.make_learner(config, init_params)
-    update = jax.jit(learner.optimizer.update)
-    opt_state = learner.optimizer.init(params)
-    for step in range(3):
-        _, opt_state = update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+
+    @jax.jit
+    def three_updates(params):  # nonzero optimizer state everywhere
+        opt_state = learner.optimizer.init(params)
+        for step in range(3):
+            _, opt_state = learner.optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+        return opt_state
+
+    opt_state = jax.device_get(three_updates(params))
     after = jax.jit(learner.after_update.update)
-    state = learner.after_update.init(params)
+    fresh_weights = jax.jit(lambda params, units, key: reinit.fresh_incoming_weights(init_params, params, [units], key))
+    state = jax.jit(learner.after_update.init)(params)
 
     def window(state, params, opt_state, means, first_key):
         for t, wiggle in enumerate([0.5, 1.5, 0.5, 1.5]):  # per-step values vary; their mean is `means`
             key = jax.random.PRNGKey(first_key + t)
-            h = jnp.asarray(means, jnp.float32)[None, :] * wiggle
-            new = after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key))
+            h = np.asarray(means, np.float32)[None, :] * np.float32(wiggle)
+            new = jax.device_get(after(state, AfterUpdateInputs(params, opt_state, forward_with([h]), key)))
             if t < 3:  # not yet: params and optimizer state untouched
                 jax.tree.map(np.testing.assert_array_equal, new[1:3], (params, opt_state))
             state, new_params, new_opt_state, _ = new
@@ -61,14 +67,15 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
         recycled = np.array(recycled)
         state, new_params, new_opt_state, key = window(state, params, opt_state, means, first_key)
         # The recycled units, in index order, take the fresh columns of places 0, 1, ...
-        (fresh,) = reinit.fresh_incoming_weights(init_params, params, [reinit.units_of_mask(jnp.asarray(recycled))],
-                                                 key)
+        units = np.full(width, width, np.int32)  # the recycled units in index order, then 'no unit'
+        units[:recycled.sum()] = np.flatnonzero(recycled)
+        (fresh,) = fresh_weights(params, units, key)
         np.testing.assert_allclose(new_params['hidden_0']['kernel'][:, recycled], fresh[:, :recycled.sum()],
                                    rtol=1e-6)
         np.testing.assert_array_equal(new_params['hidden_0']['bias'],
                                       np.where(recycled, 0.0, params['hidden_0']['bias']))
         np.testing.assert_array_equal(new_params['output']['kernel'][recycled], 0.0)
-        entries = dense_reinit.replaced_entries(params, [jnp.asarray(recycled)])
+        entries = dense_reinit.replaced_entries(params, [recycled])
         for name in params:
             for field in params[name]:
                 keep = ~np.asarray(entries[name][field])
@@ -97,7 +104,8 @@ def test_end_to_end_through_the_engine():
     config.metrics.probe_size = 64
     config.learner.update({'recycle_period': 50, 'dormancy_threshold': 1.0})
     train = engine.make_train(config)
-    state, metrics = engine.make_vmapped(train)(jax.jit(jax.vmap(train.init))(engine.seed_keys(config)), 2)
+    # The initial state eagerly: its small ops are compiled once for all the tests' SCR networks, not a program each.
+    state, metrics = engine.make_vmapped(train)(jax.vmap(train.init)(engine.seed_keys(config)), 2)
     recycled = np.asarray(state.learner_state.num_recycled[0])
     assert np.all((recycled >= 12) & (recycled <= 4 * 12)), recycled  # 12 periods; 1 to 4 of 5 units below mean
     counts = np.asarray(state.opt_state.inner_state[0].count['hidden_0']['kernel'])
@@ -109,19 +117,18 @@ def test_end_to_end_through_the_engine():
 def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
     """ReDo on a small ResNet's declared channels (every block's conv_0): a channel silent at every position is
     recycled (fresh incoming kernel, batch norm reset), the active ones are untouched."""
-    from tests.learners.test_reinit import IMAGE_NETWORKS
+    from tests.learners.test_reinit import IMAGE_NETWORKS, image_network_variables
     model, shape = IMAGE_NETWORKS['resnet']
     layers = model.unit_layers()
     optimizer = optax.with_extra_args_support(optax.sgd(0.1, momentum=0.9))
     after = redo_after_update(optimizer, lambda k: model.init(k, jnp.zeros(shape))['params'], recycle_period=1,
                               dormancy_threshold=0.1, layers=layers)
-    _, hidden = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros(shape)),
-                                                   jnp.zeros(shape)))
+    variables = image_network_variables('resnet')
+    _, hidden = jax.eval_shape(model.apply, variables, jnp.zeros(shape))
     block = layers[1]  # stage 1's block: 4 channels
 
     @jax.jit
-    def recycle(key):  # one compiled program instead of an eager op per parameter and statistic
-        variables = model.init(key, jnp.zeros(shape))
+    def recycle(variables):  # one compiled program instead of an eager op per parameter and statistic
         params = variables['params']
         model_state = {'batch_stats': jax.tree.map(lambda s: s + 0.5, variables['batch_stats'])}
         activations = [jnp.ones(h.shape) for h in hidden]
@@ -131,7 +138,7 @@ def test_dormant_channels_of_a_resnet_are_recycled_with_their_batch_norm():
         inputs = AfterUpdateInputs(params, optimizer.init(params), forward, jax.random.PRNGKey(1))
         return params, after.update(after.init(params), inputs)
 
-    params, (state, new_params, _, new_model_state) = recycle(jax.random.PRNGKey(0))
+    params, (state, new_params, _, new_model_state) = recycle(variables)
     assert [int(n) for n in state.num_recycled] == [0, 1, 0, 0]
     old, new = reinit.get_path(params, block.incoming), reinit.get_path(new_params, block.incoming)
     assert np.all(np.asarray(new['kernel'][..., 1]) != np.asarray(old['kernel'][..., 1]))

@@ -21,14 +21,28 @@ from tests.learners import dense_reinit
 IN, WIDTH, OUT = 3, 4, 2
 
 
+@functools.cache
 def tiny_network(depth=2, width=WIDTH, activation='relu'):
-    """A small MLP, its `init_params(key)` and `apply(params, x) -> (outputs, hidden)`."""
+    """A small MLP, its `init_params(key)` and jitted `apply(params, x) -> (outputs, hidden)`; cached, so that the
+    tests share their traced and compiled programs."""
     model = MLP(width=width, depth=depth, num_outputs=OUT, activation=activation)
 
     def init_params(key):
         return model.init(key, jnp.zeros((1, IN)))['params']
 
-    return model, init_params, lambda params, x: model.apply({'params': params}, x)
+    return model, init_params, jax.jit(lambda params, x: model.apply({'params': params}, x))
+
+
+def host_params(init_params, seed):
+    """`init_params(PRNGKey(seed))` as (writable) NumPy arrays, from one compiled program (not an eager op per
+    layer)."""
+    return jax.tree.map(np.array, jax.jit(init_params)(jax.random.PRNGKey(seed)))
+
+
+def host_random_tree(seed, like):
+    """Standard normal NumPy leaves shaped like `like`'s (for references computed on the host)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda leaf: rng.standard_normal(np.shape(leaf)).astype(np.float32), like)
 
 
 def optimizer_config(optimizer, **fields):
@@ -54,7 +68,7 @@ def test_mlp_unit_layers_pairs_each_hidden_layer_with_the_next():
     model, init_params, _ = tiny_network(depth=3)
     expected = (UnitLayer(('hidden_0',), (('hidden_1',),), 0), UnitLayer(('hidden_1',), (('hidden_2',),), 1),
                 UnitLayer(('hidden_2',), (('output',),), 2))
-    assert reinit.mlp_unit_layers(init_params(jax.random.PRNGKey(0))) == expected
+    assert reinit.mlp_unit_layers(jax.eval_shape(init_params, jax.random.PRNGKey(0))) == expected
     assert model.unit_layers() == expected  # what the model declares
     with pytest.raises(ValueError, match='hidden_0'):
         reinit.mlp_unit_layers({'hidden_1': {}, 'output': {}})
@@ -64,9 +78,9 @@ def test_mlp_unit_layers_pairs_each_hidden_layer_with_the_next():
 
 def test_replace_units_rewrites_exactly_the_replaced_units_weights():
     _, init_params, _ = tiny_network()
-    params, fresh = init_params(jax.random.PRNGKey(0)), init_params(jax.random.PRNGKey(1))
+    params, fresh = host_params(init_params, 0), host_params(init_params, 1)
     params = jax.tree.map(lambda p: p + 0.5, params)  # nonzero biases, so that zeroing them shows
-    new = dense_reinit.replace_units(params, fresh, [jnp.asarray(m) for m in MASKS])
+    new = dense_reinit.replace_units(params, fresh, MASKS)
 
     expected = jax.tree.map(np.array, params)
     for layer, mask in zip(reinit.mlp_unit_layers(params), MASKS):
@@ -85,18 +99,18 @@ def test_new_units_do_not_change_the_output():
     """After replacement the output does not depend on the fresh weights: it is the output of the old network with
     the replaced units' outgoing weights removed, whatever was drawn; a dead unit's replacement changes nothing."""
     _, init_params, apply = tiny_network(depth=1)
-    params = init_params(jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (16, IN))
-    mask = jnp.array([False, True, False, False])
-    outputs = [apply(dense_reinit.replace_units(params, init_params(jax.random.PRNGKey(k)), [mask]), x)[0]
+    params = host_params(init_params, 0)
+    x = np.random.default_rng(1).standard_normal((16, IN)).astype(np.float32)
+    mask = np.array([False, True, False, False])
+    outputs = [apply(dense_reinit.replace_units(params, host_params(init_params, k), [mask]), x)[0]
                for k in (2, 3)]
-    ablated = reinit.with_param(params, 'output', 'kernel', params['output']['kernel'].at[1].set(0.0))
+    ablated = reinit.with_param(params, 'output', 'kernel', params['output']['kernel'] * ~mask[:, None])
     np.testing.assert_allclose(outputs[0], apply(ablated, x)[0], rtol=1e-6)
     np.testing.assert_allclose(outputs[1], apply(ablated, x)[0], rtol=1e-6)
 
-    dead = reinit.with_param(params, 'hidden_0', 'bias', params['hidden_0']['bias'].at[1].set(-100.0))
+    dead = reinit.with_param(params, 'hidden_0', 'bias', np.where(mask, -100.0, params['hidden_0']['bias']))
     assert np.all(apply(dead, x)[1][0][:, 1] == 0)
-    replaced = dense_reinit.replace_units(dead, init_params(jax.random.PRNGKey(4)), [mask])
+    replaced = dense_reinit.replace_units(dead, host_params(init_params, 4), [mask])
     np.testing.assert_allclose(apply(replaced, x)[0], apply(dead, x)[0], rtol=1e-6)
 
 
@@ -109,15 +123,20 @@ def test_new_units_do_not_change_the_output():
 def test_reset_optimizer_state_zeroes_exactly_the_replaced_entries(make, num_trees):
     optimizer = optax.with_extra_args_support(make())
     _, init_params, _ = tiny_network()
-    params = init_params(jax.random.PRNGKey(0))
-    state = optimizer.init(params)
-    update = jax.jit(lambda key, state: optimizer.update(random_tree(key, params), state, params)[1])
-    for step in range(3):
-        state = update(jax.random.PRNGKey(10 + step), state)
-    entries = dense_reinit.replaced_entries(params, [jnp.asarray(m) for m in MASKS])
+    params = host_params(init_params, 0)
+
+    @jax.jit
+    def three_updates(params):  # nonzero state everywhere
+        state = optimizer.init(params)
+        for step in range(3):
+            state = optimizer.update(random_tree(jax.random.PRNGKey(10 + step), params), state, params)[1]
+        return state
+
+    state = jax.device_get(three_updates(params))
+    entries = dense_reinit.replaced_entries(params, MASKS)
     # hidden_0: 2 columns of 3, 2 biases; hidden_1: 2 rows + 1 column of 4x4 (2 shared), 1 bias; output: 1 row of 2.
-    assert int(sum(jnp.sum(e) for e in jax.tree.leaves(entries))) == 2 * 3 + 2 + (2 * 4 + 4 - 2) + 1 + 2
-    new_state = jax.jit(lambda s, e: dense_reinit.reset_optimizer_state(optimizer, s, e))(state, entries)
+    assert int(sum(np.sum(e) for e in jax.tree.leaves(entries))) == 2 * 3 + 2 + (2 * 4 + 4 - 2) + 1 + 2
+    new_state = dense_reinit.reset_optimizer_state(optimizer, state, entries)
 
     params_like = jax.tree.structure(params)
     is_params_tree = lambda node: not isinstance(node, jax.Array) and jax.tree.structure(node) == params_like
@@ -139,26 +158,26 @@ def test_reset_optimizer_state_zeroes_exactly_the_replaced_entries(make, num_tre
 def test_reset_optimizer_state_reaches_every_params_shaped_leaf():
     """The trees found are: SGD's momentum; optax.adam's mu and nu; adam_counts' count, mu and nu."""
     _, init_params, _ = tiny_network()
-    params = init_params(jax.random.PRNGKey(0))
-    marker = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    params = jax.eval_shape(init_params, jax.random.PRNGKey(0))
+    marker = jax.tree.map(lambda p: np.ones(p.shape, bool), params)
     for optimizer, expected in ((make_optimizer(optimizer_config('sgd')), 1),
                                 (make_optimizer(optimizer_config('adam')), 2),
                                 (reinit.make_unit_reset_optimizer(optimizer_config('adam')), 3)):
         count = []
         optax.tree_utils.tree_map_params(optimizer, lambda leaf, m: count.append(1) or leaf,
-                                         optimizer.init(params), marker)
+                                         jax.eval_shape(optimizer.init, params), marker)
         assert len(count) == expected * len(jax.tree.leaves(params))
 
 
 def test_adam_counts_equals_optax_adam_without_resets():
     _, init_params, _ = tiny_network()
-    params = init_params(jax.random.PRNGKey(0))
+    params = host_params(init_params, 0)
     config = optimizer_config('adam', step_size=0.003, beta1=0.8, beta2=0.99, eps=1e-6)
     ours, reference = reinit.make_unit_reset_optimizer(config), make_optimizer(config)
-    ours_state, reference_state = ours.init(params), reference.init(params)
+    ours_state, reference_state = jax.jit(ours.init)(params), jax.jit(reference.init)(params)
     ours_update, reference_update = jax.jit(ours.update), jax.jit(reference.update)
     for step in range(20):
-        grads = random_tree(jax.random.PRNGKey(step), params)
+        grads = host_random_tree(step, params)
         ours_updates, ours_state = ours_update(grads, ours_state, params)
         reference_updates, reference_state = reference_update(grads, reference_state, params)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12), ours_updates,
@@ -166,9 +185,9 @@ def test_adam_counts_equals_optax_adam_without_resets():
     jax.tree.map(lambda c: np.testing.assert_array_equal(c, 20), ours_state.inner_state[0].count)
     # The plain (not injected) transformation too.
     plain, plain_ref = adam_counts.adam_counts(1e-3), optax.adam(1e-3)
-    grads = random_tree(jax.random.PRNGKey(99), params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
-                 plain.update(grads, plain.init(params))[0], plain_ref.update(grads, plain_ref.init(params))[0])
+    first_update = jax.jit(lambda grads: (plain.update(grads, plain.init(params))[0],
+                                          plain_ref.update(grads, plain_ref.init(params))[0]))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *first_update(host_random_tree(99, params)))
 
 
 @pytest.mark.parametrize('steps_before', [50, 20_000])
@@ -179,20 +198,21 @@ def test_a_reset_element_is_bias_corrected_from_step_one(steps_before):
     params = {'w': jnp.zeros(2)}
     ours, single = adam_counts.adam_counts(0.1), optax.adam(0.1)
     grads = {'w': jnp.array([1.0, -2.0])}
-    ours_state, single_state = ours.init(params), single.init(params)
+    ours_update, single_update = jax.jit(ours.update), jax.jit(single.update)
+    ours_state, single_state = jax.jit(ours.init)(params), jax.jit(single.init)(params)
     for _ in range(50):
-        _, ours_state = ours.update(grads, ours_state)
-        _, single_state = single.update(grads, single_state)
+        _, ours_state = ours_update(grads, ours_state)
+        _, single_state = single_update(grads, single_state)
     if steps_before > 50:  # a long history, without running it
         ours_state = (ours_state[0]._replace(count={'w': jnp.full(2, steps_before, jnp.int32)}), ours_state[1])
         single_state = (single_state[0]._replace(count=jnp.asarray(steps_before, jnp.int32)), single_state[1])
-    entries = {'w': jnp.array([True, False])}
+    entries = {'w': np.array([True, False])}
     ours_state = dense_reinit.reset_optimizer_state(ours, ours_state, entries)
     single_state = dense_reinit.reset_optimizer_state(single, single_state, entries)
     np.testing.assert_array_equal(ours_state[0].count['w'], [0, steps_before])
     new_grads = {'w': jnp.array([3.0, -2.0])}
-    ours_updates, _ = ours.update(new_grads, ours_state)
-    single_updates, _ = single.update(new_grads, single_state)
+    ours_updates, _ = ours_update(new_grads, ours_state)
+    single_updates, _ = single_update(new_grads, single_state)
     np.testing.assert_allclose(ours_updates['w'][0], -0.1 * 3.0 / (3.0 + 1e-8), rtol=1e-5)
     t = steps_before + 1
     scale = 0.1 / np.sqrt(0.001) * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
@@ -221,15 +241,15 @@ def test_reinitialize_units_under_jit_and_vmap_over_runs():
         params = init_params(key)
         return params, optimizer.update(random_tree(key, params), optimizer.init(params), params)[1]
 
-    params, state = jax.vmap(setup)(jax.random.split(jax.random.PRNGKey(0), 3))
-    masks = (jnp.array([[True, False, False, False], [False, False, False, False], [True, True, True, True]]),
-             jnp.array([[False, False, False, True], [False, False, False, False], [False, False, False, False]]))
-    reinit_keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    params, state = jax.device_get(jax.vmap(setup)(jax.random.split(jax.random.PRNGKey(0), 3)))
+    masks = (np.array([[True, False, False, False], [False, False, False, False], [True, True, True, True]]),
+             np.array([[False, False, False, True], [False, False, False, False], [False, False, False, False]]))
+    reinit_keys = jax.device_get(jax.random.split(jax.random.PRNGKey(1), 3))
 
     def one(params, state, masks, key):
         return reinit.reinitialize_units(params, state, optimizer, masks, key, init_params)
 
-    batched = jax.jit(jax.vmap(one))(params, state, masks, reinit_keys)
+    batched = jax.device_get(jax.jit(jax.vmap(one))(params, state, masks, reinit_keys))
     single = jax.jit(one)
     for run in range(3):
         alone = single(*jax.tree.map(lambda a: a[run], (params, state, masks, reinit_keys)))
@@ -239,7 +259,8 @@ def test_reinitialize_units_under_jit_and_vmap_over_runs():
                  jax.tree.map(lambda a: a[1], params))  # run 1 replaced nothing
     # Run 2 replaced all of layer 0: its incoming weights are the fresh columns of places 0 to 3.
     run2 = jax.tree.map(lambda a: a[2], params)
-    fresh = reinit.fresh_incoming_weights(init_params, run2, [jnp.arange(4), jnp.full(1, 4)], reinit_keys[2])
+    fresh = jax.jit(lambda p, key: reinit.fresh_incoming_weights(init_params, p, [jnp.arange(4), jnp.full(1, 4)],
+                                                                 key))(run2, reinit_keys[2])
     np.testing.assert_allclose(new_params['hidden_0']['kernel'][2], fresh[0], rtol=1e-6)
     assert np.all(np.asarray(new_state.inner_state[0].count['hidden_0']['kernel'][2]) == 0)
 
@@ -291,7 +312,7 @@ def test_fresh_columns_have_the_distribution_of_the_full_kernels_columns(distrib
     the same distribution (two-sample Kolmogorov-Smirnov at 1e-3, std within 2%, same range for uniform)."""
     model = MLP(width=64, depth=2, num_outputs=OUT, activation=activation, init_distribution=distribution)
     init_params = lambda k: model.init(k, jnp.zeros((1, 30)))['params']
-    params = init_params(jax.random.PRNGKey(0))
+    params = jax.eval_shape(init_params, jax.random.PRNGKey(0))
     units = [jnp.array([3, 64, 10]), jnp.array([0, 1, 2])]  # 64: no unit (its column is drawn all the same)
     keys = jax.random.split(jax.random.PRNGKey(1), 400)
     blocks = jax.jit(jax.vmap(lambda k: reinit.fresh_incoming_weights(init_params, params, units, k)))(keys)
@@ -324,11 +345,13 @@ def test_fresh_columns_fall_back_to_a_full_draw_for_an_unknown_initialiser():
 
 
 def with_columns(like, columns, units):
-    """A tree shaped like the params whose hidden kernels hold `columns[l][:, j]` at column `units[l][j]`."""
-    tree = jax.tree.map(jnp.zeros_like, like)
+    """A tree shaped like the params whose hidden kernels hold `columns[l][:, j]` at column `units[l][j]` (NumPy;
+    units >= the width: no unit)."""
+    tree = jax.tree.map(np.zeros_like, like)
     for layer, cols, idx in zip(reinit.mlp_unit_layers(like), columns, units):
         (incoming,) = layer.incoming
-        tree = reinit.with_param(tree, incoming, 'kernel', tree[incoming]['kernel'].at[:, idx].set(cols, mode='drop'))
+        kernel = tree[incoming]['kernel']
+        kernel[:, idx[idx < kernel.shape[1]]] = cols[:, idx < kernel.shape[1]]
     return tree
 
 
@@ -340,66 +363,90 @@ def test_the_sparse_rewrite_equals_the_dense_definition(make):
     `replace_units` / `reset_optimizer_state(replaced_entries)` give for the same units as masks."""
     optimizer = optax.with_extra_args_support(make())
     _, init_params, _ = tiny_network(depth=2)
-    params = jax.tree.map(lambda p: p + 0.5, init_params(jax.random.PRNGKey(0)))
-    state = optimizer.init(params)
-    for step in range(2):
-        state = optimizer.update(random_tree(jax.random.PRNGKey(step), params), state, params)[1]
-    units = [jnp.array([3, WIDTH, 0]), jnp.array([WIDTH, 1, WIDTH])]  # MASKS as lists
-    columns = [jax.random.normal(jax.random.PRNGKey(5), (IN, 3)), jax.random.normal(jax.random.PRNGKey(6), (WIDTH, 3))]
-    masks = [jnp.asarray(m) for m in MASKS]
-    sparse = jax.jit(reinit.replace_units_at)(params, columns, units)
-    dense = dense_reinit.replace_units(params, with_columns(params, columns, units), masks)
+    params = jax.tree.map(lambda p: p + 0.5, host_params(init_params, 0))
+
+    @jax.jit
+    def two_updates(params):  # nonzero state everywhere
+        state = optimizer.init(params)
+        for step in range(2):
+            state = optimizer.update(random_tree(jax.random.PRNGKey(step), params), state, params)[1]
+        return state
+
+    state = jax.device_get(two_updates(params))
+    units = [np.array([3, WIDTH, 0], np.int32), np.array([WIDTH, 1, WIDTH], np.int32)]  # MASKS as lists
+    rng = np.random.default_rng(5)
+    columns = [rng.standard_normal((IN, 3)).astype(np.float32), rng.standard_normal((WIDTH, 3)).astype(np.float32)]
+    replace_units_at = jax.jit(reinit.replace_units_at)
+    sparse = replace_units_at(params, columns, units)
+    dense = dense_reinit.replace_units(params, with_columns(params, columns, units), MASKS)
     jax.tree.map(np.testing.assert_array_equal, sparse, dense)
     sparse_state = jax.jit(lambda s, u: reinit.reset_optimizer_state_at(optimizer, s, params, u))(state, units)
-    dense_state = dense_reinit.reset_optimizer_state(optimizer, state, dense_reinit.replaced_entries(params, masks))
+    dense_state = dense_reinit.reset_optimizer_state(optimizer, state, dense_reinit.replaced_entries(params, MASKS))
     jax.tree.map(np.testing.assert_array_equal, sparse_state, dense_state)
-    nothing = [jnp.full(3, WIDTH), jnp.full(3, WIDTH)]  # only fillers: nothing changes
-    jax.tree.map(np.testing.assert_array_equal, reinit.replace_units_at(params, columns, nothing), params)
+    nothing = [np.full(3, WIDTH, np.int32), np.full(3, WIDTH, np.int32)]  # only fillers: nothing changes
+    jax.tree.map(np.testing.assert_array_equal, replace_units_at(params, columns, nothing), params)
+
+
+IN_ORDER_WIDTH = 6
+
+
+@pytest.fixture(scope='module')
+def in_order_problem():
+    """3 runs of a width-6 network with nonzero params and Adam state, the units each replaces in order, and the
+    optimizer; and what `reinitialize_units_in_order` gives run 0 in one chunk per layer (`chunk_sizes=None`)."""
+    _, init_params, _ = tiny_network(depth=2, width=IN_ORDER_WIDTH)
+    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
+
+    @jax.jit
+    def setup(keys):
+        params = jax.tree.map(lambda p: p + 0.5, jax.vmap(init_params)(keys))
+        state = jax.vmap(lambda p: optimizer.update(jax.tree.map(jnp.ones_like, p), optimizer.init(p), p)[1])(params)
+        return params, state
+
+    params, state = jax.device_get(setup(jax.random.split(jax.random.PRNGKey(0), 3)))
+    # Run 0: layer 0 units 5, 1, 3 (1 is also replaced in layer 1, in its first chunk); run 1: nothing; run 2: 1 unit.
+    orders = (np.array([[5, 1, 3, 0, 2, 4], [0, 1, 2, 3, 4, 5], [2, 6, 6, 6, 6, 6]], np.int32),
+              np.array([[1, 4, 0, 2, 3, 5], [0, 1, 2, 3, 4, 5], [6, 6, 6, 6, 6, 6]], np.int32))
+    counts = (np.array([3, 0, 1], np.int32), np.array([2, 0, 0], np.int32))
+    keys = jax.device_get(jax.random.split(jax.random.PRNGKey(1), 3))
+    runs = (params, state, orders, counts, keys)
+    unchunked = jax.device_get(jax.jit(lambda *run: reinit.reinitialize_units_in_order(
+        *run[:2], optimizer, *run[2:], init_params, chunk_sizes=None))(*jax.tree.map(lambda a: a[0], runs)))
+    return init_params, optimizer, runs, unchunked
 
 
 @pytest.mark.parametrize('chunk_sizes', [(1, 1), (2, 3)])
-def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes):
+def test_units_are_replaced_in_order_chunk_by_chunk_all_of_them(chunk_sizes, in_order_problem):
     """`reinitialize_units_in_order` replaces `orders[l][:counts[l]]`, however many chunks it takes: the result is
     `replace_units` of all those units with some fresh columns, including where a unit of layer 0 meets a unit of
     layer 1 replaced in an earlier chunk (the later layer's fresh weight wins), and equals the result in one chunk;
     3 runs vmapped, each as alone."""
-    width, depth = 6, 2
-    _, init_params, _ = tiny_network(depth=depth, width=width)
-    optimizer = optax.with_extra_args_support(reinit.make_unit_reset_optimizer(optimizer_config('adam')))
-    params = jax.jit(jax.vmap(init_params))(jax.random.split(jax.random.PRNGKey(0), 3))
-    params = jax.tree.map(lambda p: p + 0.5, params)
-    state = jax.jit(jax.vmap(optimizer.init))(params)
-    state = jax.vmap(lambda p, s: optimizer.update(jax.tree.map(jnp.ones_like, p), s, p)[1])(params, state)
-    # Run 0: layer 0 units 5, 1, 3 (1 is also replaced in layer 1, in its first chunk); run 1: nothing; run 2: 1 unit.
-    orders = (jnp.array([[5, 1, 3, 0, 2, 4], [0, 1, 2, 3, 4, 5], [2, 6, 6, 6, 6, 6]], jnp.int32),
-              jnp.array([[1, 4, 0, 2, 3, 5], [0, 1, 2, 3, 4, 5], [6, 6, 6, 6, 6, 6]], jnp.int32))
-    counts = (jnp.array([3, 0, 1]), jnp.array([2, 0, 0]))
-    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    width = IN_ORDER_WIDTH
+    init_params, optimizer, runs, unchunked = in_order_problem
+    params, state = runs[:2]
 
-    def one(params, state, orders, counts, key, chunk_sizes=chunk_sizes):
+    def one(params, state, orders, counts, key):
         return reinit.reinitialize_units_in_order(params, state, optimizer, orders, counts, key, init_params,
                                                   chunk_sizes=chunk_sizes)
 
-    batched = jax.jit(jax.vmap(one))(params, state, orders, counts, keys)
+    batched = jax.device_get(jax.jit(jax.vmap(one))(*runs))
     for run in range(3):
-        alone = jax.jit(one)(*jax.tree.map(lambda a: a[run], (params, state, orders, counts, keys)))
+        alone = jax.jit(one)(*jax.tree.map(lambda a: a[run], runs))
         jax.tree.map(lambda b, a: np.testing.assert_allclose(b[run], a, rtol=1e-6), batched, alone)
     # The chunks do not matter: one chunk of the layer's width gives the same result, fresh weights included.
-    unchunked = jax.jit(functools.partial(one, chunk_sizes=None))(
-        *jax.tree.map(lambda a: a[0], (params, state, orders, counts, keys)))
     jax.tree.map(lambda b, a: np.testing.assert_array_equal(b[0], a), batched, unchunked)
     new_params, new_state, _, masks = jax.tree.map(lambda a: a[0], batched)
     old_params, old_state = jax.tree.map(lambda a: a[0], (params, state))
     expected_masks = [np.isin(np.arange(width), [5, 1, 3]), np.isin(np.arange(width), [1, 4])]
     jax.tree.map(np.testing.assert_array_equal, masks, tuple(expected_masks))
-    dense = dense_reinit.replace_units(old_params, new_params, [jnp.asarray(m) for m in expected_masks])
+    dense = dense_reinit.replace_units(old_params, new_params, expected_masks)
     jax.tree.map(np.testing.assert_array_equal, new_params, dense)
     assert np.all(np.asarray(new_params['hidden_1']['kernel'])[np.ix_(expected_masks[0], expected_masks[1])] != 0)
     for layer, mask in zip(('hidden_0', 'hidden_1'), expected_masks):  # fresh columns: new, and all different
         columns = np.asarray(new_params[layer]['kernel'])[:, mask]
         assert not np.any(columns == np.asarray(old_params[layer]['kernel'])[:, mask])
         assert len(np.unique(columns[0])) == mask.sum()
-    entries = dense_reinit.replaced_entries(old_params, [jnp.asarray(m) for m in expected_masks])
+    entries = dense_reinit.replaced_entries(old_params, expected_masks)
     jax.tree.map(np.testing.assert_array_equal, new_state,
                  dense_reinit.reset_optimizer_state(optimizer, old_state, entries))
     # Run 1 replaced nothing.
@@ -431,6 +478,14 @@ IMAGE_NETWORKS = {  # name -> (model, input shape): small widths and images
 }
 
 
+@functools.cache
+def image_network_variables(name):
+    """`IMAGE_NETWORKS[name]`'s variables initialised with PRNGKey(0), as NumPy arrays: one compiled init program
+    per network for all the tests (a ResNet's init takes seconds of CPU to compile)."""
+    model, shape = IMAGE_NETWORKS[name]
+    return jax.device_get(jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros(shape)))
+
+
 def _unit_entries(params, layers, masks):
     """Bool trees shaped like the params: per leaf, the entries a replacement of these units rewrites (incoming
     kernel and bias, batch norm scale and bias), and the outgoing entries it zeroes, built densely."""
@@ -459,8 +514,7 @@ def replaced_image_network(request):
     init_params = lambda k: model.init(k, jnp.zeros(shape))['params']
 
     @jax.jit
-    def perturbed(key):  # one compiled program instead of an eager op per leaf
-        variables = model.init(key, jnp.zeros(shape))
+    def perturbed(variables, key):  # one compiled program instead of an eager op per leaf
         params = jax.tree.map(lambda p, r: p + 0.1 * r, variables['params'],
                               random_tree(jax.random.fold_in(key, 1), variables['params']))
         model_state = {name: jax.tree.map(lambda s, r: s + 0.1 * jnp.abs(r), value,
@@ -468,19 +522,19 @@ def replaced_image_network(request):
                        for name, value in variables.items() if name != 'params'}
         return params, model_state
 
-    params, model_state = perturbed(jax.random.PRNGKey(0))
+    params, model_state = perturbed(image_network_variables(request.param), jax.random.PRNGKey(0))
     layers = model.unit_layers()
-    masks = [jax.random.bernoulli(jax.random.fold_in(jax.random.PRNGKey(3), l), 0.35,
-                                  (reinit.layer_width(params, layer),)).at[:2].set(jnp.array([True, False]))
-             for l, layer in enumerate(layers)]
+    rng = np.random.default_rng(3)
+    masks = [np.concatenate([[True, False], rng.random(reinit.layer_width(params, layer) - 2) < 0.35])
+             for layer in layers]
     optimizer = optax.with_extra_args_support(make_optimizer(optimizer_config('sgd')))
     opt_state = jax.jit(lambda p: optimizer.update(random_tree(jax.random.PRNGKey(4), p), optimizer.init(p), p)[1])(
         params)
     new = jax.jit(lambda p, s, m, key: reinit.reinitialize_units(p, s, optimizer, masks, key, init_params, layers,
                                                                  model_state=m))(
         params, opt_state, model_state, jax.random.PRNGKey(5))
-    x = jax.random.normal(jax.random.PRNGKey(6), shape)
-    return model, layers, masks, (params, opt_state, model_state), new, x
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    return model, layers, masks, jax.device_get((params, opt_state, model_state)), jax.device_get(new), x
 
 
 def test_replaced_channels_leave_the_output_as_with_their_outgoing_weights_zeroed(replaced_image_network):
@@ -489,7 +543,7 @@ def test_replaced_channels_leave_the_output_as_with_their_outgoing_weights_zeroe
     whatever was drawn; and it differs from the old network (something was replaced)."""
     model, layers, masks, (params, _, model_state), (new_params, _, new_model_state), x = replaced_image_network
     _, zeroed = _unit_entries(params, layers, masks)
-    ablated = jax.tree.map(lambda p, z: jnp.where(z, 0.0, p), params, zeroed)
+    ablated = jax.tree.map(lambda p, z: np.where(z, np.float32(0), p), params, zeroed)
     apply = jax.jit(lambda p, s: model.apply({'params': p, **s}, x)[0])
     np.testing.assert_allclose(apply(new_params, new_model_state), apply(ablated, model_state), rtol=1e-5, atol=1e-5)
     assert np.max(np.abs(apply(new_params, new_model_state) - apply(params, model_state))) > 1e-3

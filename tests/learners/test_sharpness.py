@@ -22,8 +22,12 @@ def loss(params):
     return jnp.mean((hidden @ params['output']['kernel'] + params['output']['bias'] - Y) ** 2)
 
 
+@jax.jit
 def grad_fn(params, _=0):
     return jax.grad(loss)(params)
+
+
+HOST_PARAMS = jax.device_get(PARAMS)  # for references computed in NumPy
 
 
 def flat(tree):
@@ -44,10 +48,10 @@ def one_update(optimizer, params=PARAMS):
 
 def test_sam_update_is_the_base_step_with_the_gradient_at_the_ascended_point():
     updates, state = one_update(make('sam', rho=0.05))
-    g = grad_fn(PARAMS)
+    g = jax.device_get(grad_fn(PARAMS))
     norm = np.linalg.norm(flat(g))
-    ascended = jax.tree.map(lambda p, gi: p + 0.05 * gi / norm, PARAMS, g)
-    expected = jax.tree.map(lambda gi: -0.1 * gi, grad_fn(ascended))
+    ascended = jax.tree.map(lambda p, gi: p + 0.05 * gi / norm, HOST_PARAMS, g)
+    expected = jax.tree.map(lambda gi: -0.1 * gi, jax.device_get(grad_fn(ascended)))
     np.testing.assert_allclose(flat(updates), flat(expected), rtol=1e-5, atol=1e-7)
     assert not np.allclose(flat(updates), -0.1 * flat(g), rtol=1e-3)  # SAM is not plain SGD here
     # rho is a traced value in the state (the ascent SGD's learning rate).
@@ -56,9 +60,9 @@ def test_sam_update_is_the_base_step_with_the_gradient_at_the_ascended_point():
 
 def test_sam_with_zero_gradient_stays_finite_and_needs_grad_fn():
     optimizer = make('sam', rho=0.05)
-    zeros = jax.tree.map(jnp.zeros_like, PARAMS)
-    updates, _ = optimizer.update(zeros, optimizer.init(PARAMS), PARAMS, key=jax.random.PRNGKey(0),
-                                  grad_fn=lambda p, _: jax.tree.map(jnp.zeros_like, p))
+    zeros = jax.tree.map(np.zeros_like, HOST_PARAMS)
+    updates, _ = jax.jit(lambda: optimizer.update(zeros, optimizer.init(PARAMS), PARAMS, key=jax.random.PRNGKey(0),
+                                                  grad_fn=lambda p, _: jax.tree.map(jnp.zeros_like, p)))()
     assert np.all(flat(updates) == 0)
     with pytest.raises(ValueError, match='grad_fn'):
         optimizer.update(zeros, optimizer.init(PARAMS), PARAMS, key=jax.random.PRNGKey(0))
@@ -76,12 +80,11 @@ def test_gnp_exact_gradient_matches_finite_differences_of_the_penalised_objectiv
     # Same as autodiff through the norm of the gradient ...
     np.testing.assert_allclose(gnp_grad, flat(jax.grad(penalised)(PARAMS, coef)), rtol=1e-4, atol=1e-6)
     # ... and as central differences of L + coef ||grad L|| along random directions.
-    leaves, treedef = jax.tree.flatten(PARAMS)
-    for seed in range(3):
-        direction = jax.tree.unflatten(treedef, [jax.random.normal(jax.random.PRNGKey(10 + seed + i), x.shape)
-                                                 for i, x in enumerate(leaves)])
+    rng = np.random.default_rng(10)
+    for _ in range(3):
+        direction = jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32), HOST_PARAMS)
         h = 1e-2
-        shifted = lambda s: jax.tree.map(lambda p, d: p + s * h * d, PARAMS, direction)
+        shifted = lambda s: jax.tree.map(lambda p, d: p + np.float32(s * h) * d, HOST_PARAMS, direction)
         numeric = (penalised(shifted(1), coef) - penalised(shifted(-1), coef)) / (2 * h)
         assert float(gnp_grad @ flat(direction)) == pytest.approx(float(numeric), rel=2e-3, abs=1e-4)
     # The penalty changes the gradient.
@@ -91,9 +94,9 @@ def test_gnp_exact_gradient_matches_finite_differences_of_the_penalised_objectiv
 def test_gnp_finite_difference_mode_is_zhaos_scheme_and_approaches_the_exact_gradient():
     coef, r = 0.04, 0.05
     updates, state = one_update(make('gnp', gnp_coef=coef, gnp_r=r, gnp_mode='finite_difference', step_size=1.0))
-    g = grad_fn(PARAMS)
+    g = jax.device_get(grad_fn(PARAMS))
     norm = np.linalg.norm(flat(g))
-    g1 = grad_fn(jax.tree.map(lambda p, gi: p + r * gi / norm, PARAMS, g))
+    g1 = grad_fn(jax.tree.map(lambda p, gi: p + np.float32(r / norm) * gi, HOST_PARAMS, g))
     expected = (1 - coef / r) * flat(g) + (coef / r) * flat(g1)
     np.testing.assert_allclose(-flat(updates), expected, rtol=1e-5, atol=1e-7)
     assert float(state[0].hyperparams['r']) == pytest.approx(r)

@@ -24,12 +24,13 @@ def exact_penalty(params, k):
 
 def test_power_iteration_finds_the_largest_singular_value():
     transform = spectral_regularization(coef=0.0, power=2.0, power_iterations=1)
-    state = transform.init(PARAMS)
-    kernel = PARAMS['dense']['kernel']
-    sigma_max = float(np.linalg.svd(np.asarray(kernel), compute_uv=False)[0])
+    state = jax.jit(transform.init)(PARAMS)
+    kernel = np.asarray(PARAMS['dense']['kernel'])
+    sigma_max = float(np.linalg.svd(kernel, compute_uv=False)[0])
     estimates = []
+    update = jax.jit(transform.update)
     for _ in range(30):  # persistent vectors: one iteration per step converges across steps
-        _, state = transform.update(ZERO, state, PARAMS)
+        _, state = update(ZERO, state, PARAMS)
         (u,), (v,) = state.u.values(), state.v.values()
         estimates.append(float(u @ kernel @ v))
     assert estimates[0] <= sigma_max + 1e-5 and estimates[-1] == pytest.approx(sigma_max, rel=1e-5)
@@ -50,17 +51,22 @@ def test_sgd_steps_pull_the_largest_singular_value_toward_one():
                                         'momentum': 0.0, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8,
                                         'spectral_coef': 1.0, 'spectral_power': 2.0, 'spectral_power_iterations': 1})
     optimizer = learners.make_learner(config, None).optimizer
+
+    @jax.jit
+    def step(params, state):
+        updates, state = optimizer.update(jax.tree.map(jnp.zeros_like, params), state, params,
+                                          key=jax.random.PRNGKey(0), grad_fn=None)
+        return optax.apply_updates(params, updates), state
+
     # Distinct singular values: with a degenerate spectrum (e.g. a scaled permutation) the power iteration's start
     # v = 1/sqrt(n) can be an exact singular vector, and only rounding noise would lead it to the others.
     matrix = np.array([[1.0, 0.3, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.6]])
     matrix /= np.linalg.svd(matrix, compute_uv=False)[0]
     for scale in (3.0, 0.3):
         params = {'w': jnp.asarray(scale * matrix, jnp.float32), 'b': jnp.ones(3)}
-        state = optimizer.init(params)
+        state = jax.jit(optimizer.init)(params)
         for _ in range(100):
-            updates, state = optimizer.update(jax.tree.map(jnp.zeros_like, params), state, params,
-                                              key=jax.random.PRNGKey(0), grad_fn=None)
-            params = optax.apply_updates(params, updates)
+            params, state = step(params, state)
         assert float(np.linalg.svd(np.asarray(params['w']), compute_uv=False)[0]) == pytest.approx(1.0, abs=0.05)
         assert float(jnp.linalg.norm(params['b'])) < 0.9  # biases are pulled toward zero
     assert float(state[0].hyperparams['coef']) == 1.0

@@ -14,6 +14,8 @@ from plasticity_jax.models import ConvNet, ResNet18, make_model
 from tests.models.numpy_reference import conv2d, max_pool_2x2, relu
 
 LAYERS = ('conv_0', 'conv_1', 'conv_2', 'hidden_0', 'hidden_1', 'output')
+_apply = jax.jit(ConvNet(num_outputs=2).apply)  # one program for the tests that run the network
+PROBE = np.random.default_rng(1).standard_normal((16, 32, 32, 3)).astype(np.float32)
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +30,7 @@ def test_shapes_and_parameter_names(params):
     assert shapes == {'conv_0': ((5, 5, 3, 32), (32,)), 'conv_1': ((3, 3, 32, 64), (64,)),
                       'conv_2': ((3, 3, 64, 128), (128,)), 'hidden_0': ((512, 128), (128,)),
                       'hidden_1': ((128, 128), (128,)), 'output': ((128, 2), (2,))}
-    outputs, hidden = ConvNet(num_outputs=2).apply({'params': params}, jnp.zeros((3, 32, 32, 3)))
+    outputs, hidden = jax.eval_shape(ConvNet(num_outputs=2).apply, {'params': params}, jnp.zeros((3, 32, 32, 3)))
     assert outputs.shape == (3, 2)
     assert isinstance(hidden, tuple)
     # Convolutional maps before pooling (32 -> 28, 14 -> 12, 6 -> 4), then the dense layers.
@@ -42,14 +44,14 @@ def test_parameter_count_of_the_papers_network(params):
 
 
 def test_forward_pass_against_numpy(params):
-    x = np.asarray(jax.random.normal(jax.random.key(1), (2, 32, 32, 3)))
-    outputs, hidden = ConvNet(num_outputs=2).apply({'params': params}, x)
+    x = PROBE
+    outputs, hidden = _apply({'params': params}, x)
     want, h = [], x
     for name in ('conv_0', 'conv_1', 'conv_2'):
         h = relu(conv2d(h, params[name]['kernel'], params[name]['bias']))
         want.append(h)
         h = max_pool_2x2(h)
-    h = h.reshape(2, -1)  # (H, W, C) order
+    h = h.reshape(len(x), -1)  # (H, W, C) order
     for name in ('hidden_0', 'hidden_1'):
         h = relu(h @ params[name]['kernel'] + params[name]['bias'])
         want.append(h)
@@ -79,9 +81,8 @@ def test_pytorch_default_initialisation(params):
 
 
 def test_plasticity_metrics_of_its_hidden_layers(params):
-    x = jax.random.normal(jax.random.key(2), (16, 32, 32, 3))
-    _, hidden = ConvNet(num_outputs=2).apply({'params': params}, x)
-    metrics = representation_metrics(hidden, params, 'relu')
+    _, hidden = _apply({'params': params}, PROBE)
+    metrics = jax.jit(representation_metrics, static_argnums=2)(hidden, params, 'relu')
     for name in ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank'):
         assert metrics[name].shape == (5,) and np.all(np.isfinite(metrics[name])), name
     assert np.all(np.asarray(metrics['effective_rank']) > 1.0)

@@ -12,6 +12,11 @@ from plasticity_jax.models import ACTIVATIONS, KAIMING_GAIN, MLP, kaiming_init, 
 from tests.conftest import load_config
 
 
+def _jit(model):
+    """`model.init` and `model.apply` as compiled programs (one each, not an eager op at a time); `mutable` static."""
+    return jax.jit(model.init), jax.jit(model.apply, static_argnames='mutable')
+
+
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -39,14 +44,14 @@ def test_every_activation_has_a_reference_and_a_gain():
 def test_shapes_and_parameter_names_depth_3_width_7():
     model = MLP(width=7, depth=3, num_outputs=2)
     x = jnp.ones((5, 4))
-    params = model.init(jax.random.key(0), x)['params']
+    params = jax.eval_shape(model.init, jax.random.key(0), x)['params']  # shapes, nothing computed
     assert sorted(params) == ['hidden_0', 'hidden_1', 'hidden_2', 'output']
     assert params['hidden_0']['kernel'].shape == (4, 7)
     assert params['hidden_1']['kernel'].shape == (7, 7)
     assert params['hidden_2']['kernel'].shape == (7, 7)
     assert params['output']['kernel'].shape == (7, 2)
     assert all(params[name]['bias'].shape == (params[name]['kernel'].shape[1],) for name in params)
-    outputs, hidden = model.apply({'params': params}, x)
+    outputs, hidden = jax.eval_shape(model.apply, {'params': params}, x)
     assert outputs.shape == (5, 2)
     assert isinstance(hidden, tuple) and len(hidden) == 3
     assert all(h.shape == (5, 7) for h in hidden)
@@ -54,22 +59,24 @@ def test_shapes_and_parameter_names_depth_3_width_7():
 
 def test_image_inputs_are_flattened():
     model = MLP(width=3, depth=1, num_outputs=2)
-    images = jax.random.uniform(jax.random.key(1), (4, 2, 3))
-    params = model.init(jax.random.key(0), images)['params']
+    init, apply = _jit(model)
+    images = np.random.default_rng(1).uniform(size=(4, 2, 3)).astype(np.float32)
+    params = init(jax.random.key(0), images)['params']
     assert params['hidden_0']['kernel'].shape == (6, 3)
-    np.testing.assert_allclose(model.apply({'params': params}, images)[0],
-                               model.apply({'params': params}, images.reshape(4, 6))[0], rtol=1e-6)
+    np.testing.assert_allclose(apply({'params': params}, images)[0],
+                               apply({'params': params}, images.reshape(4, 6))[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize('activation', sorted(ACTIVATIONS))
 def test_forward_pass_matches_a_hand_computation(activation):
+    # Eager: the ops are shared by the activations' tests (a compiled init and apply would be two programs each).
     model = MLP(width=7, depth=3, num_outputs=2, activation=activation)
-    x = jax.random.normal(jax.random.key(2), (5, 4))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
     params = model.init(jax.random.key(3), x)['params']
     # Non-zero biases, so that the test sees them used.
-    params = {name: {'kernel': layer['kernel'],
-                     'bias': 0.5 * jax.random.normal(jax.random.fold_in(jax.random.key(4), i), layer['bias'].shape)}
-              for i, (name, layer) in enumerate(params.items())}
+    params = {name: {'kernel': layer['kernel'], 'bias': 0.5 * rng.standard_normal(layer['bias'].shape, np.float32)}
+              for name, layer in params.items()}
     outputs, hidden = model.apply({'params': params}, x)
 
     act = NUMPY_ACTIVATIONS[activation]
@@ -144,9 +151,10 @@ def test_kaiming_distribution_shape(wide):
 
 def test_different_seeds_give_different_parameters():
     model = MLP(width=5, depth=1, num_outputs=1)
-    a = model.init(jax.random.key(0), jnp.ones((1, 3)))['params']
-    b = model.init(jax.random.key(1), jnp.ones((1, 3)))['params']
-    a2 = model.init(jax.random.key(0), jnp.ones((1, 3)))['params']
+    init, _ = _jit(model)
+    a = init(jax.random.key(0), jnp.ones((1, 3)))['params']
+    b = init(jax.random.key(1), jnp.ones((1, 3)))['params']
+    a2 = init(jax.random.key(0), jnp.ones((1, 3)))['params']
     assert not np.array_equal(a['hidden_0']['kernel'], b['hidden_0']['kernel'])
     np.testing.assert_array_equal(a['hidden_0']['kernel'], a2['hidden_0']['kernel'])
 
@@ -158,7 +166,7 @@ def test_make_model_from_the_configs():
     config = load_config('slowly_changing_regression.py')
     model = make_model(config.model, num_outputs=1)
     assert (model.width, model.depth, model.activation, model.init_distribution) == (5, 1, 'relu', 'uniform')
-    params = model.init(jax.random.key(0), jnp.zeros((1, 20)))['params']
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 20)))['params']
     assert params['hidden_0']['kernel'].shape == (20, 5) and params['output']['kernel'].shape == (5, 1)
     assert make_model(load_config('slowly_changing_regression.py', 'tanh').model, 1).activation == 'tanh'
 
@@ -200,18 +208,20 @@ def test_unknown_normalization_or_bad_dropout_rate_raises():
 
 def _identity_readout(model, x):
     """Params with an identity output layer, so that the outputs are what the output layer receives."""
-    params = model.init(jax.random.key(0), x)['params']
-    params = {**params, 'output': {'kernel': jnp.eye(model.width), 'bias': jnp.zeros(model.width)}}
+    params = jax.jit(model.init)(jax.random.key(0), x)['params']
+    params = {**params, 'output': {'kernel': np.eye(model.width, dtype=np.float32),
+                                   'bias': np.zeros(model.width, np.float32)}}
     return {'params': params}
 
 
 def test_dropout_zeroes_a_fraction_p_in_training_and_scales_the_rest():
     p, width = 0.3, 1000
     model = MLP(width=width, depth=1, num_outputs=width, activation='identity', dropout_rate=p)
-    x = jax.random.normal(jax.random.key(1), (4, 5))
+    _, apply = _jit(model)
+    x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     variables = _identity_readout(model, x)
 
-    received, hidden = model.apply(variables, x, rngs={'dropout': jax.random.key(2)})
+    received, hidden = apply(variables, x, rngs={'dropout': jax.random.key(2)})
     received, hidden = np.asarray(received), np.asarray(hidden[0])
     assert np.all(hidden != 0)  # identity units: any zero below comes from dropout
     dropped = received == 0
@@ -219,13 +229,13 @@ def test_dropout_zeroes_a_fraction_p_in_training_and_scales_the_rest():
     np.testing.assert_allclose(received[~dropped], hidden[~dropped] / (1 - p), rtol=1e-5)
 
     # Another key, another mask; the same key, the same mask.
-    other = np.asarray(model.apply(variables, x, rngs={'dropout': jax.random.key(3)})[0])
+    other = np.asarray(apply(variables, x, rngs={'dropout': jax.random.key(3)})[0])
     assert np.mean((other == 0) != dropped) > 0.2
-    np.testing.assert_array_equal(model.apply(variables, x, rngs={'dropout': jax.random.key(2)})[0], received)
+    np.testing.assert_array_equal(apply(variables, x, rngs={'dropout': jax.random.key(2)})[0], received)
 
     # Evaluation (no 'dropout' rng): nothing dropped, nothing scaled; the returned hidden layer is the same
     # (it is the activation before dropout).
-    received_eval, hidden_eval = model.apply(variables, x)
+    received_eval, hidden_eval = apply(variables, x)
     np.testing.assert_array_equal(received_eval, hidden)
     np.testing.assert_array_equal(hidden_eval[0], hidden)
 
@@ -233,22 +243,23 @@ def test_dropout_zeroes_a_fraction_p_in_training_and_scales_the_rest():
 def test_dropout_acts_on_every_hidden_layer_but_not_on_the_input():
     p, width = 0.5, 400
     model = MLP(width=width, depth=2, num_outputs=width, activation='identity', dropout_rate=p)
-    x = jax.random.normal(jax.random.key(1), (8, 3))
+    _, apply = _jit(model)
+    x = np.random.default_rng(1).standard_normal((8, 3)).astype(np.float32)
     variables = _identity_readout(model, x)
-    received, hidden = model.apply(variables, x, rngs={'dropout': jax.random.key(4)})
+    received, hidden = apply(variables, x, rngs={'dropout': jax.random.key(4)})
     # Layer 0 sees all 3 inputs: its pre-activations are in the 3-dim span of x, so a (8, width) matrix of rank 3.
     assert np.linalg.matrix_rank(np.asarray(hidden[0]), tol=1e-4) == 3
     assert np.mean(np.asarray(received) == 0) == pytest.approx(p, abs=0.03)  # the last hidden layer's dropout
     # Layer 1 received a dropped-out layer 0: different from its input without dropout.
-    assert not np.allclose(hidden[1], model.apply(variables, x)[1][1], atol=1e-3)
+    assert not np.allclose(hidden[1], apply(variables, x)[1][1], atol=1e-3)
 
 
 def test_zero_dropout_rate_ignores_the_rng():
     model = MLP(width=5, depth=2, num_outputs=2)
-    x = jax.random.normal(jax.random.key(1), (3, 4))
-    variables = model.init(jax.random.key(0), x)
-    np.testing.assert_array_equal(model.apply(variables, x, rngs={'dropout': jax.random.key(2)})[0],
-                                  model.apply(variables, x)[0])
+    init, apply = _jit(model)
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    variables = init(jax.random.key(0), x)
+    np.testing.assert_array_equal(apply(variables, x, rngs={'dropout': jax.random.key(2)})[0], apply(variables, x)[0])
 
 
 # ----------------------------------------------------------------- normalization in the MLP
@@ -256,20 +267,22 @@ def test_zero_dropout_rate_ignores_the_rng():
 
 def test_layernorm_before_the_activation():
     model = MLP(width=6, depth=2, num_outputs=2, activation='identity', normalization='layernorm')
-    x = jax.random.normal(jax.random.key(1), (5, 4))
-    variables = model.init(jax.random.key(0), x)
+    init, apply = _jit(model)
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    variables = init(jax.random.key(0), x)
     assert set(variables) == {'params'}
     assert sorted(variables['params']) == ['hidden_0', 'hidden_1', 'norm_0', 'norm_1', 'output']
-    _, hidden = model.apply(variables, x)
+    _, hidden = apply(variables, x)
     for h in hidden:  # scale 1, bias 0 at initialisation: the normalised pre-activations themselves
         np.testing.assert_allclose(np.asarray(h).mean(axis=1), 0.0, atol=1e-5)
         np.testing.assert_allclose(np.asarray(h).var(axis=1), 1.0, rtol=0.01)  # var / (var + eps) < 1
 
     # With a learned affine transform and tanh, against numpy: tanh(scale * (z - mean) / sqrt(var + 1e-5) + bias).
     params = dict(variables['params'])
-    params['norm_0'] = {'scale': jnp.linspace(0.5, 2.0, 6), 'bias': jnp.linspace(-1.0, 1.0, 6)}
+    params['norm_0'] = {'scale': np.linspace(0.5, 2.0, 6, dtype=np.float32),
+                        'bias': np.linspace(-1.0, 1.0, 6, dtype=np.float32)}
     model = model.clone(activation='tanh')
-    _, hidden = model.apply({'params': params}, x)
+    _, hidden = _jit(model)[1]({'params': params}, x)
     z = np.asarray(x) @ np.asarray(params['hidden_0']['kernel']) + np.asarray(params['hidden_0']['bias'])
     normed = (z - z.mean(axis=1, keepdims=True)) / np.sqrt(z.var(axis=1, keepdims=True) + 1e-5)
     want = np.tanh(normed * np.asarray(params['norm_0']['scale']) + np.asarray(params['norm_0']['bias']))
@@ -278,13 +291,14 @@ def test_layernorm_before_the_activation():
 
 def test_online_norm_in_the_mlp_training_and_evaluation_modes():
     model = MLP(width=3, depth=2, num_outputs=1, normalization='online_norm', online_norm_alpha_f=0.9)
+    init, apply = _jit(model)
     x = jax.random.normal(jax.random.key(1), (1, 4))
-    variables = model.init(jax.random.key(0), x)
+    variables = init(jax.random.key(0), x)
     assert sorted(variables['online_norm']) == ['norm_0', 'norm_1']
     assert sorted(variables['params']) == ['hidden_0', 'hidden_1', 'norm_0', 'norm_1', 'output']
 
     # Training mode, as the engine applies it: statistics of both layers move, by the decay 0.9, from (0, 1).
-    (_, hidden), state = model.apply(variables, x, rngs={'dropout': jax.random.key(2)}, mutable=['online_norm'])
+    (_, hidden), state = apply(variables, x, rngs={'dropout': jax.random.key(2)}, mutable=('online_norm',))
     kernel, bias = np.asarray(variables['params']['hidden_0']['kernel']), variables['params']['hidden_0']['bias']
     z0 = np.asarray(x) @ kernel + np.asarray(bias)
     np.testing.assert_allclose(hidden[0], np.maximum(z0 / np.sqrt(1 + 1e-5), 0), rtol=1e-5, atol=1e-6)
@@ -294,10 +308,10 @@ def test_online_norm_in_the_mlp_training_and_evaluation_modes():
 
     # Evaluation mode (no mutable collection): uses the stored statistics, returns no new state.
     updated = {**variables, **state}
-    outputs, hidden = model.apply(updated, x)
+    outputs, hidden = apply(updated, x)
     mean, var = (np.asarray(state['online_norm']['norm_0'][k]) for k in ('mean', 'var'))
     np.testing.assert_allclose(hidden[0], np.maximum((z0 - mean) / np.sqrt(var + 1e-5), 0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(model.apply(updated, x)[0], outputs)
+    np.testing.assert_array_equal(apply(updated, x)[0], outputs)
 
 
 # ----------------------------------------------------------------- the variants through the engine
@@ -316,7 +330,8 @@ def test_model_variants_run_through_the_engine(variant):
     config = tiny(variant)
     train = engine.make_train(config)
     run_chunk = engine.make_vmapped(train)
-    initial = jax.jit(jax.vmap(train.init))(engine.seed_keys(config))
+    # The initial state eagerly: its small ops are compiled once for all the variants, not a program each.
+    initial = jax.vmap(train.init)(engine.seed_keys(config))
     after_one, first = run_chunk(initial, 1)
     after_two, second = run_chunk(after_one, 1)
     for name, values in {**first, **second}.items():
@@ -326,7 +341,7 @@ def test_model_variants_run_through_the_engine(variant):
     # Task 0's probe runs in evaluation mode on the initial network: with dropout, exactly the plain network's.
     if variant == 'dropout':
         plain = engine.make_train(tiny(None))
-        _, plain_first = engine.make_vmapped(plain)(jax.jit(jax.vmap(plain.init))(engine.seed_keys(config)), 1)
+        _, plain_first = engine.make_vmapped(plain)(jax.vmap(plain.init)(engine.seed_keys(config)), 1)
         for name in ('effective_rank', 'dead_fraction', 'weight_magnitude'):
             np.testing.assert_array_equal(first[name], plain_first[name], err_msg=name)
         assert not np.array_equal(first['online_mse'], plain_first['online_mse'])  # training did drop units
