@@ -130,24 +130,12 @@ def _has_field(run: Run, field: str) -> bool:
         return False
 
 
-def parse_layer_and_tasks(layer: str, tasks: list[str]) -> tuple[str | int, list[int] | None]:
-    """The --layer and --tasks flags as `make_figures` takes them; a ValueError names the bad flag and the fix."""
-    index = layer.lstrip('-').isdigit()
-    if not index and layer not in ('mean', 'last'):
-        raise ValueError(f"--layer={layer}: give 'mean', 'last' or a layer index such as 0 or -1.")
-    bad = [t for t in tasks if not t.isdigit()]
-    if bad:
-        raise ValueError(f'--tasks={",".join(tasks)}: {bad} are not task indices; give numbers such as '
-                         '--tasks=0,50,99.')
-    return (int(layer) if index else layer), [int(t) for t in tasks] or None
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
     try:
-        layer, tasks = parse_layer_and_tasks(_LAYER.value, _TASKS.value)
+        layer, tasks = plots.parse_layer_and_tasks(_LAYER.value, _TASKS.value)
         written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer, tasks=tasks,
                                epsilon=_EPSILON.value)
     except (ValueError, FileNotFoundError, WorkdirError) as error:

@@ -41,6 +41,19 @@ METRIC_LABELS = {
 }
 
 
+def parse_layer_and_tasks(layer: str, tasks: list[str]) -> tuple[str | int, list[int] | None]:
+    """The text of `python -m plasticity_jax.plot`'s --layer and --tasks flags as `plot_metric`'s `layer` and
+    `plot_spectra`'s `tasks`; a ValueError names the bad flag and the fix."""
+    index = layer.lstrip('-').isdigit()
+    if not index and layer not in ('mean', 'last'):
+        raise ValueError(f"--layer={layer}: give 'mean', 'last' or a layer index such as 0 or -1.")
+    bad = [t for t in tasks if not t.isdigit()]
+    if bad:
+        raise ValueError(f'--tasks={",".join(tasks)}: {bad} are not task indices; give numbers such as '
+                         '--tasks=0,50,99.')
+    return (int(layer) if index else layer), [int(t) for t in tasks] or None
+
+
 def metric_label(metric: str) -> tuple[str, float]:
     return METRIC_LABELS.get(metric, (metric.replace('_', ' ').capitalize(), 1.0))
 

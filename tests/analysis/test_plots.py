@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from plasticity_jax import engine, plot  # noqa: E402
+from plasticity_jax import engine  # noqa: E402
 from plasticity_jax.analysis import plots, tables  # noqa: E402
 from tests.analysis.test_tables import ACCURACY, curvature_run, make_run, simple_run, sweep_run  # noqa: E402
 from tests.conftest import REPO_ROOT, load_config  # noqa: E402
@@ -177,8 +177,8 @@ def test_plot_errors_name_the_problem(tmp_path):
     assert not (run / 'figures').exists()
     # The flags' own checks, before any file is read; `main` reports their ValueError as the line above.
     with pytest.raises(ValueError, match=re.escape("--tasks=0,abc: ['abc'] are not task indices")):
-        plot.parse_layer_and_tasks('mean', ['0', 'abc'])
+        plots.parse_layer_and_tasks('mean', ['0', 'abc'])
     with pytest.raises(ValueError, match="--layer=first: give 'mean', 'last' or a layer index"):
-        plot.parse_layer_and_tasks('first', [])
-    assert plot.parse_layer_and_tasks('-1', ['0', '50']) == (-1, [0, 50])
-    assert plot.parse_layer_and_tasks('last', []) == ('last', None)
+        plots.parse_layer_and_tasks('first', [])
+    assert plots.parse_layer_and_tasks('-1', ['0', '50']) == (-1, [0, 50])
+    assert plots.parse_layer_and_tasks('last', []) == ('last', None)
