@@ -8,6 +8,7 @@ import resource
 import shutil
 import tempfile
 import time
+from typing import NamedTuple
 
 import pytest
 
@@ -148,3 +149,47 @@ def pytest_terminal_summary(terminalreporter):
             json.dump({nodeid: {'cpu_seconds': seconds, 'compilations': _COMPILATIONS.get(nodeid, [0, 0.0])[0],
                                 'compile_seconds': _COMPILATIONS.get(nodeid, [0, 0.0])[1]}
                        for nodeid, seconds in _CPU_SECONDS.items()}, f, indent=1)
+
+
+def small_scr(**overrides):
+    """A small Slowly-Changing Regression config (2 seeds, 4 tasks of 300 examples, 2 per chunk): most engine tests'
+    run, `overrides` as `sweeps.with_values` takes them."""
+    from plasticity_jax import sweeps
+
+    config = load_config('slowly_changing_regression.py')
+    config.num_seeds = 2
+    config.num_tasks = 4
+    config.tasks_per_chunk = 2
+    config.problem.examples_per_task = 300
+    config.metrics.probe_size = 64
+    return sweeps.with_values(config, overrides)
+
+
+class FinishedRun(NamedTuple):
+    workdir: pathlib.Path
+    metrics: dict
+
+
+@pytest.fixture(scope='session')
+def small_scr_run(tmp_path_factory) -> FinishedRun:
+    """`small_scr()` run once per test run through `engine.run`, for the tests that read its workdir (copy it before
+    changing it) or compare other ways of running it with it (tests/test_engine.py, tests/test_workdir.py)."""
+    from plasticity_jax import engine
+
+    workdir = tmp_path_factory.mktemp('small_scr') / 'run'
+    return FinishedRun(workdir, engine.run(small_scr(), str(workdir), progress=False))
+
+
+@pytest.fixture(scope='session')
+def curvature_run(tmp_path_factory):
+    """A run with the in-run Hessian spectrum every 2 tasks (tasks 0 and 2 of 3) and the exact GGN spectrum of 12
+    probe examples, a checkpoint after every task, those after tasks 0 and 2 kept: (config, workdir, metrics). Run
+    once per test run: tests/test_engine.py checks its numbers, tests/analysis/test_plots.py draws it."""
+    from plasticity_jax import engine
+
+    config = small_scr(num_seeds=2, num_tasks=3, tasks_per_chunk=1, keep_checkpoints=1, keep_checkpoints_every=2)
+    config.curvature.update({'every_tasks': 2, 'probe_size': 40, 'chunk_size': 20, 'order': 200, 'draws': 2,
+                             'exact_ggn_probe_size': 12})
+    workdir = tmp_path_factory.mktemp('curvature') / 'run'
+    return config, workdir, engine.run(config, str(workdir), progress=False)
+

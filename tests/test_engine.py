@@ -5,7 +5,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from typing import NamedTuple
 
 import jax
 import jax.flatten_util
@@ -15,20 +14,10 @@ import numpy as np
 import optax
 import pytest
 
-from plasticity_jax import engine, learners, models, sweeps
+from plasticity_jax import engine, learners, models
 from plasticity_jax.learners import AfterUpdate
 from plasticity_jax.results import load_run
-from tests.conftest import REPO_ROOT, USERS_CODEGEN, load_config
-
-
-def small_scr(**overrides):
-    config = load_config('slowly_changing_regression.py')
-    config.num_seeds = 2
-    config.num_tasks = 4
-    config.tasks_per_chunk = 2
-    config.problem.examples_per_task = 300
-    config.metrics.probe_size = 64
-    return sweeps.with_values(config, overrides)
+from tests.conftest import REPO_ROOT, USERS_CODEGEN, load_config, small_scr
 
 
 def initial_state(train, config):
@@ -40,19 +29,6 @@ def assert_same_metrics(a, b):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-
-
-class FinishedRun(NamedTuple):
-    workdir: pathlib.Path
-    metrics: dict[str, np.ndarray]
-
-
-@pytest.fixture(scope='module')
-def small_scr_run(tmp_path_factory):
-    """`small_scr()` run once through `engine.run`, for the tests that read its workdir or compare other ways of
-    running it with it."""
-    workdir = tmp_path_factory.mktemp('small_scr') / 'run'
-    return FinishedRun(workdir, engine.run(small_scr(), str(workdir), progress=False))
 
 
 @pytest.fixture(scope='module')
@@ -194,17 +170,6 @@ def test_engine_runs_a_new_learner_through_its_hooks(monkeypatch):
     # Only the objective's term was differentiated: hidden_0's bias reached 1, its kernel never moved.
     np.testing.assert_allclose(final.params['hidden_0']['bias'], 1.0, atol=1e-4)
     np.testing.assert_array_equal(final.params['hidden_0']['kernel'], initial.params['hidden_0']['kernel'])
-
-
-@pytest.fixture(scope='module')
-def curvature_run(tmp_path_factory):
-    """A run with the in-run Hessian spectrum every 2 tasks (tasks 0 and 2 of 3) and the exact GGN spectrum of 12
-    probe examples, a checkpoint after every task, those after tasks 0 and 2 kept: (config, workdir, metrics)."""
-    config = small_scr(num_seeds=2, num_tasks=3, tasks_per_chunk=1, keep_checkpoints=1, keep_checkpoints_every=2)
-    config.curvature.update({'every_tasks': 2, 'probe_size': 40, 'chunk_size': 20, 'order': 200, 'draws': 2,
-                             'exact_ggn_probe_size': 12})
-    workdir = tmp_path_factory.mktemp('curvature') / 'run'
-    return config, workdir, engine.run(config, str(workdir), progress=False)
 
 
 def test_in_run_hessian_spectrum_matches_the_dense_hessian_at_the_start_of_a_task(curvature_run):

@@ -14,8 +14,8 @@ import pytest
 
 from plasticity_jax import engine, workdir
 from plasticity_jax.results import load_run
-from tests.conftest import REPO_ROOT
-from tests.test_engine import assert_same_metrics, small_scr
+from tests.conftest import REPO_ROOT, small_scr
+from tests.test_engine import assert_same_metrics
 
 ENV = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
 

@@ -13,8 +13,7 @@ from plasticity_jax import engine, sweeps, workdir
 from plasticity_jax.analysis import tables
 from plasticity_jax.learners import LEARNERS
 from plasticity_jax.results import load_run, load_runs
-from tests.conftest import REPO_ROOT, load_config
-from tests.test_engine import small_scr
+from tests.conftest import REPO_ROOT, load_config, small_scr
 
 STEP_SIZES = (0.03, 0.01, 0.003)
 

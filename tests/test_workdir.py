@@ -1,7 +1,8 @@
 """A run directory's guarantees: metrics rebuilt from checkpoints and checked against them, a damaged checkpoint
 moved aside, a second process locked out, config changes named by field, nothing written by a failed start.
 
-One finished run (module fixture) is copied by every test that damages a workdir."""
+One finished run (tests/conftest.py's `small_scr_run`, shared with tests/test_engine.py) is copied by every test that
+damages a workdir."""
 
 import json
 import shutil
@@ -12,18 +13,16 @@ import numpy as np
 import pytest
 
 from plasticity_jax import engine, results, validation, workdir
-from tests.conftest import REPO_ROOT
-from tests.test_engine import assert_same_metrics, small_scr
+from tests.conftest import REPO_ROOT, small_scr
+from tests.test_engine import assert_same_metrics
 
 NUM_TASKS = 4  # chunks of 2: checkpoints after 0, 2 and 4 tasks
 
 
-@pytest.fixture(scope='module')
-def finished(tmp_path_factory):
-    """(workdir, metrics) of a finished `small_scr()` run (the program of test_engine's runs); copy it before
-    changing it."""
-    path = tmp_path_factory.mktemp('finished') / 'run'
-    return path, engine.run(small_scr(), str(path), progress=False)
+@pytest.fixture
+def finished(small_scr_run):
+    """(workdir, metrics) of the finished `small_scr()` run of tests/conftest.py; copy it before changing it."""
+    return small_scr_run
 
 
 @pytest.fixture

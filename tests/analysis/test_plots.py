@@ -130,16 +130,10 @@ def test_plot_rank_vs_performance_fit_and_r2():
     np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], table['epsilon_rank'])
 
 
-def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path):
-    config = load_config('slowly_changing_regression.py')
-    config.update({'num_seeds': 2, 'num_tasks': 4, 'tasks_per_chunk': 4})
-    config.problem.examples_per_task = 200
-    config.metrics.probe_size = 64
-    config.curvature.update({'every_tasks': 2, 'probe_size': 64, 'order': 8, 'draws': 1, 'exact_ggn_probe_size': 16})
-    workdir = tmp_path / 'runs' / 'scr'
-    engine.run(config, str(workdir), progress=False)
+def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path, curvature_run):
+    _, workdir, _ = curvature_run  # tests/conftest.py: metrics, Hessian and exact GGN spectra
     out = tmp_path / 'figures'
-    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={tmp_path / "runs"}',
+    result = subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', f'--workdir={workdir}',
                              f'--out={out}', '--bins=2'], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     names = {'performance_online_mse', 'correlates', 'hessian_spectra', 'rank_vs_online_mse',
