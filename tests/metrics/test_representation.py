@@ -7,17 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plasticity_jax.metrics import (
-    approximate_rank,
-    dead_fraction,
-    effective_rank,
-    feature_rank,
-    representation_metrics,
-    singular_values,
-    stable_rank,
-    unit_features,
-    weight_magnitude,
-)
+from plasticity_jax import metrics
+from plasticity_jax.metrics import dead_fraction, feature_rank, representation_metrics
+
+# The array-in, array-out metrics as one compiled program each (as the engine runs them), not an eager op at a time.
+approximate_rank, effective_rank, singular_values, stable_rank, unit_features, weight_magnitude = map(jax.jit, (
+    metrics.approximate_rank, metrics.effective_rank, metrics.singular_values, metrics.stable_rank,
+    metrics.unit_features, metrics.weight_magnitude))
 
 RANK_KEYS = ("dead_fraction", "effective_rank", "approximate_rank", "stable_rank", "feature_rank")
 
