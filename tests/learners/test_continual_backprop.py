@@ -16,7 +16,14 @@ from plasticity_jax.models import MLP
 from plasticity_jax.results import load_run
 from tests.conftest import load_config
 from tests.learners import dense_reinit
-from tests.learners.test_reinit import IN, OUT, host_params, optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import (
+    IN,
+    OUT,
+    host_params,
+    optimizer_config,
+    optimizer_state_after_updates,
+    tiny_network,
+)
 
 
 def cbp_config(optimizer='sgd', **fields):
@@ -125,14 +132,7 @@ def test_the_lowest_utility_mature_unit_is_replaced_and_fully_reset(optimizer):
     learner = learners.make_learner(cbp_config(optimizer, replacement_rate=0.01, utility='contribution'),
                                     init_params)
 
-    @jax.jit
-    def three_updates(params):  # nonzero optimizer state everywhere
-        opt_state = learner.optimizer.init(params)
-        for step in range(3):
-            _, opt_state = learner.optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
-        return opt_state
-
-    opt_state = jax.device_get(three_updates(params))
+    opt_state = optimizer_state_after_updates(learner.optimizer, params)
     h = np.array([5.0, 1.0, 3.0, 0.5, 4.0], np.float32)
     age = np.array([200, 200, 200, 50, 200], np.int32)
     state = (UnitStats(utility=(h * (1 - eta ** age)).astype(np.float32), mean_activation=np.zeros(width, np.float32),

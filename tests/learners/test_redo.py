@@ -12,7 +12,13 @@ from plasticity_jax.learners.redo import dormancy_scores, redo_after_update
 from tests.conftest import load_config
 from tests.learners import dense_reinit
 from tests.learners.test_continual_backprop import forward_with
-from tests.learners.test_reinit import OUT, host_params, optimizer_config, random_tree, tiny_network
+from tests.learners.test_reinit import (
+    OUT,
+    host_params,
+    optimizer_config,
+    optimizer_state_after_updates,
+    tiny_network,
+)
 
 
 def test_registered_with_the_published_defaults():
@@ -40,14 +46,7 @@ def test_only_dormant_units_are_recycled_once_per_period(optimizer):
     config = optimizer_config(optimizer, name='redo', recycle_period=4, dormancy_threshold=0.1)
     learner = learners.make_learner(config, init_params)
 
-    @jax.jit
-    def three_updates(params):  # nonzero optimizer state everywhere
-        opt_state = learner.optimizer.init(params)
-        for step in range(3):
-            _, opt_state = learner.optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
-        return opt_state
-
-    opt_state = jax.device_get(three_updates(params))
+    opt_state = optimizer_state_after_updates(learner.optimizer, params)
     after = jax.jit(learner.after_update.update)
     fresh_weights = jax.jit(lambda params, units, key: reinit.fresh_incoming_weights(init_params, params, [units], key))
     state = jax.jit(learner.after_update.init)(params)

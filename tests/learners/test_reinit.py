@@ -61,6 +61,18 @@ def random_tree(key, like):
     return jax.tree.unflatten(treedef, [piece.reshape(jnp.shape(leaf)) for piece, leaf in zip(pieces, leaves)])
 
 
+def optimizer_state_after_updates(optimizer, params, steps=3):
+    """The state of `optimizer` after `steps` updates with random gradients at `params` (nonzero everywhere), as
+    NumPy arrays from one compiled program."""
+    @jax.jit
+    def updated(params):
+        opt_state = optimizer.init(params)
+        for step in range(steps):
+            _, opt_state = optimizer.update(random_tree(jax.random.PRNGKey(step), params), opt_state, params)
+        return opt_state
+    return jax.device_get(updated(params))
+
+
 MASKS = (np.array([True, False, False, True]), np.array([False, True, False, False]))
 
 
