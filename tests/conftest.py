@@ -28,7 +28,7 @@ def pytest_configure(config):
     - XLA's backend optimisations off (`jax_disable_most_optimizations`: LLVM at level 0, no expensive LLVM passes;
       XLA's HLO passes, fusion and buffer assignment still run, so HLO-level tests see the program users get). Most
       tests compile far more than they run: measured on the whole default suite, 16.0 CPU-min instead of 25.4. The
-      few tests that run long programs opt back in with `@pytest.mark.xla_optimized`. A test whose result depends on
+      few tests that run long programs compile them inside `xla_optimizations()`. A test whose result depends on
       how XLA rounds is a wrong test under either setting (it cannot tell rounding noise from the method).
       $JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs the suite with the optimisations.
     - XLA:CPU's older elemental IR emitter instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`
@@ -59,7 +59,8 @@ def pytest_unconfigure(config):
 
 @contextlib.contextmanager
 def xla_optimizations():
-    """Programs compiled inside compile with XLA's backend optimisations (for a test's one long-running program)."""
+    """Programs compiled inside compile with XLA's backend optimisations (for a test's one long-running program; this
+    process only, not its subprocesses)."""
     import jax
 
     before = jax.config.values['jax_disable_most_optimizations']
@@ -68,17 +69,6 @@ def xla_optimizations():
         yield
     finally:
         jax.config.update('jax_disable_most_optimizations', before)
-
-
-@pytest.fixture(autouse=True)
-def _xla_optimized(request, monkeypatch):
-    """`@pytest.mark.xla_optimized`: this test (and its subprocesses) compiles with XLA's backend optimisations."""
-    if request.node.get_closest_marker('xla_optimized') is None:
-        yield
-        return
-    monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
-    with xla_optimizations():
-        yield
 
 
 @pytest.fixture(scope='session')
@@ -192,4 +182,3 @@ def curvature_run(tmp_path_factory):
                              'exact_ggn_probe_size': 12})
     workdir = tmp_path_factory.mktemp('curvature') / 'run'
     return config, workdir, engine.run(config, str(workdir), progress=False)
-
