@@ -136,15 +136,7 @@ def test_reset_optimizer_state_zeroes_exactly_the_replaced_entries(make, num_tre
     optimizer = optax.with_extra_args_support(make())
     _, init_params, _ = tiny_network()
     params = host_params(init_params, 0)
-
-    @jax.jit
-    def three_updates(params):  # nonzero state everywhere
-        state = optimizer.init(params)
-        for step in range(3):
-            state = optimizer.update(random_tree(jax.random.PRNGKey(10 + step), params), state, params)[1]
-        return state
-
-    state = jax.device_get(three_updates(params))
+    state = optimizer_state_after_updates(optimizer, params)  # nonzero state everywhere
     entries = dense_reinit.replaced_entries(params, MASKS)
     # hidden_0: 2 columns of 3, 2 biases; hidden_1: 2 rows + 1 column of 4x4 (2 shared), 1 bias; output: 1 row of 2.
     assert int(sum(np.sum(e) for e in jax.tree.leaves(entries))) == 2 * 3 + 2 + (2 * 4 + 4 - 2) + 1 + 2
