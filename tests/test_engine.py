@@ -32,11 +32,6 @@ def assert_same_metrics(a, b):
 
 
 @pytest.fixture(scope='module')
-def small_scr_metrics(small_scr_run):
-    return small_scr_run.metrics
-
-
-@pytest.fixture(scope='module')
 def small_scr_in_two_runs(tmp_path_factory):
     """`small_scr()` started afresh for 2 tasks, then extended to 4 in the same workdir: (metrics after the first
     command, metrics after the second)."""
@@ -61,10 +56,10 @@ def test_run_writes_every_metric_with_seed_and_task_axes(small_scr_run):
     assert run.num_tasks_done == 4 and run.diverged_seeds.size == 0
 
 
-def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path, small_scr_metrics, small_scr_in_two_runs):
+def test_same_seed_gives_identical_results_and_seeds_differ(tmp_path, small_scr_run, small_scr_in_two_runs):
     """A fresh run of the same config (the first command of `small_scr_in_two_runs`, 2 tasks) repeats the
     fixture's run bit for bit; the seeds of a run differ, and so does another base seed."""
-    first, second = small_scr_metrics, small_scr_in_two_runs[0]
+    first, second = small_scr_run.metrics, small_scr_in_two_runs[0]
     assert_same_metrics({name: values[:, :2] for name, values in first.items()}, second)
     assert not np.array_equal(first['online_mse'][0], first['online_mse'][1])
     other_base_seed = engine.run(small_scr(seed=1, num_tasks=2), str(tmp_path / 'c'), progress=False)
@@ -82,14 +77,14 @@ def three_seeds():
     return config, initial, run_chunk, jax.device_get(run_chunk(initial, 2)[1])
 
 
-def test_seed_results_do_not_depend_on_how_many_seeds_run(small_scr_metrics, three_seeds):
-    two = small_scr_metrics  # 2 seeds, run by engine.run
+def test_seed_results_do_not_depend_on_how_many_seeds_run(small_scr_run, three_seeds):
+    two = small_scr_run.metrics  # 2 seeds, run by engine.run
     three = three_seeds[-1]
     np.testing.assert_allclose(two['online_mse'][:, :2], three['online_mse'][:2], rtol=1e-6)
 
 
-def test_extending_a_finished_run_equals_running_it_whole(small_scr_metrics, small_scr_in_two_runs):
-    assert_same_metrics(small_scr_metrics, small_scr_in_two_runs[1])
+def test_extending_a_finished_run_equals_running_it_whole(small_scr_run, small_scr_in_two_runs):
+    assert_same_metrics(small_scr_run.metrics, small_scr_in_two_runs[1])
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path, small_scr_run):

@@ -168,7 +168,7 @@ def test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(whole_ru
     run's workdir cut back to its checkpoint after the first interval (later checkpoints and metrics.npz deleted, as
     if the run had been killed there), run again to every interval, equals the uninterrupted run. (kill -9 in the
     middle of a command: the slow test below; the host loop it exercises is the supervised runs' one, killed in the
-    default suite by tests/test_engine.py.)"""
+    default suite by tests/test_faults.py.)"""
     workdir = tmp_path / 'resumed'
     shutil.copytree(whole_run.workdir, workdir)
     checkpoints = workdir / engine.CHECKPOINT_DIR
