@@ -1,6 +1,7 @@
 """Shared test settings: the offline data of ../shared/data, small configs."""
 
 import contextlib
+import gc
 import json
 import os
 import pathlib
@@ -50,6 +51,17 @@ def pytest_configure(config):
     import jax.monitoring  # after the cache settings above: jax reads them at import
 
     jax.monitoring.register_event_duration_secs_listener(_count_compilation)
+
+
+def pytest_collection_finish(session):
+    """Python's cyclic garbage collector less often: its full collections rescan a heap that JAX's trace, lowering
+    and executable caches keep growing through the run. Measured with a `gc.callbacks` timer on tests/learners and
+    tests/test_engine.py: 6.0 CPU-s of collection with the default thresholds (700, 10, 10), 1.5 with the objects
+    alive after collection frozen (`gc.freeze`) and a first-generation threshold of 10,000; 17 CPU-s on the whole
+    default suite with the defaults."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def pytest_unconfigure(config):

@@ -1,6 +1,7 @@
 """The experiments of configs/ on small data: the image problems run end to end on generated data in the formats of
 their real datasets (no ImageNet or CIFAR-100 copy is available offline), the MNIST ones on the real files."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -47,20 +48,39 @@ def _fake_cifar100(name, data_dir=None):
                                  rng.integers(0, 256, (len(test_y), 32, 32, 3), dtype=np.uint8), test_y)
 
 
-def test_incremental_cifar100_on_generated_cifar_shaped_data(tmp_path, monkeypatch):
+def _small_incremental_cifar100(monkeypatch):
+    """incremental_cifar100.py on 10 generated classes (2 tasks of 5 new classes), a ResNet-18 of base width 4."""
     monkeypatch.setattr(datasets, 'load_tfds_images', _fake_cifar100)
-    assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
     # Early stopping as the papers' code (on by default): the first 2 of each class's 12 training images validate.
     config = _shrink(load_config('incremental_cifar100.py'), num_tasks=2,
                      **{'problem.train_per_class': 10, 'problem.validation_per_class': 2, 'problem.epochs': 2,
                         'problem.batch_size': 16, 'model.base_width': 4, 'model.blocks_per_stage': 1})
     assert config.problem.early_stopping
+    return config
+
+
+def test_incremental_cifar100_builds_and_traces_on_generated_cifar_shaped_data(monkeypatch):
+    """The config's wiring (augmentation, normalisation, early stopping, the class increments) and every metric's
+    shape, by tracing the chunk program (`jax.eval_shape`: about 5 CPU-s here; compiling and running the ResNet
+    program, the slow test below, takes 13 more). The default suite runs ResNets through the learners'
+    tests and the conv-net image problem end to end (continual ImageNet above)."""
+    assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
+    config = _small_incremental_cifar100(monkeypatch)
     train = engine.make_train(config)
     assert train.problem.augment and train.problem.mean and train.problem.num_outputs == 10
     assert train.problem.early_stopping and train.problem.max_validation_examples == 20
     np.testing.assert_array_equal(train.data['validation_counts'], 2)
     np.testing.assert_array_equal(train.data['train_counts'], 10)
-    engine.run(config, str(tmp_path), progress=False)
+    state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
+    _, metrics = jax.eval_shape(lambda s: engine.make_vmapped(train)(s, 2), state)
+    for name in ('test_accuracy', 'validation_accuracy', 'validation_epoch', 'online_loss'):
+        assert metrics[name].shape == (2, 2), name
+    assert metrics['dead_fraction'].shape[:2] == (2, 2)
+
+
+@pytest.mark.slow
+def test_incremental_cifar100_on_generated_cifar_shaped_data(tmp_path, monkeypatch):
+    engine.run(_small_incremental_cifar100(monkeypatch), str(tmp_path), progress=False)
     metrics = load_run(str(tmp_path)).metrics
     assert metrics['test_accuracy'].shape == (2, 2) and np.all(np.isfinite(metrics['online_loss']))
     # 5 classes x 3 test images in task 0, 10 x 3 in task 1; 5 x 2 and 10 x 2 validation images.

@@ -82,6 +82,8 @@ def test_every_notebook_is_listed_and_stored_without_outputs():
         for cell in notebook.cells:
             if cell.cell_type == 'code':
                 assert cell.outputs == [] and cell.execution_count is None, f'{name}: clear the outputs'
+                # Configs through the public `plasticity_jax.config.load`, not a copied importlib helper.
+                assert 'importlib' not in cell.source and 'def get_config' not in cell.source, name
 
 
 def execute(name, tmp_path, kernel, smoke, manager=None):

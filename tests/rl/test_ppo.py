@@ -212,8 +212,8 @@ def test_the_friction_schedule_is_in_the_checkpointed_run_state(tmp_path, monkey
 
     config = load_config('slippery_ant.py', 'smoke')
     config.env = ENV_CONFIG
-    build = envs.make_env
-    monkeypatch.setattr(envs, 'make_env', lambda c: slippery_ant() if c.to_dict() == ENV_CONFIG else build(c))
+    build, ant = envs.make_env, slippery_ant()  # built before the patch (its first build calls envs.make_env)
+    monkeypatch.setattr(envs, 'make_env', lambda c: ant if c.to_dict() == ENV_CONFIG else build(c))
     train = engine.make_train(config)
     assert train.problem.env is slippery_ant()
     shapes = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
