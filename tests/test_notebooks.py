@@ -39,7 +39,8 @@ SMOKE_SETTINGS = {
     # L2 exercises LEARNER_FIELDS.
     '02_compare_learners.ipynb': "SEEDS, TASKS, EXAMPLES_PER_TASK, WIDTH, PROBE_SIZE, BINS = 2, 2, 100, 16, 32, 2\n"
                                  "LEARNERS = ['l2']",
-    '03_hessian_spectra.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, CHECKPOINT_EVERY, ORDER, DRAWS = 2, 4, 200, 2, 8, 1',
+    '03_hessian_spectra.ipynb': 'SEEDS, TASKS, EXAMPLES_PER_TASK, CHECKPOINT_EVERY, ORDER, DRAWS, EXACT_GGN_PROBES = '
+                                 '2, 4, 200, 2, 8, 1, 16',
 }
 # The outputs of the learners the smoke settings leave out.
 NOT_IN_SMOKE = {'runs/01_quickstart/cbp/metrics.npz', 'runs/02_compare_learners/cbp/metrics.npz'}
