@@ -64,10 +64,10 @@ def test_make_data_flattens_and_keeps_dtypes(data, raw):
 
 def test_init_is_the_identity_task(data, raw):
     problem = _problem(batch_size=5)
-    state = problem.init(data, jax.random.key(0))
+    state = jax.jit(problem.init)(data, jax.random.key(0))
     np.testing.assert_array_equal(state['pixel_permutation'], np.arange(NUM_PIXELS))
     np.testing.assert_array_equal(state['example_order'], np.arange(NUM_TRAIN))
-    x, y = problem.batch(data, state, jnp.int32(2), jax.random.key(0))
+    x, y = jax.jit(problem.batch)(data, state, jnp.int32(2), jax.random.key(0))
     np.testing.assert_allclose(x, raw['train_x'][10:15] / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(y, raw['train_y'][10:15])
 
@@ -99,22 +99,22 @@ def test_task_keys_give_different_permutations_and_same_key_the_same(data, task)
 def test_batch_is_the_ordered_example_permuted_and_scaled(data, raw, task):
     problem = _problem()
     state, perm, order = task
-    batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0)))  # data: an argument
+    batch = jax.jit(lambda d, step, key: problem.batch(d, state, step, key))  # data: an argument
     for step in (0, 1, 12_345, NUM_TRAIN - 1):
-        x, y = batch(data, jnp.int32(step))
+        x, y = batch(data, jnp.int32(step), jax.random.key(0))
         want_x, want_y = _expected(raw, perm, order[[step]])
         assert x.shape == (1, NUM_PIXELS) and x.dtype == jnp.float32 and y.shape == (1,)
         np.testing.assert_allclose(np.asarray(x), want_x, rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(y), want_y)
     # The key carries no randomness: the task's order does.
-    np.testing.assert_array_equal(problem.batch(data, state, jnp.int32(7), jax.random.key(5))[0],
-                                  problem.batch(data, state, jnp.int32(7), jax.random.key(6))[0])
+    np.testing.assert_array_equal(batch(data, jnp.int32(7), jax.random.key(5))[0],
+                                  batch(data, jnp.int32(7), jax.random.key(6))[0])
 
 
 def test_batch_pixels_are_in_unit_interval_with_full_range(data, task):
     problem = _problem(batch_size=500)
     state, _, _ = task
-    x, y = problem.batch(data, state, jnp.int32(3), jax.random.key(0))
+    x, y = jax.jit(problem.batch)(data, state, jnp.int32(3), jax.random.key(0))
     x = np.asarray(x)
     assert x.min() == 0.0 and x.max() == 1.0  # 255 / 255: divided by 255, not 256
     # MNIST's mean pixel is 33.3 / 255 = 0.13.
@@ -125,8 +125,9 @@ def test_batch_pixels_are_in_unit_interval_with_full_range(data, task):
 def test_batch_size_greater_than_one(data, raw, task):
     problem = _problem(batch_size=16, examples_per_task=60_000 - 60_000 % 16)
     state, perm, order = task
+    batch = jax.jit(problem.batch)
     for step in (0, 3, 1000):
-        x, y = problem.batch(data, state, jnp.int32(step), jax.random.key(0))
+        x, y = batch(data, state, jnp.int32(step), jax.random.key(0))
         want_x, want_y = _expected(raw, perm, order[step * 16:(step + 1) * 16])
         assert x.shape == (16, NUM_PIXELS)
         np.testing.assert_allclose(np.asarray(x), want_x, rtol=1e-6)
@@ -146,7 +147,7 @@ def test_steps_past_the_dataset_wrap_around(data, raw, task):
         np.testing.assert_array_equal(np.asarray(y), want_y)
     # A batch that straddles the end of the order: 8571 * 7 = 59,997, so positions 59,997 .. 60,003 -> 59997..2.
     problem = _problem(batch_size=7, examples_per_task=70_000)
-    x, y = problem.batch(data, state, jnp.int32(8571), jax.random.key(0))
+    x, y = jax.jit(problem.batch)(data, state, jnp.int32(8571), jax.random.key(0))
     positions = np.array([59_997, 59_998, 59_999, 0, 1, 2, 3])
     want_x, want_y = _expected(raw, perm, order[positions])
     np.testing.assert_allclose(np.asarray(x), want_x, rtol=1e-6)
@@ -177,7 +178,7 @@ def test_reshuffled_epochs_each_show_every_image_once_in_a_new_order(data, raw, 
 def test_probe_is_probe_size_permuted_images_of_the_task(data, raw, task):
     problem = _problem(probe_size=32)
     state, perm, order = task
-    probe = np.asarray(problem.probe(data, state, jax.random.key(0)))
+    probe = np.asarray(jax.jit(problem.probe)(data, state, jax.random.key(0)))
     assert probe.shape == (32, NUM_PIXELS) and probe.dtype == np.float32
     want, _ = _expected(raw, perm, order[:32])
     np.testing.assert_allclose(probe, want, rtol=1e-6)
@@ -189,7 +190,8 @@ def test_sample_inputs_are_random_permuted_images_of_the_task(data, raw, task):
     problem = _problem()
     state, perm, _ = task
     task_images = {image.tobytes() for image in raw['train_x'][:, perm].astype(np.uint8)}
-    samples = [np.asarray(problem.sample_inputs(data, state, jax.random.key(k), 50)) for k in (0, 1)]
+    sample_inputs = jax.jit(problem.sample_inputs, static_argnums=3)
+    samples = [np.asarray(sample_inputs(data, state, jax.random.key(k), 50)) for k in (0, 1)]
     for sample in samples:
         assert sample.shape == (50, NUM_PIXELS) and sample.min() >= 0 and sample.max() <= 1
         # every row is one of the task's permuted training images
@@ -289,12 +291,13 @@ def test_evaluate_under_jit_and_vmap_over_tasks():
 
 def test_classification_loss_and_online_metric_by_hand():
     problem = _problem()
-    outputs = jnp.array([[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
-    targets = jnp.array([0, 1])
+    loss, online_metric = jax.jit(problem.loss), jax.jit(problem.online_metric)
+    outputs = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]], np.float32)
+    targets = np.array([0, 1], np.int32)
     cross_entropy = ((math.log(math.e ** 2 + math.e + 1) - 2.0) + (math.log(2 + math.e ** 3) - 0.0)) / 2
-    assert float(problem.loss(outputs, targets)) == pytest.approx(cross_entropy, rel=1e-5)
-    assert float(problem.online_metric(outputs, targets)) == pytest.approx(0.5)  # argmax 0 right, 2 wrong
-    assert float(problem.online_metric(outputs, jnp.array([0, 2]))) == pytest.approx(1.0)
+    assert float(loss(outputs, targets)) == pytest.approx(cross_entropy, rel=1e-5)
+    assert float(online_metric(outputs, targets)) == pytest.approx(0.5)  # argmax 0 right, 2 wrong
+    assert float(online_metric(outputs, np.array([0, 2], np.int32))) == pytest.approx(1.0)
     assert problem.online_metric_name == 'online_accuracy'
     assert isinstance(problem, Problem)
     assert _problem(batch_size=4, examples_per_task=10_000).steps_per_task == 2_500

@@ -10,6 +10,12 @@ from tests.conftest import load_config
 
 M, F, N, BETA = 20, 15, 100, 0.7
 
+# The problem's functions as compiled programs, the problem (a frozen dataclass) static: tests with equal problems
+# share one program each, and no test pays for eager ops one small program at a time.
+init, start_task, target, batch, probe = (jax.jit(f, static_argnums=0) for f in (
+    SlowlyChangingRegression.init, SlowlyChangingRegression.start_task, SlowlyChangingRegression.target,
+    SlowlyChangingRegression.batch, SlowlyChangingRegression.probe))
+
 
 def _problem(flip_mode='flip_one', batch_size=1, probe_size=50, **kwargs):
     return SlowlyChangingRegression(kind='regression', input_shape=(M,), num_outputs=1, examples_per_task=10_000,
@@ -52,7 +58,7 @@ def _agreement_target(state, x):
 
 
 def test_init_shapes_and_weights_are_plus_minus_one():
-    state = _np(_problem().init({}, jax.random.key(0)))
+    state = _np(init(_problem(), {}, jax.random.key(0)))
     assert state['target_weights'].shape == (M + 1, N)
     assert state['target_output_weights'].shape == (N,)
     assert state['flipping_bits'].shape == (F,)
@@ -64,7 +70,7 @@ def test_init_shapes_and_weights_are_plus_minus_one():
 
 
 def test_thresholds_are_m_plus_one_beta_minus_negative_count_including_bias_row():
-    state = _np(_problem().init({}, jax.random.key(1)))
+    state = _np(init(_problem(), {}, jax.random.key(1)))
     w = state['target_weights']
     for i in range(N):
         s_i = int(np.sum(w[:, i] == -1))  # all 21 rows, the bias row included
@@ -75,9 +81,9 @@ def test_thresholds_are_m_plus_one_beta_minus_negative_count_including_bias_row(
 
 def test_target_matches_hand_computation_on_random_inputs():
     problem = _problem()
-    state = problem.init({}, jax.random.key(2))
-    x = jax.random.bernoulli(jax.random.key(3), 0.5, (40, M)).astype(jnp.float32)
-    y = np.asarray(problem.target(state, x))
+    state = init(problem, {}, jax.random.key(2))
+    x = np.random.default_rng(3).integers(0, 2, (40, M)).astype(np.float32)
+    y = np.asarray(target(problem, state, x))
     assert y.shape == (40, 1)
     np.testing.assert_allclose(y, _hand_target(state, x), atol=1e-5)
     np.testing.assert_allclose(y, _agreement_target(state, x), atol=1e-5)
@@ -86,7 +92,7 @@ def test_target_matches_hand_computation_on_random_inputs():
 
 def test_target_fires_on_agreeing_input_and_not_on_its_complement():
     problem = _problem()
-    state = problem.init({}, jax.random.key(4))
+    state = init(problem, {}, jax.random.key(4))
     w = np.asarray(state['target_weights'])
     v = np.asarray(state['target_output_weights'])
     unit = 7
@@ -95,14 +101,13 @@ def test_target_fires_on_agreeing_input_and_not_on_its_complement():
     # Each target is the sum over the units that fire; unit 7 must be among them for `agreeing` only.
     with_bias = np.concatenate([agreeing, [[1.0]]], axis=1)
     assert (with_bias @ w)[0, unit] > np.asarray(state['target_thresholds'])[unit]
-    np.testing.assert_allclose(problem.target(state, jnp.asarray(agreeing)), _hand_target(state, agreeing), atol=1e-5)
-    np.testing.assert_allclose(problem.target(state, jnp.asarray(complement)), _hand_target(state, complement),
-                               atol=1e-5)
+    np.testing.assert_allclose(target(problem, state, agreeing), _hand_target(state, agreeing), atol=1e-5)
+    np.testing.assert_allclose(target(problem, state, complement), _hand_target(state, complement), atol=1e-5)
     # Remove unit 7's output weight: the agreeing input's target changes by exactly v_7.
-    zeroed = {**state, 'target_output_weights': state['target_output_weights'].at[unit].set(0.0)}
-    diff = problem.target(state, jnp.asarray(agreeing)) - problem.target(zeroed, jnp.asarray(agreeing))
+    zeroed = {**state, 'target_output_weights': np.where(np.arange(N) == unit, 0.0, v).astype(np.float32)}
+    diff = np.asarray(target(problem, state, agreeing)) - np.asarray(target(problem, zeroed, agreeing))
     assert float(diff[0, 0]) == v[unit]
-    diff = problem.target(state, jnp.asarray(complement)) - problem.target(zeroed, jnp.asarray(complement))
+    diff = np.asarray(target(problem, state, complement)) - np.asarray(target(problem, zeroed, complement))
     assert float(diff[0, 0]) == 0.0
 
 
@@ -113,18 +118,18 @@ def test_target_on_a_hand_built_two_bit_network():
     problem = SlowlyChangingRegression(kind='regression', input_shape=(2,), num_outputs=1, examples_per_task=10,
                                        batch_size=1, probe_size=1, num_flipping_bits=1, num_target_units=3,
                                        beta=BETA)
-    w = jnp.array([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0], [1.0, -1.0, -1.0]])
-    state = {'target_weights': w, 'target_thresholds': 3 * BETA - jnp.sum(w < 0, axis=0),
-             'target_output_weights': jnp.array([-1.0, 1.0, 1.0]), 'flipping_bits': jnp.zeros(1)}
+    w = np.array([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0], [1.0, -1.0, -1.0]], np.float32)
+    state = {'target_weights': w, 'target_thresholds': (3 * BETA - np.sum(w < 0, axis=0)).astype(np.float32),
+             'target_output_weights': np.array([-1.0, 1.0, 1.0], np.float32), 'flipping_bits': np.zeros(1, np.float32)}
     np.testing.assert_allclose(state['target_thresholds'], [1.1, -0.9, 1.1], atol=1e-6)
-    x = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], np.float32)
     # Unit 0's drive: x0 - x1 + 1 = 1, 0, 2, 1 -> fires only on (1, 0), contributing its output weight -1.
-    np.testing.assert_allclose(problem.target(state, x), [[0.0], [0.0], [-1.0], [0.0]])
+    np.testing.assert_allclose(target(problem, state, x), [[0.0], [0.0], [-1.0], [0.0]])
 
 
 def test_same_key_same_network_different_keys_different_networks():
     problem = _problem()
-    a, a2, b = (_np(problem.init({}, jax.random.key(k))) for k in (5, 5, 6))
+    a, a2, b = (_np(init(problem, {}, jax.random.key(k))) for k in (5, 5, 6))
     for name in a:
         np.testing.assert_array_equal(a[name], a2[name])
     assert not np.array_equal(a['target_weights'], b['target_weights'])
@@ -137,7 +142,7 @@ def test_same_key_same_network_different_keys_different_networks():
 def _bits_over_tasks(problem, num_tasks, key=None):
     """Flipping bits of tasks 0..num_tasks-1 (as the engine calls start_task), plus the initial bits."""
     init_key, tasks_key = jax.random.split(jax.random.key(7) if key is None else key)
-    state = problem.init({}, init_key)
+    state = init(problem, {}, init_key)
 
     def step(state, task_index):
         state = problem.start_task({}, state, task_index, jax.random.fold_in(tasks_key, task_index))
@@ -165,12 +170,12 @@ def test_flip_one_changes_exactly_one_bit_per_switch():
 
 def test_flip_one_start_task_ignores_bits_only_at_task_zero():
     problem = _problem('flip_one')
-    state = problem.init({}, jax.random.key(8))
+    state = init(problem, {}, jax.random.key(8))
     key = jax.random.key(9)
-    same = problem.start_task({}, state, jnp.int32(0), key)
-    flipped = problem.start_task({}, state, jnp.int32(5), key)
+    same = start_task(problem, {}, state, jnp.int32(0), key)
+    flipped = start_task(problem, {}, state, jnp.int32(5), key)
     np.testing.assert_array_equal(same['flipping_bits'], state['flipping_bits'])
-    assert int(jnp.sum(jnp.abs(flipped['flipping_bits'] - state['flipping_bits']))) == 1
+    assert int(np.sum(np.abs(np.asarray(flipped['flipping_bits']) - np.asarray(state['flipping_bits'])))) == 1
     # The target network is never touched by a task switch.
     for name in ('target_weights', 'target_thresholds', 'target_output_weights'):
         np.testing.assert_array_equal(flipped[name], state[name])
@@ -203,8 +208,8 @@ def test_invalid_settings_raise():
 
 def test_batch_inputs_hold_the_task_bits_and_random_bits_and_y_is_the_target():
     problem = _problem(batch_size=1000)
-    state = problem.start_task({}, problem.init({}, jax.random.key(10)), jnp.int32(3), jax.random.key(11))
-    x, y = problem.batch({}, state, jnp.int32(0), jax.random.key(12))
+    state = start_task(problem, {}, init(problem, {}, jax.random.key(10)), jnp.int32(3), jax.random.key(11))
+    x, y = batch(problem, {}, state, jnp.int32(0), jax.random.key(12))
     x, y = np.asarray(x), np.asarray(y)
     assert x.shape == (1000, M) and y.shape == (1000, 1)
     assert x.dtype == np.float32
@@ -214,36 +219,36 @@ def test_batch_inputs_hold_the_task_bits_and_random_bits_and_y_is_the_target():
     assert abs(random_bits.mean() - 0.5) < 0.03  # 5000 fair bits: std 0.007
     # All 32 patterns of the 5 random bits appear among 1000 examples.
     assert len({tuple(row) for row in random_bits}) == 2 ** (M - F)
-    np.testing.assert_allclose(y, np.asarray(problem.target(state, jnp.asarray(x))), atol=1e-6)
+    np.testing.assert_allclose(y, np.asarray(target(problem, state, jnp.asarray(x))), atol=1e-6)
     np.testing.assert_allclose(y[:30], _hand_target(state, x[:30]), atol=1e-5)
 
 
 def test_batch_size_one_random_bits_vary_across_step_keys():
     problem = _problem(batch_size=1)
-    state = problem.init({}, jax.random.key(13))
-    steps = jnp.arange(400)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(14), steps)  # as the engine draws them
+    state = init(problem, {}, jax.random.key(13))
+    steps = np.arange(400, dtype=np.int32)
+    keys = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))(jax.random.key(14), steps)  # as the engine does
     x, y = jax.jit(jax.vmap(lambda s, k: problem.batch({}, state, s, k)))(steps, keys)
     x, y = np.asarray(x)[:, 0], np.asarray(y)[:, 0]
     np.testing.assert_array_equal(x[:, :F], np.broadcast_to(np.asarray(state['flipping_bits']), (400, F)))
     assert len({tuple(row) for row in x[:, F:]}) > 25  # of 32 possible patterns
     assert abs(x[:, F:].mean() - 0.5) < 0.05
-    np.testing.assert_allclose(y, np.asarray(problem.target(state, jnp.asarray(x))), atol=1e-6)
+    np.testing.assert_allclose(y, np.asarray(target(problem, state, jnp.asarray(x))), atol=1e-6)
     # The targets vary with the random bits (otherwise the problem would be trivial).
     assert len(np.unique(y)) > 1
     # Same key, same batch.
-    a = problem.batch({}, state, jnp.int32(0), keys[3])
-    b = problem.batch({}, state, jnp.int32(0), keys[3])
+    a = batch(problem, {}, state, jnp.int32(0), keys[3])
+    b = batch(problem, {}, state, jnp.int32(0), keys[3])
     np.testing.assert_array_equal(a[0], b[0])
 
 
 def test_probe_holds_the_task_bits():
     problem = _problem(probe_size=64)
-    state = problem.init({}, jax.random.key(15))
-    probe = np.asarray(problem.probe({}, state, jax.random.key(16)))
-    assert probe.shape == (64, M)
-    np.testing.assert_array_equal(probe[:, :F], np.broadcast_to(np.asarray(state['flipping_bits']), (64, F)))
-    assert set(np.unique(probe[:, F:])) == {0.0, 1.0}
+    state = init(problem, {}, jax.random.key(15))
+    inputs = np.asarray(probe(problem, {}, state, jax.random.key(16)))
+    assert inputs.shape == (64, M)
+    np.testing.assert_array_equal(inputs[:, :F], np.broadcast_to(np.asarray(state['flipping_bits']), (64, F)))
+    assert set(np.unique(inputs[:, F:])) == {0.0, 1.0}
 
 
 def test_jit_vmap_over_keys_equals_per_key_calls():
@@ -274,10 +279,10 @@ def test_jit_vmap_over_keys_equals_per_key_calls():
 
 def test_regression_loss_and_online_metric_are_mean_squared_error():
     problem = _problem()
-    outputs = jnp.array([[1.0], [3.0], [-2.0]])
-    targets = jnp.array([[0.0], [1.0], [-2.0]])
-    assert float(problem.loss(outputs, targets)) == pytest.approx((1 + 4 + 0) / 3)
-    assert float(problem.online_metric(outputs, targets)) == pytest.approx((1 + 4 + 0) / 3)
+    outputs = np.array([[1.0], [3.0], [-2.0]], np.float32)
+    targets = np.array([[0.0], [1.0], [-2.0]], np.float32)
+    assert float(jax.jit(problem.loss)(outputs, targets)) == pytest.approx((1 + 4 + 0) / 3)
+    assert float(jax.jit(problem.online_metric)(outputs, targets)) == pytest.approx((1 + 4 + 0) / 3)
     assert problem.online_metric_name == 'online_mse'
     assert isinstance(problem, Problem)
 
