@@ -70,8 +70,8 @@ def _small_mnist(n: int = 3) -> MNIST:
 
 
 @needs_real_mnist
-def test_real_files_match_readme_statistics(tmp_path):
-    data = load_mnist(SHARED_DATA, cache_dir=tmp_path)
+def test_real_files_match_readme_statistics(shared_cache):
+    data = load_mnist(SHARED_DATA, cache_dir=shared_cache)  # decodes once for the module's tests of shared_cache
     assert isinstance(data, MNIST)
     assert data.train_images.shape == (60000, 28, 28) and data.train_images.dtype == np.uint8
     assert data.test_images.shape == (10000, 28, 28) and data.test_images.dtype == np.uint8

@@ -160,16 +160,19 @@ def test_reshuffled_epochs_each_show_every_image_once_in_a_new_order(data, raw, 
     problem = _problem(batch_size=1000, examples_per_task=3 * NUM_TRAIN)
     problem = type(problem)(**{**problem.__dict__, 'reshuffle_each_epoch': True})
     batch = jax.jit(lambda d, step: problem.batch(d, state, step, jax.random.key(0)))
-    epochs = [np.concatenate([np.asarray(batch(data, jnp.int32(e * 60 + s))[1]) for s in range(60)]) for e in range(3)]
+    # The labels of all 180 steps in one program (the images, unused here, are not computed).
+    labels_of_steps = jax.jit(jax.vmap(lambda d, step: batch(d, step)[1], in_axes=(None, 0)))
+    epochs = np.asarray(labels_of_steps(data, np.arange(180, dtype=np.int32))).reshape(3, NUM_TRAIN)
     np.testing.assert_array_equal(epochs[0], raw['train_y'][order])
     for labels in epochs[1:]:
         np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.bincount(raw['train_y'], minlength=10))
         assert np.mean(labels == epochs[0]) < 0.2  # a different order (chance agreement is about 0.1)
     assert np.mean(epochs[1] == epochs[2]) < 0.2
     x, y = batch(data, jnp.int32(60))  # images and labels stay aligned
-    permuted = raw['train_x'][:, perm]
     for row, label in zip(np.rint(np.asarray(x[:3]) * 255).astype(np.uint8), np.asarray(y[:3])):
-        assert label in raw['train_y'][np.flatnonzero((permuted == row).all(axis=1))]
+        image = np.empty_like(row)
+        image[perm] = row  # the training image before the task's pixel permutation
+        assert label in raw['train_y'][np.flatnonzero((raw['train_x'] == image).all(axis=1))]
 
 
 # ----------------------------------------------------------------- probe
@@ -189,13 +192,15 @@ def test_probe_is_probe_size_permuted_images_of_the_task(data, raw, task):
 def test_sample_inputs_are_random_permuted_images_of_the_task(data, raw, task):
     problem = _problem()
     state, perm, _ = task
-    task_images = {image.tobytes() for image in raw['train_x'][:, perm].astype(np.uint8)}
+    train_images = {image.tobytes() for image in raw['train_x']}
     sample_inputs = jax.jit(problem.sample_inputs, static_argnums=3)
     samples = [np.asarray(sample_inputs(data, state, jax.random.key(k), 50)) for k in (0, 1)]
     for sample in samples:
         assert sample.shape == (50, NUM_PIXELS) and sample.min() >= 0 and sample.max() <= 1
-        # every row is one of the task's permuted training images
-        assert all(np.rint(row * 255).astype(np.uint8).tobytes() in task_images for row in sample)
+        # every row is one of the task's permuted training images: with the permutation undone, a training image
+        unpermuted = np.empty(sample.shape, np.uint8)
+        unpermuted[:, perm] = np.rint(sample * 255).astype(np.uint8)
+        assert all(row.tobytes() in train_images for row in unpermuted)
     assert not np.array_equal(samples[0], samples[1])
 
 
@@ -224,8 +229,13 @@ def test_evaluate_accuracy_of_a_constant_predictor(num_test):
     labels[-1] = 0  # the last image must count
     data = _fake_data(labels)
     problem = _problem()
-    state = problem.start_task(data, problem.init(data, jax.random.key(0)), jnp.int32(0), jax.random.key(1))
-    accuracy = float(problem.evaluate(data, state, _favour_class_zero)['test_accuracy'])
+
+    @jax.jit  # one program, not an eager op at a time
+    def accuracy_of_a_new_task(data):
+        state = problem.start_task(data, problem.init(data, jax.random.key(0)), jnp.int32(0), jax.random.key(1))
+        return problem.evaluate(data, state, _favour_class_zero)['test_accuracy']
+
+    accuracy = float(accuracy_of_a_new_task(data))
     assert accuracy == pytest.approx(np.mean(labels == 0), abs=1e-6)
     assert 0.0 < accuracy < 1.0
 
@@ -237,9 +247,9 @@ def test_evaluate_last_partial_chunk_counts_exactly():
     labels[1499] = 0
     data = _fake_data(labels)
     problem = _problem()
-    state = problem.init(data, jax.random.key(0))
     assert EVAL_CHUNK == 1000
-    accuracy = float(problem.evaluate(data, state, _favour_class_zero)['test_accuracy'])
+    accuracy = float(jax.jit(lambda d: problem.evaluate(d, problem.init(d, jax.random.key(0)), _favour_class_zero)
+                             ['test_accuracy'])(data))
     assert accuracy == pytest.approx(2 / 1500, abs=1e-7)  # not 501 / 1500 (padding counted) nor 2 / 2000
 
 
@@ -256,17 +266,20 @@ def test_evaluate_applies_the_task_permutation_and_aligns_images_with_labels():
     stored_labels[wrong] = (labels[wrong] + 1) % 10
     data = _fake_data(stored_labels, images)
     problem = _problem()
-    state = problem.start_task(data, problem.init(data, jax.random.key(0)), jnp.int32(1), jax.random.key(2))
-    perm = state['pixel_permutation']
+    state = jax.jit(lambda d: problem.start_task(d, problem.init(d, jax.random.key(0)), jnp.int32(1),
+                                                jax.random.key(2)))(data)
 
-    def predict(x):
-        return jax.nn.one_hot(perm[jnp.argmax(x, axis=-1)], 10)
+    @jax.jit  # both accuracies in one program, not an eager op at a time
+    def accuracies(data, state):
+        def predict(x):
+            return jax.nn.one_hot(state['pixel_permutation'][jnp.argmax(x, axis=-1)], 10)
 
-    accuracy = float(problem.evaluate(data, state, predict)['test_accuracy'])
+        return (problem.evaluate(data, state, predict)['test_accuracy'],
+                problem.evaluate(data, state, lambda x: jax.nn.one_hot(jnp.argmax(x, axis=-1), 10))['test_accuracy'])
+
+    accuracy, unpermuted = (float(a) for a in accuracies(data, state))
     assert accuracy == pytest.approx((num_test - 10) / num_test, abs=1e-6)
     # Without undoing the permutation the same predictor is near chance: the inputs really are permuted.
-    unpermuted = float(problem.evaluate(data, state, lambda x: jax.nn.one_hot(jnp.argmax(x, axis=-1), 10))
-                       ['test_accuracy'])
     assert unpermuted < 0.3
 
 
