@@ -108,17 +108,16 @@ def test_env_cache_dir_is_used(monkeypatch, tmp_path):
 @needs_real_mnist
 def test_official_uncompressed_checksums_and_raw_files(tmp_path, shared_cache):
     # The raw-file md5s/sizes in MNIST_FILES are those of the decompressed official files.
+    # A folder mixing uncompressed images (those decompressed here) and gzipped labels loads the same data.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
     for name, spec in MNIST_FILES.items():
         raw = gzip.decompress((SHARED_MNIST / f"{name}.gz").read_bytes())
         assert (hashlib.md5(raw).hexdigest(), len(raw)) == (spec.raw_md5, spec.raw_bytes), name
-    # A folder mixing gzipped images and uncompressed labels loads the same data.
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for name in MNIST_FILES:
         if "labels" in name:
-            (mixed / name).write_bytes(gzip.decompress((SHARED_MNIST / f"{name}.gz").read_bytes()))
-        else:
             (mixed / f"{name}.gz").symlink_to(SHARED_MNIST / f"{name}.gz")
+        else:
+            (mixed / name).write_bytes(raw)
     data = load_mnist(mixed, cache_dir=tmp_path / "cache")
     reference = load_mnist(SHARED_MNIST, cache_dir=shared_cache)
     for got, want in zip(data, reference):
