@@ -152,15 +152,26 @@ def _bits_over_tasks(problem, num_tasks, key=None):
     return np.asarray(state['flipping_bits']), np.asarray(bits)
 
 
-def test_task_zero_keeps_the_initial_bits_in_both_modes():
-    for mode in ('flip_one', 'redraw_all'):
-        initial, bits = _bits_over_tasks(_problem(mode), 3)
+@pytest.fixture(scope='module')
+def flip_one_bits():
+    """`_bits_over_tasks` of 300 flip_one tasks, computed once for the tests that read it."""
+    return _bits_over_tasks(_problem('flip_one'), 300)
+
+
+@pytest.fixture(scope='module')
+def redraw_all_bits():
+    """`_bits_over_tasks` of 200 redraw_all tasks, computed once for the tests that read it."""
+    return _bits_over_tasks(_problem('redraw_all'), 200)
+
+
+def test_task_zero_keeps_the_initial_bits_in_both_modes(flip_one_bits, redraw_all_bits):
+    for initial, bits in (flip_one_bits, redraw_all_bits):
         np.testing.assert_array_equal(bits[0], initial)
         assert not np.array_equal(bits[1], bits[0])  # task 1 does switch (redraw_all: 2**-15 chance of equal)
 
 
-def test_flip_one_changes_exactly_one_bit_per_switch():
-    initial, bits = _bits_over_tasks(_problem('flip_one'), 300)
+def test_flip_one_changes_exactly_one_bit_per_switch(flip_one_bits):
+    initial, bits = flip_one_bits
     changes = np.abs(np.diff(bits, axis=0))
     np.testing.assert_array_equal(changes.sum(axis=1), np.ones(299))
     # The flipped bit is chosen uniformly: over 299 switches every one of the 15 bits gets flipped.
@@ -181,8 +192,8 @@ def test_flip_one_start_task_ignores_bits_only_at_task_zero():
         np.testing.assert_array_equal(flipped[name], state[name])
 
 
-def test_redraw_all_redraws_the_bits():
-    initial, bits = _bits_over_tasks(_problem('redraw_all'), 200)
+def test_redraw_all_redraws_the_bits(redraw_all_bits):
+    initial, bits = redraw_all_bits
     changed = np.abs(np.diff(bits, axis=0)).sum(axis=1)
     assert np.max(changed) > 1  # not a single flip
     assert np.mean(changed > 1) > 0.9  # redrawing 15 bits changes more than one almost always
