@@ -245,7 +245,7 @@ def test_representation_metrics_jit_vmap_matches_python_loop():
     def metrics_fn(hidden, p):
         return metrics.representation_metrics(hidden, p, "tanh", approximate_rank_threshold=0.9)
 
-    batched = jax.jit(jax.vmap(metrics_fn))((layer_0, layer_1), params)
+    batched = jax.device_get(jax.jit(jax.vmap(metrics_fn))((layer_0, layer_1), params))  # numpy, for indexing
     alone = jax.jit(metrics_fn)
     for seed in range(num_seeds):
         params_seed = jax.tree_util.tree_map(lambda x: x[seed], params)

@@ -273,7 +273,7 @@ def test_jit_vmap_over_keys_equals_per_key_calls():
         return state, x, y
 
     keys = jax.random.split(jax.random.key(17), 3)
-    states, xs, ys = jax.jit(jax.vmap(run))(keys)
+    states, xs, ys = jax.device_get(jax.jit(jax.vmap(run))(keys))  # numpy: indexing below compiles nothing
     assert xs.shape == (3, 8, M) and ys.shape == (3, 8, 1)
     run_one = jax.jit(run)  # one key at a time (compiled once, much faster than eager op-by-op calls)
     for i in range(3):
