@@ -153,12 +153,12 @@ def pytest_terminal_summary(terminalreporter):
                        for nodeid, seconds in _CPU_SECONDS.items()}, f, indent=1)
 
 
-def small_scr(**overrides):
+def small_scr(variants: str | None = None, **overrides):
     """A small Slowly-Changing Regression config (2 seeds, 4 tasks of 300 examples, 2 per chunk): most engine tests'
-    run, `overrides` as `sweeps.with_values` takes them."""
+    run; the config file's `variants` (e.g. 'dropout'), then `overrides` as `sweeps.with_values` takes them."""
     from plasticity_jax import sweeps
 
-    config = load_config('slowly_changing_regression.py')
+    config = load_config('slowly_changing_regression.py', variants)
     config.num_seeds = 2
     config.num_tasks = 4
     config.tasks_per_chunk = 2

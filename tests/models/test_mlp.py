@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from plasticity_jax.models import ACTIVATIONS, KAIMING_GAIN, MLP, kaiming_init, make_model
-from tests.conftest import load_config
+from tests.conftest import load_config, small_scr
 
 
 def _jit(model):
@@ -317,16 +317,12 @@ def test_online_norm_in_the_mlp_training_and_evaluation_modes():
 
 
 @pytest.mark.parametrize('variant', ['dropout', 'layernorm', 'online_norm'])
-def test_model_variants_run_through_the_engine(variant):
+def test_model_variants_run_through_the_engine(variant, small_scr_run):
+    """`small_scr()` with the variant, its first two tasks one at a time; the plain network's run is the session's
+    `small_scr_run` (tests/conftest.py)."""
     from plasticity_jax import engine
 
-    def tiny(arg):
-        config = load_config('slowly_changing_regression.py', arg)
-        config.num_seeds, config.problem.examples_per_task, config.metrics.probe_size = 2, 200, 64
-        config.model.width = 6
-        return config
-
-    config = tiny(variant)
+    config = small_scr(variant)
     train = engine.make_train(config)
     run_chunk = engine.make_vmapped(train)
     # The initial state eagerly: its small ops are compiled once for all the variants, not a program each.
@@ -339,8 +335,7 @@ def test_model_variants_run_through_the_engine(variant):
 
     # Task 0's probe runs in evaluation mode on the initial network: with dropout, exactly the plain network's.
     if variant == 'dropout':
-        plain = engine.make_train(tiny(None))
-        _, plain_first = engine.make_vmapped(plain)(jax.vmap(plain.init)(engine.seed_keys(config)), 1)
+        plain_first = {name: values[:, :1] for name, values in small_scr_run.metrics.items()}
         for name in ('effective_rank', 'dead_fraction', 'weight_magnitude'):
             np.testing.assert_array_equal(first[name], plain_first[name], err_msg=name)
         assert not np.array_equal(first['online_mse'], plain_first['online_mse'])  # training did drop units
