@@ -40,10 +40,13 @@ def conv_problem():
         return dict(apply_fn=apply_fn, params=params, dataset=(x, y), ggn=ggn, dim=flat.size)
 
 
-def _check(apply_fn, loss, params, dataset, ggn, dim, chunk_size, method):
-    gram, out = jax.device_get(jax.jit(lambda p, d: (
-        ggn_gram(apply_fn, loss, p, d, chunk_size=chunk_size, method=method),
-        exact_ggn_spectrum(apply_fn, loss, p, d, chunk_size=chunk_size, method=method)))(params, dataset))
+def _gram_and_spectrum(apply_fn, loss, params, dataset, chunk_size, method):
+    return (ggn_gram(apply_fn, loss, params, dataset, chunk_size=chunk_size, method=method),
+            exact_ggn_spectrum(apply_fn, loss, params, dataset, chunk_size=chunk_size, method=method))
+
+
+def _check(gram, out, ggn, dim):
+    """`gram` and `out` (`ggn_gram` and `exact_ggn_spectrum` of one network) against its dense GGN."""
     dual = np.sort(np.linalg.eigvalsh(gram))[::-1]
     dense = np.sort(np.linalg.eigvalsh(ggn))[::-1]
     scale = dense[0]
@@ -59,15 +62,20 @@ def _check(apply_fn, loss, params, dataset, ggn, dim, chunk_size, method):
 
 
 def test_dual_gram_equals_the_dense_ggn_on_an_mlp(classifier, regressor):
-    for c in (classifier, regressor):  # dense layers in closed form
-        _check(c.apply_fn, c.loss, c.params, c.dataset, c.ggn, c.dim, chunk_size=5, method='auto')
-    c = classifier  # every parameter by jvp/vjp
-    _check(c.apply_fn, c.loss, c.params, c.dataset, c.ggn, c.dim, chunk_size=5, method='jvp')
+    # dense layers in closed form ('auto'), and every parameter by jvp/vjp; the three in one compiled program
+    cases = ((classifier, 'auto'), (regressor, 'auto'), (classifier, 'jvp'))
+    results = jax.device_get(jax.jit(lambda params, datasets: [
+        _gram_and_spectrum(c.apply_fn, c.loss, p, d, 5, method) for (c, method), p, d in zip(cases, params, datasets)])(
+            [c.params for c, _ in cases], [c.dataset for c, _ in cases]))
+    for (c, _), (gram, out) in zip(cases, results):
+        _check(gram, out, c.ggn, c.dim)
 
 
 def test_dual_gram_equals_the_dense_ggn_on_a_conv_net(conv_problem):
     c = conv_problem  # the convolution by jvp/vjp, the dense layers in closed form
-    _check(c['apply_fn'], 'cross_entropy', c['params'], c['dataset'], c['ggn'], c['dim'], 4, 'auto')
+    program = jax.jit(lambda p, d: _gram_and_spectrum(c['apply_fn'], 'cross_entropy', p, d, 4, 'auto'))
+    gram, out = jax.device_get(program(c['params'], c['dataset']))
+    _check(gram, out, c['ggn'], c['dim'])
 
 
 def test_exact_ggn_spectrum_under_vmap_over_seeds(classifier):

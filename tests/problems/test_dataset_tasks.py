@@ -68,6 +68,11 @@ def init(problem, data, key):
     return problem.init(data, key)
 
 
+def score(method, data, state, predict):
+    """`problem.evaluate` / `problem.validate` (a bound `method`) with `predict`, as one compiled program."""
+    return jax.jit(lambda d, s: method(d, s, predict))(data, state)
+
+
 def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the_smaller_class():
     problem, data = make('all_pairs')
     assert problem.num_outputs == 2 and problem.max_train_examples == 7 + 6
@@ -165,10 +170,10 @@ def test_evaluate_scores_the_test_images_of_the_task_classes():
     def oracle(x):  # the correct pair label of every image
         return jax.nn.one_hot((test_labels[jnp.rint(x.reshape(-1) * 255).astype(int)] == b).astype(int), 2)
 
-    assert float(problem.evaluate(data, state, oracle)['test_accuracy']) == 1.0
+    assert float(score(problem.evaluate, data, state, oracle)['test_accuracy']) == 1.0
     always_first = lambda x: jnp.tile(jnp.array([1.0, 0.0]), (x.shape[0], 1))
     expected = np.sum(TEST_LABELS == a) / np.sum(np.isin(TEST_LABELS, [a, b]))
-    np.testing.assert_allclose(float(problem.evaluate(data, state, always_first)['test_accuracy']), expected)
+    np.testing.assert_allclose(float(score(problem.evaluate, data, state, always_first)['test_accuracy']), expected)
 
 
 def test_validate_scores_the_validation_images_of_the_classes_seen_so_far():
@@ -182,10 +187,10 @@ def test_validate_scores_the_validation_images_of_the_classes_seen_so_far():
     seen = np.asarray(state['classes'][:2])
     labels = jnp.asarray(validation_labels)
     oracle = lambda x: jax.nn.one_hot(labels[jnp.rint(x.reshape(-1) * 255).astype(int)], 4)
-    assert float(problem.validate(data, state, oracle)) == 1.0
+    assert float(score(problem.validate, data, state, oracle)) == 1.0
     always = lambda x: jnp.tile(jax.nn.one_hot(seen[0], 4), (x.shape[0], 1))
     expected = np.sum(validation_labels == seen[0]) / np.sum(np.isin(validation_labels, seen))
-    np.testing.assert_allclose(float(problem.validate(data, state, always)), expected)
+    np.testing.assert_allclose(float(score(problem.validate, data, state, always)), expected)
     # Once per epoch: the task's steps divided by its epochs.
     n = np.isin(TRAIN_LABELS, seen).sum()
     assert int(problem.validation_period(data, state, jnp.int32(0))) == math.ceil(n / 4)
