@@ -151,11 +151,6 @@ def test_plot_sweep_marks_a_diverged_point_instead_of_dropping_it():
     assert 'diverged (non-finite)' in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
-def _plot_cli(*args):
-    return subprocess.run([sys.executable, '-m', 'plasticity_jax.plot', *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_plot_errors_name_the_problem(tmp_path):
     from plasticity_jax import results
 

@@ -22,7 +22,7 @@ from plasticity_jax.envs import ant, make_env
 from plasticity_jax.envs.mujoco_locomotion import ASSETS, log_uniform
 from tests.envs.shared_slippery_ant import CHANGE_INTERVAL, MAX_EPISODE_STEPS, slippery_ant
 
-STEPS = 30
+STEPS = 20  # past the first friction change (the episode end at step 16, CHANGE_INTERVAL 12)
 FRICTIONS = (0.05, 1.5)   # forced on environments 0 and 1, which start from the same state with the same actions
 
 
