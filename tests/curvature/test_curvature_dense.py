@@ -10,7 +10,8 @@ EPS = np.asarray(DEFAULT_EPSILONS)
 
 def test_dense_hessian_path_equals_jax_hessian(classifier):
     c = classifier
-    out = jax.jit(lambda p: exact_spectrum(c.apply_fn, c.loss, p, c.dataset, chunk_size=5, batch_size=8))(c.params)
+    out = jax.device_get(jax.jit(lambda p: exact_spectrum(c.apply_fn, c.loss, p, c.dataset, chunk_size=5,
+                                                          batch_size=8))(c.params))
     lam = np.linalg.eigvalsh(c.hessian)
     np.testing.assert_allclose(out['hessian_dense_eigenvalues'], lam, atol=1e-13 * np.abs(lam).max())
     count = (np.abs(lam)[None, :] > EPS[:, None]).sum(axis=1)

@@ -44,7 +44,9 @@ def exact_factors(c):
 def test_single_example_kfac_equals_the_dense_ggn_block(classifier):
     # For one example the GGN block of a dense layer is exactly (a~ a~^T) (x) (sum_c g_c g_c^T).
     c = classifier
-    factors = jax.jit(lambda p: kronecker_factors(c.apply_fn, 'cross_entropy', p, (c.x[:1], c.y[:1])))(c.params)
+    first = (np.asarray(c.x)[:1], np.asarray(c.y)[:1])  # numpy: no eager jax op
+    factors = jax.device_get(jax.jit(lambda p, d: kronecker_factors(c.apply_fn, 'cross_entropy', p, d))(c.params,
+                                                                                                      first))
     assert set(factors) == {'hidden_0', 'output'}
     ggn0 = c.jac[0].T @ c.h_out[0] @ c.jac[0]
     for layer, f in factors.items():
@@ -61,7 +63,7 @@ def test_factors_over_a_chunked_dataset_and_their_eigenvalues(classifier):
         return (factors, factor_eigenvalues(factors), kronecker_epsilon_rank(factors),
                 kronecker_summary(c.apply_fn, 'cross_entropy', p, c.dataset, chunk_size=5))
 
-    chunked, eigenvalues, rank, summary = compute(c.params)
+    chunked, eigenvalues, rank, summary = jax.device_get(compute(c.params))  # numpy: no eager op in the checks
     for layer, (a, g) in exact_factors(c).items():
         np.testing.assert_allclose(chunked[layer].A, a, atol=1e-13, err_msg=layer)
         np.testing.assert_allclose(chunked[layer].G, g, atol=1e-13, err_msg=layer)
@@ -91,7 +93,7 @@ def test_sampled_factors_are_unbiased_and_do_not_depend_on_chunking(classifier, 
                                      mode='sampled', key=key, num_samples=400)
         return sampled(classifier, 5), sampled(classifier, None), sampled(regressor, 5)
 
-    cls, cls_whole, reg = compute(jax.random.key(0))
+    cls, cls_whole, reg = jax.device_get(compute(jax.random.key(0)))  # numpy: no eager op in the checks
     for prob, sampled in ((classifier, cls), (regressor, reg)):
         for layer, (a, g) in exact_factors(prob).items():
             np.testing.assert_allclose(sampled[layer].A, a, atol=1e-13)
@@ -104,11 +106,12 @@ def test_sampled_factors_are_unbiased_and_do_not_depend_on_chunking(classifier, 
 def test_linear_model_with_mse_is_exactly_kronecker():
     # For a linear model and MSE (mean over C outputs) the Hessian is exactly E[a~ a~^T] (x) (2/C) I.
     rng = np.random.default_rng(1)
-    x, y = jnp.asarray(rng.normal(size=(13, 3))), jnp.asarray(rng.normal(size=(13, 2)))
+    x, y = rng.normal(size=(13, 3)), rng.normal(size=(13, 2))  # numpy: no eager jax op
     model = nn.Dense(2)
-    params = {'kernel': jnp.asarray(rng.normal(size=(3, 2))), 'bias': jnp.zeros(2)}
+    params = {'kernel': rng.normal(size=(3, 2)), 'bias': np.zeros(2)}
     apply_fn = lambda p, inputs: model.apply({'params': p}, inputs)
-    factors = jax.jit(lambda p: kronecker_factors(apply_fn, 'mse', p, (x, y), chunk_size=5))(params)
+    factors = jax.device_get(jax.jit(lambda p, d: kronecker_factors(apply_fn, 'mse', p, d, chunk_size=5))(params,
+                                                                                                         (x, y)))
     assert set(factors) == {''}  # a bare Dense module has the empty path
     a = np.concatenate([np.asarray(x), np.ones((13, 1))], axis=1)
     np.testing.assert_allclose(factors[''].A, a.T @ a / 13, atol=1e-13)

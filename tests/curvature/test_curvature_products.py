@@ -9,10 +9,6 @@ from jax.flatten_util import ravel_pytree
 from plasticity_jax.curvature import dataset_average, flat_matvec, get_loss, hessian_vector_product, mean_squared_error
 
 
-def dense_from_matvec(matvec, dim):
-    return np.asarray(jax.jit(jax.vmap(matvec))(jnp.eye(dim)))
-
-
 @pytest.mark.parametrize('linearize', [True, False])
 def test_products_match_dense_matrices(classifier, linearize):
     # 13 examples in chunks of 5: the last chunk is partial (3 examples), so the exact average is exercised, both by
@@ -36,8 +32,12 @@ def test_products_match_dense_matrices(classifier, linearize):
 
 
 def test_ggn_and_hessian_for_mse(regressor):
-    matvec, dim = flat_matvec('ggn', regressor.apply_fn, 'mse', regressor.params, regressor.dataset, chunk_size=4)
-    np.testing.assert_allclose(dense_from_matvec(matvec, dim), regressor.ggn, atol=1e-12)
+    @jax.jit
+    def dense(params, dataset):  # the product linearised inside the program, as flat_matvec's docstring asks
+        matvec, dim = flat_matvec('ggn', regressor.apply_fn, 'mse', params, dataset, chunk_size=4)
+        return jax.vmap(matvec)(jnp.eye(dim))
+
+    np.testing.assert_allclose(dense(regressor.params, regressor.dataset), regressor.ggn, atol=1e-12)
     # For MSE the output Hessian is (2/C) I, so the GGN is (2/C) J^T J / N.
     jac = regressor.jac
     c = jac.shape[1]
@@ -107,13 +107,17 @@ def test_dataset_average_counts_every_example_once():
 
 
 def test_matvec_casts_between_basis_and_param_dtypes(classifier):
-    params32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), classifier.params)
-    matvec, dim = flat_matvec('hessian', classifier.apply_fn, 'cross_entropy', params32,
-                              (classifier.x.astype(jnp.float32), classifier.y))
-    u = jnp.ones((dim,), jnp.float64)
-    out = jax.jit(matvec)(u)
+    params32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), classifier.params)  # numpy: no eager op
+    dataset32 = (np.asarray(classifier.x, np.float32), classifier.y)
+
+    @jax.jit
+    def product(params, dataset, u):  # the product linearised inside the program, as flat_matvec's docstring asks
+        matvec, _ = flat_matvec('hessian', classifier.apply_fn, 'cross_entropy', params, dataset)
+        return matvec(u)
+
+    out = product(params32, dataset32, np.ones((classifier.dim,), np.float64))
     assert out.dtype == jnp.float64
-    np.testing.assert_allclose(out, classifier.hessian @ np.ones(dim), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, classifier.hessian @ np.ones(classifier.dim), rtol=1e-4, atol=1e-5)
 
 
 def test_losses():

@@ -9,6 +9,9 @@ import scipy.ndimage
 from plasticity_jax.problems import augment as aug
 
 INTERPOLATIONS = ['nearest', 'bilinear']
+# One compiled program per shape and interpolation, shared by the tests (no eager op at a time).
+ROTATE = jax.jit(aug.rotate, static_argnums=2)
+AUGMENT = jax.jit(aug.augment, static_argnames='interpolation')
 
 
 def _images(batch=None, size=32, seed=0):
@@ -49,16 +52,16 @@ def test_pad_crop_is_a_window_of_the_reflect_padded_image():
 @pytest.mark.parametrize('interpolation', INTERPOLATIONS)
 def test_rotation_by_zero_is_identity_and_by_90_is_rot90(interpolation):
     image = _images()
-    rotate = jax.jit(aug.rotate, static_argnums=2)
-    np.testing.assert_allclose(rotate(image, 0.0, interpolation), image, atol=1e-5)
+    np.testing.assert_allclose(ROTATE(image, 0.0, interpolation), image, atol=1e-5)
     # np.rot90 turns counter-clockwise as displayed (row 0 on top), as torchvision's positive angles do
-    np.testing.assert_allclose(rotate(image, 90.0, interpolation), np.rot90(image), atol=1e-4)
-    np.testing.assert_allclose(rotate(image, 180.0, interpolation), image[::-1, ::-1], atol=1e-4)
+    np.testing.assert_allclose(ROTATE(image, 90.0, interpolation), np.rot90(image), atol=1e-4)
+    np.testing.assert_allclose(ROTATE(image, 180.0, interpolation), image[::-1, ::-1], atol=1e-4)
 
 
 def test_rotation_turns_a_point_right_of_the_centre_to_above_it():
-    image = jnp.zeros((33, 33, 1)).at[16, 26, 0].set(1.0)  # odd size: the centre (16, 16) is a pixel
-    rotated = aug.rotate(image, 90.0)
+    image = np.zeros((33, 33, 1), np.float32)  # odd size: the centre (16, 16) is a pixel
+    image[16, 26, 0] = 1.0
+    rotated = np.asarray(ROTATE(image, 90.0, 'nearest'))  # nearest, rotate's default
     assert rotated[6, 16, 0] == 1.0 and rotated.sum() == 1.0
 
 
@@ -66,11 +69,11 @@ def test_rotation_turns_a_point_right_of_the_centre_to_above_it():
 def test_rotation_matches_scipy_at_15_degrees(interpolation, order):
     image = _images()
     want = scipy.ndimage.rotate(np.asarray(image), 15.0, reshape=False, order=order, mode='grid-constant', cval=0.0)
-    np.testing.assert_allclose(aug.rotate(image, 15.0, interpolation), want, atol=1e-5)
+    np.testing.assert_allclose(ROTATE(image, 15.0, interpolation), want, atol=1e-5)
 
 
 def test_rotation_fills_corners_with_zero():
-    rotated = np.asarray(aug.rotate(jnp.ones((32, 32, 3)), 15.0))
+    rotated = np.asarray(ROTATE(np.ones((32, 32, 3), np.float32), 15.0, 'nearest'))  # nearest, rotate's default
     assert np.all(rotated[0, 0] == 0) and np.all(rotated[-1, -1] == 0) and np.all(rotated[8:24, 8:24] == 1)
     assert set(np.unique(rotated)) == {0.0, 1.0}  # nearest neighbour: no blending with the fill
 
@@ -87,7 +90,7 @@ def test_sample_params_follow_the_papers_distributions():
 @pytest.mark.parametrize('interpolation', INTERPOLATIONS)
 def test_augment_is_flip_then_crop_then_rotate_with_one_draw_per_example(interpolation):
     images, key = _images(batch=4), jax.random.key(1)
-    got = jax.jit(aug.augment, static_argnames='interpolation')(key, images, interpolation=interpolation)
+    got = AUGMENT(key, images, interpolation=interpolation)
     assert got.shape == images.shape and got.dtype == jnp.float32
 
     @jax.jit
@@ -101,21 +104,19 @@ def test_augment_is_flip_then_crop_then_rotate_with_one_draw_per_example(interpo
 
 def test_augment_keys_and_examples_get_their_own_draws():
     images = jnp.broadcast_to(_images(), (8, 32, 32, 3))  # eight copies of one image
-    augment = jax.jit(aug.augment)
-    first = augment(jax.random.key(0), images)
-    np.testing.assert_array_equal(augment(jax.random.key(0), images), first)
-    assert not np.allclose(augment(jax.random.key(1), images), first)
+    first = AUGMENT(jax.random.key(0), images)
+    np.testing.assert_array_equal(AUGMENT(jax.random.key(0), images), first)
+    assert not np.allclose(AUGMENT(jax.random.key(1), images), first)
     assert len({np.asarray(x).tobytes() for x in first}) == 8
 
 
 def test_augment_vmaps_over_runs():
-    images = _images(batch=3)
+    images = _images(batch=4)  # the shape of test_augment_is_flip_then_crop_..., whose program is reused
     keys = jax.random.split(jax.random.key(2), 5)
-    augment = jax.jit(aug.augment)
-    batched = jax.jit(jax.vmap(augment, in_axes=(0, None)))(keys, images)
-    assert batched.shape == (5, 3, 32, 32, 3)
+    batched = jax.jit(jax.vmap(AUGMENT, in_axes=(0, None)))(keys, images)
+    assert batched.shape == (5, 4, 32, 32, 3)
     for k, out in zip(keys, batched):
-        np.testing.assert_allclose(out, augment(k, images), atol=1e-6)
+        np.testing.assert_allclose(out, AUGMENT(k, images, interpolation='nearest'), atol=1e-6)  # the default
 
 
 def test_augment_refuses_unknown_interpolation():

@@ -52,6 +52,27 @@ def batch(problem, data, state, step, key=None):
     return _batch(problem, data, state, jnp.int32(step), key)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _active_steps(problem, data, state, task):
+    return problem.active_steps(data, state, task)
+
+
+def active_steps(problem, data, state, task):
+    """`problem.active_steps` of `task`, one compiled program per problem."""
+    return int(_active_steps(problem, data, state, jnp.int32(task)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init(problem, data, key):
+    """`problem.init`, one compiled program per problem."""
+    return problem.init(data, key)
+
+
+def score(method, data, state, predict):
+    """`problem.evaluate` / `problem.validate` (a bound `method`) with `predict`, as one compiled program."""
+    return jax.jit(lambda d, s: method(d, s, predict))(data, state)
+
+
 def test_all_pairs_visits_each_pair_once_in_a_per_seed_order_with_label_zero_the_smaller_class():
     problem, data = make('all_pairs')
     assert problem.num_outputs == 2 and problem.max_train_examples == 7 + 6
@@ -80,7 +101,7 @@ def test_each_epoch_presents_every_example_of_the_task_once_in_a_new_order():
     a, b = np.asarray(state['classes'])
     pool = np.flatnonzero(np.isin(TRAIN_LABELS, [a, b]))
     steps_per_epoch = math.ceil(len(pool) / 4)
-    assert int(problem.active_steps(data, state, jnp.int32(0))) == 3 * steps_per_epoch
+    assert active_steps(problem, data, state, 0) == 3 * steps_per_epoch
     epochs = []
     for epoch in range(3):
         seen = np.concatenate([indices(batch(problem, data, state, epoch * steps_per_epoch + s,
@@ -93,7 +114,7 @@ def test_each_epoch_presents_every_example_of_the_task_once_in_a_new_order():
 
 def test_consecutive_pairs_follow_the_class_order_and_wrap_around():
     problem, data = make('consecutive_pairs')
-    order = np.asarray(problem.init(data, jax.random.key(0))['class_order'])
+    order = np.asarray(init(problem, data, jax.random.key(0))['class_order'])
     for task in range(5):
         expected = [order[(2 * task) % 4], order[(2 * task + 1) % 4]]
         np.testing.assert_array_equal(np.asarray(start(problem, data, task)['classes']), expected)
@@ -102,7 +123,7 @@ def test_consecutive_pairs_follow_the_class_order_and_wrap_around():
 def test_class_increments_add_classes_and_hide_the_unseen_outputs():
     problem, data = make('class_increments', classes_per_increment=1)
     assert problem.num_outputs == 4 and problem.class_size == 0
-    order = np.asarray(problem.init(data, jax.random.key(0))['class_order'])
+    order = np.asarray(init(problem, data, jax.random.key(0))['class_order'])
     for task in range(5):
         state = start(problem, data, task)
         seen = order[:min(task + 1, 4)]
@@ -114,7 +135,7 @@ def test_class_increments_add_classes_and_hide_the_unseen_outputs():
         assert set(TRAIN_LABELS[indices(x)]) <= set(seen)
         np.testing.assert_array_equal(np.asarray(y), TRAIN_LABELS[indices(x)])
         n = np.isin(TRAIN_LABELS, seen).sum()
-        assert int(problem.active_steps(data, state, jnp.int32(task))) == 2 * math.ceil(n / 4)
+        assert active_steps(problem, data, state, task) == 2 * math.ceil(n / 4)
 
 
 def test_with_equal_classes_the_number_of_steps_depends_on_the_task_index_alone():
@@ -130,13 +151,13 @@ def test_warm_start_uses_a_random_half_of_every_class_then_everything():
     halves = []
     for seed in (0, 1):
         state = start(problem, data, 0, seed)
-        n = int(problem.active_steps(data, state, jnp.int32(0)))
+        n = active_steps(problem, data, state, 0)
         assert n == sum(c // 2 for c in (5, 7, 3, 6))
         seen = np.concatenate([indices(batch(problem, data, state, s, None)[0]) for s in range(n)])
         assert np.bincount(TRAIN_LABELS[seen], minlength=4).tolist() == [2, 3, 1, 3] and len(set(seen)) == n
         halves.append(set(seen))
         everything = start(problem, data, 1, seed)
-        assert int(problem.active_steps(data, everything, jnp.int32(1))) == len(TRAIN_LABELS)
+        assert active_steps(problem, data, everything, 1) == len(TRAIN_LABELS)
     assert halves[0] != halves[1]
 
 
@@ -149,10 +170,10 @@ def test_evaluate_scores_the_test_images_of_the_task_classes():
     def oracle(x):  # the correct pair label of every image
         return jax.nn.one_hot((test_labels[jnp.rint(x.reshape(-1) * 255).astype(int)] == b).astype(int), 2)
 
-    assert float(problem.evaluate(data, state, oracle)['test_accuracy']) == 1.0
+    assert float(score(problem.evaluate, data, state, oracle)['test_accuracy']) == 1.0
     always_first = lambda x: jnp.tile(jnp.array([1.0, 0.0]), (x.shape[0], 1))
     expected = np.sum(TEST_LABELS == a) / np.sum(np.isin(TEST_LABELS, [a, b]))
-    np.testing.assert_allclose(float(problem.evaluate(data, state, always_first)['test_accuracy']), expected)
+    np.testing.assert_allclose(float(score(problem.evaluate, data, state, always_first)['test_accuracy']), expected)
 
 
 def test_validate_scores_the_validation_images_of_the_classes_seen_so_far():
@@ -166,10 +187,10 @@ def test_validate_scores_the_validation_images_of_the_classes_seen_so_far():
     seen = np.asarray(state['classes'][:2])
     labels = jnp.asarray(validation_labels)
     oracle = lambda x: jax.nn.one_hot(labels[jnp.rint(x.reshape(-1) * 255).astype(int)], 4)
-    assert float(problem.validate(data, state, oracle)) == 1.0
+    assert float(score(problem.validate, data, state, oracle)) == 1.0
     always = lambda x: jnp.tile(jax.nn.one_hot(seen[0], 4), (x.shape[0], 1))
     expected = np.sum(validation_labels == seen[0]) / np.sum(np.isin(validation_labels, seen))
-    np.testing.assert_allclose(float(problem.validate(data, state, always)), expected)
+    np.testing.assert_allclose(float(score(problem.validate, data, state, always)), expected)
     # Once per epoch: the task's steps divided by its epochs.
     n = np.isin(TRAIN_LABELS, seen).sum()
     assert int(problem.validation_period(data, state, jnp.int32(0))) == math.ceil(n / 4)

@@ -15,16 +15,19 @@ def test_permute_is_a_bijection_of_range(size):
 
 
 def test_permute_depends_on_the_key_only_and_evaluates_positions_independently():
-    full = np.asarray(permute(jax.random.key(0), 500, jnp.arange(500)))
-    some = np.asarray(permute(jax.random.key(0), 500, jnp.array([[7, 3], [499, 0]])))
+    @jax.jit  # one program, not an eager op at a time
+    def draws(positions, some_positions):
+        return (permute(jax.random.key(0), 500, positions), permute(jax.random.key(0), 500, some_positions),
+                permute(jax.random.key(1), 500, positions))
+
+    full, some, other = jax.device_get(draws(np.arange(500), np.array([[7, 3], [499, 0]])))
     np.testing.assert_array_equal(some, full[np.array([[7, 3], [499, 0]])])
-    other = np.asarray(permute(jax.random.key(1), 500, jnp.arange(500)))
     assert np.mean(other == full) < 0.05
 
 
 def test_permute_with_a_traced_size_under_vmap():
-    sizes = jnp.array([5, 9, 16])
-    values = jax.vmap(lambda n: permute(jax.random.key(2), n, jnp.arange(16) % n))(sizes)
+    sizes = np.array([5, 9, 16])
+    values = jax.jit(jax.vmap(lambda n: permute(jax.random.key(2), n, jnp.arange(16) % n)))(sizes)  # one program
     for n, row in zip([5, 9, 16], np.asarray(values)):
         np.testing.assert_array_equal(np.sort(row[:n]), np.arange(n))
 
