@@ -13,7 +13,10 @@ Two kinds of swept field:
   (`RunState.hyperparams`), never as constants, so the whole grid of continuous values is one program. The grid is
   the Cartesian product of the continuous fields (in sorted order of their dotted names). Run r of the flat axis is
   point r // num_seeds with seed r % num_seeds, and seed s of every point uses the key of seed s of a run without a
-  sweep, so each point of a sweep reproduces running that point alone.
+  sweep, so each point of a sweep reproduces running that point alone. Every learner takes each of its float fields
+  as a traced value (tests/test_sweeps.py sweeps them all for every learner); a sweep of a float field the learner
+  ignores (SGD's momentum under Adam, Adam's constants under SGD, `step_size_decay` without milestones) would make
+  every point the same run and is refused by `validation`.
 * structural: every other field (`model.width`, `model.activation`, `learner.name`, integer fields, `problem.*`
   sizes, ...). Such a value changes shapes or the program itself, so each combination of structural values is a
   program of its own (`programs`), with the continuous grid inside it; `engine.run_programs` runs them one after

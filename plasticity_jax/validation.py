@@ -194,6 +194,18 @@ AGREEMENTS: tuple[Agreement, ...] = (
               'problem.num_flipping_bits must be <= problem.num_bits'),
     Agreement(('problem.early_stopping', 'problem.validation_per_class'), lambda e, v: not e or v > 0,
               'problem.early_stopping needs a validation split, problem.validation_per_class > 0'),
+    # A sweep of a learner field the learner ignores would run the same run at every point.
+    Agreement(('learner.optimizer', 'sweep.learner.momentum'), lambda optimizer, _: optimizer != 'adam',
+              "learner.momentum is SGD's: with learner.optimizer = 'adam' a sweep of it changes nothing (sweep "
+              'learner.beta1)'),
+    Agreement(('learner.name', 'sweep.learner.momentum'), lambda name, _: name != 'upgd',
+              'UPGD has no momentum: a sweep of learner.momentum with learner.name = upgd changes nothing'),
+    *(Agreement(('learner.optimizer', f'sweep.learner.{name}'), lambda optimizer, _: optimizer == 'adam',
+                f"learner.{name} is Adam's: with learner.optimizer = 'sgd' a sweep of it changes nothing")
+      for name in ('beta1', 'beta2', 'eps')),
+    Agreement(('learner.step_size_milestones', 'sweep.learner.step_size_decay'), lambda milestones, _: bool(milestones),
+              'learner.step_size_decay acts at learner.step_size_milestones: without milestones a sweep of it changes '
+              'nothing'),
 )
 
 

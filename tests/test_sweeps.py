@@ -5,11 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from plasticity_jax import engine, sweeps, workdir
+from plasticity_jax import engine, sweeps, validation, workdir
 from plasticity_jax.analysis import tables
 from plasticity_jax.learners import LEARNERS
 from plasticity_jax.results import load_run, load_runs
@@ -57,6 +58,37 @@ def test_bad_sweeps_are_refused_with_the_reason(field, message):
     config.sweep[field] = {'width': (5, 10)} if field == 'model' else {'step_size': ()}
     with pytest.raises(ValueError, match=message):
         sweeps.grid(config)
+
+
+# The float learner fields a learner ignores (`validation.AGREEMENTS` refuses a sweep of them); step_size_decay acts
+# only with step_size_milestones, which the learners' default configs leave empty.
+def _ignored_fields(learner):
+    optimizer_ignores = ('momentum',) if learner.optimizer == 'adam' else ('beta1', 'beta2', 'eps')
+    return (*optimizer_ignores, *(('momentum',) if learner.name == 'upgd' else ()), 'step_size_decay')
+
+
+@pytest.mark.parametrize('name', sorted(LEARNERS))
+def test_every_float_field_a_learner_uses_sweeps_inside_one_program_and_the_others_are_refused(name):
+    """`sweeps.is_continuous`: every float field of `learner` is a vmap axis, so each must reach the learner as a
+    traced array. All the fields the learner uses swept at once (two values each) trace (`jax.eval_shape` of the
+    runs' init and a task, no compile); a sweep of each field it ignores is refused before anything is built."""
+    config = small_scr(name, num_tasks=1)
+    ignored = _ignored_fields(config.learner)
+    floats = [field for field, value in config.learner.items() if isinstance(value, float)]
+    config.sweep.learner = {field: (config.learner[field], config.learner[field] / 2 + 0.01)
+                            for field in floats if field not in ignored}
+    runs = sweeps.runs(config)
+    assert runs.num_runs == 2 * 2 ** len(config.sweep.learner) >= 8, config.sweep.learner
+    validation.check_config(config)
+    train = engine.make_train(config)
+    state = jax.eval_shape(jax.vmap(train.init), runs.keys(config.seed), runs.hyperparams())
+    metrics = jax.eval_shape(lambda s: engine.make_vmapped(train)(s, 1), state)[1]
+    assert metrics['online_mse'].shape == (runs.num_runs, 1)
+    for field in ignored:
+        refused = small_scr(name)
+        refused.sweep.learner = {field: (0.5, 0.9)}
+        with pytest.raises(validation.ConfigError, match=f'sweep.learner.{field} = '):
+            engine.make_plan(refused)
 
 
 def test_each_point_of_a_sweep_equals_running_it_alone(tmp_path, lr_sweep_workdir, lr_sweep_metrics):

@@ -89,3 +89,9 @@ class Learner(NamedTuple):
 def make_learner_with(optimizer: optax.GradientTransformation, **hooks) -> Learner:
     """A `Learner` whose optimizer accepts (and may ignore) the engine's extra arguments."""
     return Learner(optimizer=optax.with_extra_args_support(optimizer), **hooks)
+
+
+def is_swept(value: Any) -> bool:
+    """Whether a learner field holds a swept value: an array with this run's value (`sweeps`: every float field of
+    `learner` can be swept inside one program), not a Python number fixed at trace time."""
+    return not isinstance(value, (bool, int, float, str, tuple, list, type(None)))

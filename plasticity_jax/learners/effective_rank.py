@@ -47,8 +47,9 @@ std_net.json: SGD, step size 0.01, weight_decay 1e-3, er_coeff 0.01, er_batch 10
 erank_coef = 0.01 (we read er_coeff as the coefficient of the rank term; the config does not say) and
 rank_batch_size = 100. erank_layers = 'sum'.
 
-`weight_decay` is an `optax.inject_hyperparams` array in the optimizer state; `erank_coef` is a closed-over Python
-float (the objective hook has no state), so sweeping it needs one compilation per value.
+`weight_decay` is an `optax.inject_hyperparams` array in the optimizer state; `erank_coef` is closed over by the
+objective hook (which has no state): a Python float, or, when swept, this run's value as a traced array, so a sweep
+of it is one program like a sweep of any other float field.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class TermSwitch:
             self.terms = previous
 
 
-def erank_objective(coef: float, layers: str = 'sum', switch: TermSwitch | None = None):
+def erank_objective(coef, layers: str = 'sum', switch: TermSwitch | None = None):
     """The objective hook: loss_fn -> (loss - coef * R(features), forward) (terms selected by `switch`); the features
     are those of the auxiliary batch when the loss function has one, else the training batch's."""
 
@@ -196,7 +197,7 @@ def make_l2_er(config: ml_collections.ConfigDict, init_params) -> Learner:
         raise ValueError(f'unknown l2_er_mode {mode!r}; valid: {list(L2_ER_MODES)}')
     if layers not in ERANK_LAYERS:
         raise ValueError(f'unknown erank_layers {layers!r}; valid: {list(ERANK_LAYERS)}')
-    coef = float(field(config, 'erank_coef', DEFAULTS))
+    coef = field(config, 'erank_coef', DEFAULTS)
     rank_batch_size = int(field(config, 'rank_batch_size', DEFAULTS))
     if rank_batch_size < 0:
         raise ValueError(f'rank_batch_size must be >= 0 (0: the training batch), got {rank_batch_size}')

@@ -36,7 +36,7 @@ import ml_collections
 import optax
 
 from plasticity_jax.learners.backprop import make_optimizer
-from plasticity_jax.learners.base import Learner, make_learner_with
+from plasticity_jax.learners.base import Learner, is_swept, make_learner_with
 from plasticity_jax.learners.weight_decay import field
 
 DEFAULTS = {'spectral_coef': 1e-4, 'spectral_power': 2.0, 'spectral_power_iterations': 1}
@@ -95,6 +95,11 @@ def spectral_penalty(params, u: dict, v: dict, power) -> jax.Array:
     return sum(jax.tree.leaves(jax.tree_util.tree_map_with_path(term, params)))
 
 
+def _as_float(value):
+    """A fixed power as a float (an int would make the injected hyperparameter an integer array); a swept one as is."""
+    return value if is_swept(value) else float(value)
+
+
 def spectral_regularization(coef, power, power_iterations: int = 1) -> optax.GradientTransformation:
     """g <- g + coef * grad R(theta), sigma_max by persistent power iteration (state: u, v per matrix)."""
 
@@ -120,6 +125,6 @@ def spectral_regularization(coef, power, power_iterations: int = 1) -> optax.Gra
 def make_spectral_reg(config: ml_collections.ConfigDict, init_params) -> Learner:
     del init_params
     penalty = optax.inject_hyperparams(spectral_regularization, static_args=('power_iterations',))(
-        coef=field(config, 'spectral_coef', DEFAULTS), power=float(field(config, 'spectral_power', DEFAULTS)),
+        coef=field(config, 'spectral_coef', DEFAULTS), power=_as_float(field(config, 'spectral_power', DEFAULTS)),
         power_iterations=int(field(config, 'spectral_power_iterations', DEFAULTS)))
     return make_learner_with(optax.chain(penalty, make_optimizer(config)))

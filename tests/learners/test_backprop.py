@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from plasticity_jax import learners
+from plasticity_jax import learners, sweeps
 
 
 def learner_config(**fields):
@@ -50,3 +50,22 @@ def test_unknown_names_list_the_valid_ones():
         learners.make_learner(learner_config(name='bp'), init_params=None)
     with pytest.raises(ValueError, match=r"unknown learner.optimizer 'rmsprop'.*adam"):
         learners.make_learner(learner_config(optimizer='rmsprop'), init_params=None)
+
+
+def test_a_swept_momentum_is_the_fixed_one_at_each_point():
+    """`learner.momentum` swept (a traced value per run, as `sweeps` passes it): at 0.9 the fixed momentum's updates;
+    at 0 plain SGD's (a fixed 0 keeps no momentum buffer; a swept one keeps it and adds 0 times it)."""
+    grads, params = {'w': jnp.array([0.5, -3.0])}, {'w': jnp.zeros(2)}
+
+    @jax.jit
+    def swept(momenta):
+        def run(momentum):  # as the engine builds a swept run's learner
+            return one_update(sweeps.with_values(learner_config(), {'momentum': momentum}), grads, params, steps=3)[0]
+        return jax.vmap(run)(momenta)
+
+    updates = swept(jnp.array([0.0, 0.9]))
+    for point, momentum in enumerate((0.0, 0.9)):
+        fixed, state = one_update(learner_config(momentum=momentum), grads, params, steps=3)
+        np.testing.assert_allclose(updates['w'][point], fixed['w'], rtol=1e-6)
+        assert ('momentum' in state.hyperparams) == (momentum != 0.0)
+    np.testing.assert_allclose(updates['w'][1], -0.1 * (1 + 0.9 + 0.81) * grads['w'], rtol=1e-6)
