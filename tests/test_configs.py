@@ -48,11 +48,12 @@ def _fake_cifar100(name, data_dir=None):
                                  rng.integers(0, 256, (len(test_y), 32, 32, 3), dtype=np.uint8), test_y)
 
 
-def _small_incremental_cifar100(monkeypatch):
-    """incremental_cifar100.py on 10 generated classes (2 tasks of 5 new classes), a ResNet-18 of base width 4."""
+def _small_incremental_cifar100(monkeypatch, variant=None):
+    """incremental_cifar100.py (`variant`) on 10 generated classes (2 tasks of 5 new classes), a ResNet-18 of base
+    width 4."""
     monkeypatch.setattr(datasets, 'load_tfds_images', _fake_cifar100)
     # Early stopping as the papers' code (on by default): the first 2 of each class's 12 training images validate.
-    config = _shrink(load_config('incremental_cifar100.py'), num_tasks=2,
+    config = _shrink(load_config('incremental_cifar100.py', variant), num_tasks=2,
                      **{'problem.train_per_class': 10, 'problem.validation_per_class': 2, 'problem.epochs': 2,
                         'problem.batch_size': 16, 'model.base_width': 4, 'model.blocks_per_stage': 1})
     assert config.problem.early_stopping
@@ -60,12 +61,15 @@ def _small_incremental_cifar100(monkeypatch):
 
 
 def test_incremental_cifar100_builds_and_traces_on_generated_cifar_shaped_data(monkeypatch):
-    """The config's wiring (augmentation, normalisation, early stopping, the class increments) and every metric's
-    shape, by tracing the chunk program (`jax.eval_shape`: about 5 CPU-s here; compiling and running the ResNet
-    program, the slow test below, takes 13 more). The default suite runs ResNets through the learners'
-    tests and the conv-net image problem end to end (continual ImageNet above)."""
+    """The config's wiring (augmentation, normalisation, early stopping, the class increments, the step-size
+    milestones) and every metric's shape, by tracing the chunk program of its continual backprop variant
+    (`jax.eval_shape`: about 5 CPU-s here; compiling and running the ResNet program, the slow test below, takes 13
+    more). The `cbp` variant with the config's milestones failed to trace until the schedule kept the optimizer
+    state's structure (`learners.schedule`). The default suite runs ResNets through the learners' tests and the
+    conv-net image problem end to end (continual ImageNet above)."""
     assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
-    config = _small_incremental_cifar100(monkeypatch)
+    config = _small_incremental_cifar100(monkeypatch, 'cbp')
+    assert config.learner.name == 'cbp' and config.learner.step_size_milestones == (0.3, 0.6, 0.8)
     train = engine.make_train(config)
     assert train.problem.augment and train.problem.mean and train.problem.num_outputs == 10
     assert train.problem.early_stopping and train.problem.max_validation_examples == 20

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import ml_collections
-import optax
 
 from plasticity_jax.learners.adam_presets import PROPER_ADAM_DEFAULTS, make_proper_adam
 from plasticity_jax.learners.backprop import make_backprop, make_optimizer
@@ -25,7 +24,7 @@ from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS
 from plasticity_jax.learners.effective_rank import make_l2_er
 from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS
 from plasticity_jax.learners.redo import make_redo
-from plasticity_jax.learners.schedule import scale_by_task_schedule
+from plasticity_jax.learners.schedule import with_task_schedule
 from plasticity_jax.learners.sharpness import GNP_DEFAULTS, SAM_DEFAULTS, make_gnp, make_sam
 from plasticity_jax.learners.shrink_perturb import DEFAULTS as SHRINK_PERTURB_DEFAULTS
 from plasticity_jax.learners.shrink_perturb import make_shrink_perturb
@@ -75,8 +74,8 @@ def make_learner(config: ml_collections.ConfigDict, init_params, unit_layers=Non
     learner = spec.make(config, init_params, unit_layers) if spec.replaces_units else spec.make(config, init_params)
     milestones = tuple(config.get('step_size_milestones', ()))
     if milestones:
-        learner = learner._replace(optimizer=optax.chain(
-            learner.optimizer, scale_by_task_schedule(milestones, config.step_size_decay)))
+        learner = learner._replace(
+            optimizer=with_task_schedule(learner.optimizer, milestones, config.step_size_decay))
     return learner
 
 

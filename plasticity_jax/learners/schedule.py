@@ -5,9 +5,11 @@ size multiplied by 0.2 at epochs 60, 120 and 160 (PyTorch's `MultiStepLR`, resta
 differ in length, so the milestones are given as fractions of the task: (0.3, 0.6, 0.8) of 200 epochs. The engine
 passes each step's `task_progress` = step / (training steps of the task) to the optimizer as an extra argument.
 
-`scale_by_task_schedule` multiplies the learner's whole update by decay**(milestones passed), which equals scaling
-the step size of SGD with momentum and weight decay coupled into the gradient as PyTorch's SGD does (PyTorch applies
-the step size after the momentum buffer).
+`with_task_schedule` multiplies the learner's whole update by decay**(milestones passed), which equals scaling the
+step size of SGD with momentum and weight decay coupled into the gradient as PyTorch's SGD does (PyTorch applies the
+step size after the momentum buffer). It wraps the learner's optimizer and keeps that optimizer's state as its own
+(the schedule needs none), so the routines that reset the optimizer state of replaced units (continual backprop,
+ReDo: `optax.tree_utils.tree_map_params` with the learner's own optimizer) find the state they expect.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import jax.numpy as jnp
 import optax
 
 
-def scale_by_task_schedule(milestones: Sequence[float], decay: float) -> optax.GradientTransformationExtraArgs:
-    """Multiplies updates by decay**k, k = the number of milestones (fractions of the task) already reached."""
+def with_task_schedule(optimizer: optax.GradientTransformationExtraArgs, milestones: Sequence[float],
+                       decay) -> optax.GradientTransformationExtraArgs:
+    """`optimizer` (which accepts extra arguments) with its updates multiplied by decay**k, k = the number of
+    milestones (fractions of the task) already reached; its state is `optimizer`'s."""
     milestones = jnp.asarray(tuple(milestones), jnp.float32)
 
     def update_fn(updates, state, params=None, *, task_progress, **extra_args):
-        del params, extra_args
+        updates, state = optimizer.update(updates, state, params, task_progress=task_progress, **extra_args)
         scale = jnp.asarray(decay, jnp.float32) ** jnp.sum(task_progress >= milestones)
         return optax.tree.scale(scale, updates), state
 
-    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
+    return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)

@@ -1,16 +1,17 @@
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from plasticity_jax import learners
 from plasticity_jax.config import base_config
-from plasticity_jax.learners.schedule import scale_by_task_schedule
+from plasticity_jax.learners.schedule import with_task_schedule
 
 
 @pytest.mark.parametrize('progress, scale', [(0.0, 1.0), (0.299, 1.0), (0.3, 0.2), (0.7, 0.04), (0.8, 0.008),
                                              (0.99, 0.008)])
 def test_updates_are_scaled_by_the_milestones_passed(progress, scale):
-    transform = scale_by_task_schedule((0.3, 0.6, 0.8), 0.2)
+    transform = with_task_schedule(optax.with_extra_args_support(optax.identity()), (0.3, 0.6, 0.8), 0.2)
     updates = {'w': jnp.array([1.0, -2.0])}
     scaled, _ = transform.update(updates, transform.init(updates), task_progress=jnp.float32(progress))
     np.testing.assert_allclose(scaled['w'], scale * np.array([1.0, -2.0]), rtol=1e-6)
