@@ -20,7 +20,9 @@ Variants: lr0.01, lr0.001, lr0.0001, sweep_lr; every learner (`l2`, `redo`, ...)
 - `cbp`: continual backprop as the papers' lop/imagenet/cfg/cbp.json: SGD with momentum 0.9, step size 0.01,
   replacement rate 3e-4, maturity threshold 100, utility 'adaptable_contribution', decay rate 0.99, on the channels
   of the three convolutions and the units of the two dense layers (`models.ConvNet.unit_layers`);
-- `shrink_perturb`: lop/imagenet/cfg/snp.json: weight decay 1e-5, noise standard deviation 1e-5.
+- `shrink_perturb`: lop/imagenet/cfg/snp.json: weight decay 1e-5, noise standard deviation 1e-5;
+- `l2_er`: the learner's defaults with `erank_layers='per_layer'` (the ConvNet's layers differ in width, so the
+  default 'sum' of their E[a a^T] is undefined; our choice: the sum of each layer's effective rank).
 
     python -m plasticity_jax.main --config=configs/continual_imagenet.py:cbp --workdir=runs/cimagenet_cbp \
         --config.data_dir=data/imagenet32_classes
@@ -58,5 +60,6 @@ def get_config(arg=None):
     variants = {**config_lib.step_size_variants(STEP_SIZES), **config_lib.learner_variants(),
                 **config_lib.sweep_step_sizes_variant(STEP_SIZES)}
     variants.update({'cbp': config_lib.learner_with('cbp', CBP),
-                     'shrink_perturb': config_lib.learner_with('shrink_perturb', SHRINK_PERTURB)})
+                     'shrink_perturb': config_lib.learner_with('shrink_perturb', SHRINK_PERTURB),
+                     'l2_er': config_lib.learner_with('l2_er', {'erank_layers': 'per_layer'})})
     return config_lib.apply_variants(config, arg, variants)

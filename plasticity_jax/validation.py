@@ -148,7 +148,7 @@ RULES: dict[str, Rule] = {
     'learner.dormancy_threshold': number(0),
     'learner.noise_std': number(0),
     'learner.rho': number(0),
-    'learner.rank_batch_size': integer(1),
+    'learner.rank_batch_size': Rule(lambda v: _is_int(v) and v >= 0, 'an integer >= 0 (0: the training batch)'),
     'model.name': one_of(_models),
     'model.width': integer(1),
     'model.depth': integer(0),

@@ -1,28 +1,103 @@
 """The experiments of configs/ on small data: the image problems run end to end on generated data in the formats of
 their real datasets (no ImageNet or CIFAR-100 copy is available offline), the MNIST ones on the real files."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
 
 from plasticity_jax import data as datasets
-from plasticity_jax import engine, sweeps
+from plasticity_jax import engine, learners, sweeps, validation
 from plasticity_jax.results import load_run
-from tests.conftest import load_config
+from tests.conftest import REPO_ROOT, load_config
+
+CONFIGS = sorted(path.name for path in (REPO_ROOT / 'configs').glob('*.py'))
+
+
+def variant_names(name):
+    """The variants of configs/`name` (its `get_config` lists them when asked for an unknown one)."""
+    with pytest.raises(ValueError, match='unknown config variant') as error:
+        load_config(name, '_no_such_variant_')
+    return re.findall(r"'([^']+)'", str(error.value).split('valid:')[1])
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_variant_of_every_config_is_valid_and_builds_its_learner(name):
+    """Each variant as `--config=configs/<name>:<variant>` gives it passes validation and builds its learner (an RL
+    run's without an auxiliary batch, which RL runs do not draw). Variants that could not run were found this way:
+    UPGD on an experiment's SGD with momentum or Adam, L2-ER's default rank batch in PPO."""
+    names = variant_names(name)
+    assert names
+    for variant in [None, *names]:
+        config = load_config(name, variant)
+        validation.check_config(config)
+        learner = learners.make_learner(config.learner, init_params=None)
+        assert not ('rl' in config and learner.auxiliary_batch_size), variant
+
+
+# Small sizes for tracing a config's program: each field set where the config has it.
+TRACE_SIZES = {'num_seeds': 2, 'num_tasks': 1, 'tasks_per_chunk': 1, 'metrics.probe_size': 16,
+               'problem.examples_per_task': 64, 'problem.train_per_class': 6, 'problem.test_per_class': 2,
+               'problem.validation_per_class': 2, 'problem.epochs': 1, 'model.base_width': 2,
+               'model.blocks_per_stage': 1, 'curvature.probe_size': 16, 'curvature.chunk_size': 16,
+               'rl.updates_per_task': 1}
+
+
+def _has(config, field):
+    node = config
+    for part in field.split('.'):
+        if not hasattr(node, 'keys') or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.slow  # minutes: every variant's program traced, the MJX ones included
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_variant_of_every_config_traces(name, tmp_path, monkeypatch, shared_data_dir):
+    """Each variant's program at small sizes (the RL ones combined with `smoke`), traced (`jax.eval_shape` of the
+    runs' init and a task): the errors that only tracing finds (L2-ER's summed rank term on a ConvNet's unequal
+    widths, the step-size schedule with continual backprop's optimizer-state reset) fail here."""
+    monkeypatch.setattr(datasets, 'load_tfds_images', lambda dataset, data_dir=None: _fake_cifar100('cifar100'))
+    folder = _class_folder(tmp_path)
+    for variant in [None, *variant_names(name)]:
+        if 'rl' in load_config(name):
+            variant = ','.join(filter(None, ['smoke', variant if variant != 'smoke' else None]))
+        config = load_config(name, variant)
+        config.unlock()
+        sizes = {field: value for field, value in TRACE_SIZES.items() if _has(config, field)}
+        if _has(config, 'problem.batch_size'):
+            sizes['problem.batch_size'] = 2 if config.problem.batch_size > 1 else 1
+        config = sweeps.with_values(config, sizes)
+        if 'data_dir' in config:
+            config.data_dir = str(folder) if name == 'continual_imagenet.py' else shared_data_dir
+        validation.check_config(config)
+        train, runs = engine.make_train(config), sweeps.runs(config)
+        state = jax.eval_shape(jax.vmap(train.init), runs.keys(config.seed), runs.hyperparams())
+        metrics = jax.eval_shape(lambda s, train=train: engine.make_vmapped(train)(s, 1), state)[1]
+        assert all(m.shape[:2] == (runs.num_runs, 1) for m in metrics.values()), variant
 
 
 def _shrink(config, **fields):
     return sweeps.with_values(config, {'num_seeds': 2, 'tasks_per_chunk': 2, 'metrics.probe_size': 16, **fields})
 
 
-def test_continual_imagenet_on_a_generated_class_folder(tmp_path):
+def _class_folder(tmp_path):
+    """4 classes of 8 generated 32x32 images, the format of Continual ImageNet's prepared class folder; class c is
+    bright in channel c % 3."""
     rng = np.random.default_rng(0)
     folder = tmp_path / 'classes'
     folder.mkdir()
-    for c in range(4):  # 4 classes of 8 images: 6 train + 2 test; class c is bright in channel c % 3
+    for c in range(4):
         images = rng.integers(0, 100, (8, 32, 32, 3), dtype=np.uint8)
         images[..., c % 3] += 120 * (c < 3)
         np.save(folder / f'{c}.npy', images)
+    return folder
+
+
+def test_continual_imagenet_on_a_generated_class_folder(tmp_path):
+    folder = _class_folder(tmp_path)  # 6 train + 2 test images per class
     config = _shrink(load_config('continual_imagenet.py'), num_tasks=3, data_dir=str(folder),
                      **{'problem.train_per_class': 6, 'problem.test_per_class': 2, 'problem.epochs': 3,
                         'problem.batch_size': 4})

@@ -21,7 +21,8 @@ Defaults (config variant `upgd`), the authors' Input-Permuted MNIST setting for 
 statistics_input_permuted_mnist.py, `upgd2_grid` for FirstOrderGlobalUPGD): step size alpha = 0.01,
 beta_utility = 0.9999, noise sigma = 0.1, weight_decay = 0.01. The variant sets `step_size` too, so it overrides the
 experiment's SGD step size (apply `lr...` variants after `upgd` to change it). The learner requires
-`optimizer = 'sgd'` and `momentum = 0` (UPGD has no momentum).
+`optimizer = 'sgd'` and `momentum = 0` (UPGD has no momentum), which the variant sets too: it replaces an experiment's
+SGD with momentum (Continual ImageNet, warm start) or Adam.
 
 All four hyperparameters are `optax.inject_hyperparams` arrays in the optimizer state.
 """
@@ -39,7 +40,8 @@ from plasticity_jax.learners.base import Learner, make_learner_with
 from plasticity_jax.learners.shrink_perturb import gaussian_like
 from plasticity_jax.learners.weight_decay import field
 
-DEFAULTS = {'step_size': 0.01, 'weight_decay': 0.01, 'beta_utility': 0.9999, 'noise_std': 0.1}
+DEFAULTS = {'step_size': 0.01, 'weight_decay': 0.01, 'beta_utility': 0.9999, 'noise_std': 0.1, 'momentum': 0.0,
+            'optimizer': 'sgd'}
 
 
 class UPGDState(NamedTuple):
