@@ -50,7 +50,11 @@ def test_inconsistent_fields_are_refused_by_name():
     config.rl.time_limit = 'sometimes'
     with pytest.raises(ValueError, match='rl.time_limit'):
         engine.make_train(config)
-    train = engine.make_train(load_config('pendulum.py', 'point_mass,l2_er'))
+    # RL's l2_er variant computes its rank term on the PPO minibatch; a rank batch of its own is refused.
+    assert load_config('pendulum.py', 'l2_er').learner.rank_batch_size == 0
+    config = load_config('pendulum.py', 'point_mass,l2_er')
+    config.learner.rank_batch_size = 100
+    train = engine.make_train(config)
     with pytest.raises(ValueError, match='auxiliary batch'):
         jax.eval_shape(train.init, jax.random.PRNGKey(0))
 
