@@ -148,7 +148,7 @@ RULES: dict[str, Rule] = {
     'learner.dormancy_threshold': number(0),
     'learner.noise_std': number(0),
     'learner.rho': number(0),
-    'learner.rank_batch_size': Rule(lambda v: _is_int(v) and v >= 0, 'an integer >= 0 (0: the training batch)'),
+    'learner.rank_batch_size': integer(0),  # 0: the training batch
     'model.name': one_of(_models),
     'model.width': integer(1),
     'model.depth': integer(0),
@@ -209,14 +209,15 @@ AGREEMENTS: tuple[Agreement, ...] = (
 )
 
 
-_MISSING = object()
+MISSING = object()  # what `lookup` returns for a field the config does not have
 
 
-def _lookup(config, name: str):
+def lookup(config, name: str):
+    """The value of the dotted field `name` of `config`, or `MISSING`."""
     node = config
     for field in name.split('.'):
         if not hasattr(node, 'keys') or field not in node:
-            return _MISSING
+            return MISSING
         node = node[field]
     return node
 
@@ -226,20 +227,20 @@ def violations(config: ml_collections.ConfigDict) -> list[str]:
     """One line per bad value: field, value, requirement, fix."""
     problems = []
     for name, rule in RULES.items():
-        value = _lookup(config, name)
-        if value is not _MISSING and not rule.holds(value):
+        value = lookup(config, name)
+        if value is not MISSING and not rule.holds(value):
             problems.append(f'config.{name} = {value!r} must be {rule.describe()}: set --config.{name}=... to such a '
                             'value.')
-        swept = _lookup(config, f'sweep.{name}')
-        if swept is not _MISSING and isinstance(swept, (tuple, list)):
+        swept = lookup(config, f'sweep.{name}')
+        if swept is not MISSING and isinstance(swept, (tuple, list)):
             bad = [v for v in swept if not rule.holds(v)]
             if bad:
                 problems.append(f'config.sweep.{name} has {bad!r}; every value must be {rule.describe()}: fix '
                                 f'the --sweep={name}=... values.')
     if not problems:
         for agreement in AGREEMENTS:
-            values = [_lookup(config, name) for name in agreement.fields]
-            if _MISSING not in values and not agreement.holds(*values):
+            values = [lookup(config, name) for name in agreement.fields]
+            if MISSING not in values and not agreement.holds(*values):
                 now = ', '.join(f'config.{n} = {v!r}' for n, v in zip(agreement.fields, values))
                 problems.append(f'{agreement.requirement} ({now}): change one of them.')
     return problems

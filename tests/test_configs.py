@@ -44,15 +44,6 @@ TRACE_SIZES = {'num_seeds': 2, 'num_tasks': 1, 'tasks_per_chunk': 1, 'metrics.pr
                'rl.updates_per_task': 1}
 
 
-def _has(config, field):
-    node = config
-    for part in field.split('.'):
-        if not hasattr(node, 'keys') or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 @pytest.mark.slow  # minutes: every variant's program traced, the MJX ones included
 @pytest.mark.parametrize('name', CONFIGS)
 def test_every_variant_of_every_config_traces(name, tmp_path, monkeypatch, shared_data_dir):
@@ -66,8 +57,9 @@ def test_every_variant_of_every_config_traces(name, tmp_path, monkeypatch, share
             variant = ','.join(filter(None, ['smoke', variant if variant != 'smoke' else None]))
         config = load_config(name, variant)
         config.unlock()
-        sizes = {field: value for field, value in TRACE_SIZES.items() if _has(config, field)}
-        if _has(config, 'problem.batch_size'):
+        sizes = {field: value for field, value in TRACE_SIZES.items()
+                 if validation.lookup(config, field) is not validation.MISSING}
+        if validation.lookup(config, 'problem.batch_size') is not validation.MISSING:
             sizes['problem.batch_size'] = 2 if config.problem.batch_size > 1 else 1
         config = sweeps.with_values(config, sizes)
         if 'data_dir' in config:
