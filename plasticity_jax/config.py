@@ -124,8 +124,13 @@ def dataset_tasks_problem(*, dataset: str, schedule: str, epochs: int, batch_siz
 def image_model_config(name: str, **fields) -> ml_collections.ConfigDict:
     """The `model` section of a convolutional model ('convnet' or 'resnet18'); ReLU networks (`activation` is what
     the dead-unit metric uses); `conv_lowering` 'auto': convolutions as patches x kernel on a CPU, XLA's elsewhere
-    (`models.conv`)."""
-    return ml_collections.ConfigDict({'name': name, 'activation': 'relu', 'conv_lowering': 'auto', **fields})
+    (`models.conv`); 'resnet18' also `blocks_per_stage` (2, ResNet-18's; 1 gives the 10-layer network of the same
+    kind)."""
+    defaults = {'name': name, 'activation': 'relu', 'conv_lowering': 'auto'}
+    if name == 'resnet18':
+        from plasticity_jax.models.resnet import ResNet18
+        defaults['blocks_per_stage'] = ResNet18.blocks_per_stage
+    return ml_collections.ConfigDict({**defaults, **fields})
 
 
 # Dohare's dissertation Sec. 4.3 (Fig. 4.8) shows Dropout with p = 0.1 on Online Permuted MNIST ("to show how the

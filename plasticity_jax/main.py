@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
 from plasticity_jax import config as config_lib
-from plasticity_jax import engine, logs, sweeps, validation
+from plasticity_jax import data, engine, logs, sweeps, validation
 from plasticity_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config: configs/<experiment>.py[:variants].',
@@ -41,11 +42,15 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def unknown_override(argv: list[str]) -> str | None:
-    """Names the first `--config.<field>` override that the config lacks, with the valid fields beside it."""
+    """What went wrong with `--config`: the config file's own error (a missing file, an unknown variant), else the
+    first `--config.<field>` override that the config lacks, with the valid fields beside it; None if neither."""
     spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
     if spec is None:
         return None
-    config = config_lib.load(spec)
+    try:
+        config = config_lib.load(spec)
+    except (OSError, ValueError, KeyError) as error:  # FileNotFoundError; an unknown variant or its argument
+        return f'--config={spec}: {error.args[0] if error.args else error}'
     for arg in argv:
         if arg.startswith('--config.'):
             try:
@@ -56,11 +61,18 @@ def unknown_override(argv: list[str]) -> str | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a problem of `--config` reported in one line (absl wraps config errors in several types,
+    and ml_collections defers a config file's load error to the first use of the config)."""
     try:
-        return flags.FLAGS(argv)
-    except Exception as error:  # absl wraps config override errors in several types; explain the common one.
-        message = unknown_override(argv) or str(error)
-        sys.exit(f'error: {message}')
+        remaining = flags.FLAGS(argv)
+    except Exception as error:
+        sys.exit(f'error: {unknown_override(argv) or error}')
+    if _CONFIG.value is not None and not isinstance(_CONFIG.value, ml_collections.ConfigDict):
+        try:
+            _CONFIG.value.keys()  # raises the deferred error
+        except OSError as error:
+            sys.exit(f'error: {unknown_override(argv) or " ".join(str(error).split())}')
+    return remaining
 
 
 def main(argv: list[str]) -> None:
@@ -95,7 +107,7 @@ def main(argv: list[str]) -> None:
         return
     try:
         engine.run_programs(config, workdir, only=_PROGRAM.value)
-    except (validation.ConfigError, workdir_lib.WorkdirError, MemoryError) as error:
+    except (validation.ConfigError, workdir_lib.WorkdirError, data.DataSourceError, MemoryError) as error:
         sys.exit(f'error: {error}')
     if jax.process_index() == 0:
         if structural:

@@ -20,25 +20,27 @@ import os
 import sys
 
 import matplotlib
+import matplotlib.pyplot as plt
+from absl import app, flags
 
-matplotlib.use('Agg')
+from plasticity_jax import logs
+from plasticity_jax.analysis import plots, tables
+from plasticity_jax.results import Run, load_runs
+from plasticity_jax.workdir import WorkdirError
 
-import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags  # noqa: E402
 
-from plasticity_jax import logs  # noqa: E402
-from plasticity_jax.analysis import plots, tables  # noqa: E402
-from plasticity_jax.results import Run, load_runs  # noqa: E402
-from plasticity_jax.workdir import WorkdirError  # noqa: E402
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory, a structural sweep\'s directory or a folder of '
-                                'run directories.')
-_OUT = flags.DEFINE_string('out', None, 'Where the figures go (default: WORKDIR/figures).')
-_BINS = flags.DEFINE_integer('bins', 40, 'Points per curve: tasks are averaged in this many bins (0: every task).')
-_LAYER = flags.DEFINE_string('layer', 'mean', "Per-layer correlates: 'mean' over hidden layers, 'last', or an index.")
-_TASKS = flags.DEFINE_list('tasks', [], 'Tasks whose Hessian spectra to draw (default: up to 6 evenly spaced).')
-_EPSILON = flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (default: the smallest swept value that '
-                               'is resolved in every measurement).')
+def define_flags() -> None:
+    """The command line's flags: defined when this module runs as a program, not on import (a notebook imports
+    `make_figures` beside the other command lines' modules, whose flags share names)."""
+    flags.DEFINE_string('workdir', None, 'A run directory, a structural sweep\'s directory or a folder of run '
+                        'directories.')
+    flags.DEFINE_string('out', None, 'Where the figures go (default: WORKDIR/figures).')
+    flags.DEFINE_integer('bins', 40, 'Points per curve: tasks are averaged in this many bins (0: every task).')
+    flags.DEFINE_string('layer', 'mean', "Per-layer correlates: 'mean' over hidden layers, 'last', or an index.")
+    flags.DEFINE_list('tasks', [], 'Tasks whose Hessian spectra to draw (default: up to 6 evenly spaced).')
+    flags.DEFINE_float('epsilon', None, 'Epsilon of the epsilon-rank (default: the smallest swept value that is '
+                       'resolved in every measurement).')
+    flags.mark_flags_as_required(['workdir'])
 
 
 def find_runs(workdir: str) -> dict[str, Run]:
@@ -87,6 +89,9 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
     """Draws and saves every standard figure of `workdir`; returns the paths written (PNG and PDF)."""
     out = out or os.path.join(workdir, 'figures')
     runs = find_runs(workdir)
+    for run in runs.values():  # an out-of-range --layer is refused before any figure is written
+        for metric in set(run.metrics) & set(tables.LAYER_METRICS):
+            tables.select_layer(run.metrics[metric], layer)
     written = []
 
     def save(fig, name):
@@ -134,10 +139,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
+    f = flags.FLAGS
     try:
-        layer, tasks = plots.parse_layer_and_tasks(_LAYER.value, _TASKS.value)
-        written = make_figures(_WORKDIR.value, _OUT.value, bins=_BINS.value or None, layer=layer, tasks=tasks,
-                               epsilon=_EPSILON.value)
+        layer, tasks = plots.parse_layer_and_tasks(f.layer, f.tasks)
+        written = make_figures(f.workdir, f.out, bins=f.bins or None, layer=layer, tasks=tasks, epsilon=f.epsilon)
     except (ValueError, FileNotFoundError, WorkdirError) as error:
         sys.exit(f'error: {error}')
     for path in written:
@@ -145,5 +150,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['workdir'])
+    matplotlib.use('Agg')  # files only (not on import: a notebook keeps its inline backend)
+    define_flags()
     app.run(main)

@@ -77,6 +77,16 @@ class Run:
         return np.argwhere(counts) if self.sweep else np.flatnonzero(counts)
 
 
+def parse_tasks(texts: list[str]) -> list[int] | None:
+    """The text of a `--tasks=0,50,99` flag (`plot`, `spectra`) as task indices (None if empty); a ValueError names
+    the flag and the fix."""
+    bad = [t for t in texts if not str(t).strip().isdigit()]
+    if bad:
+        raise ValueError(f'--tasks={",".join(map(str, texts))}: {bad} are not task indices; give numbers such as '
+                         '--tasks=0,50,99.')
+    return [int(t) for t in texts] or None
+
+
 def _read_config(path: str) -> ml_collections.ConfigDict:
     try:
         with open(path) as f:

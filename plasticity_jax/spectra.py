@@ -23,18 +23,24 @@ from plasticity_jax import engine, logs, results
 from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.results import SPECTRA_FILE
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (holds config.json and checkpoints/).')
-_TASKS = flags.DEFINE_list('tasks', [], 'Checkpoints to analyse, by tasks done; default: every checkpoint kept.')
-_ORDER = flags.DEFINE_integer('order', None, 'Lanczos steps per draw (default: the run config\'s curvature.order).')
-_DRAWS = flags.DEFINE_integer('draws', None, 'Random vectors of stochastic Lanczos quadrature (curvature.draws).')
-_PROBE_SIZE = flags.DEFINE_integer('probe_size', None, 'Examples of the probe set (curvature.probe_size).')
-_KIND = flags.DEFINE_enum('kind', None, ['hessian', 'ggn', 'fisher'], 'Curvature matrix (curvature.kind).')
-_EXACT_GGN = flags.DEFINE_integer('exact_ggn_probe_size', None, 'Also the exact GGN spectrum of this many probe '
-                                  'examples, through its dual Gram matrix (curvature.exact_ggn_probe_size; 0: off).')
+
+def define_flags() -> None:
+    """The command line's flags: defined when this module runs as a program, not on import (a notebook imports
+    `compute_spectra` beside the other command lines' modules, whose flags share names)."""
+    flags.DEFINE_string('workdir', None, 'Run directory (holds config.json and checkpoints/).')
+    flags.DEFINE_list('tasks', [], 'Checkpoints to analyse, by tasks done; default: every checkpoint kept.')
+    flags.DEFINE_integer('order', None, 'Lanczos steps per draw (default: the run config\'s curvature.order).')
+    flags.DEFINE_integer('draws', None, 'Random vectors of stochastic Lanczos quadrature (curvature.draws).')
+    flags.DEFINE_integer('probe_size', None, 'Examples of the probe set (curvature.probe_size).')
+    flags.DEFINE_enum('kind', None, ['hessian', 'ggn', 'fisher'], 'Curvature matrix (curvature.kind).')
+    flags.DEFINE_integer('exact_ggn_probe_size', None, 'Also the exact GGN spectrum of this many probe examples, '
+                         'through its dual Gram matrix (curvature.exact_ggn_probe_size; 0: off).')
+    flags.mark_flags_as_required(['workdir'])
 
 
 def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str, np.ndarray]:
     """Spectra at the start of each checkpointed task in `tasks` (all if None); writes and returns them."""
+    wanted = results.parse_tasks([str(t) for t in tasks or []])  # None: every checkpoint
     config = results.load_run(workdir).config
     config.curvature.update({k: v for k, v in curvature_overrides.items() if v is not None})
     directory = os.path.abspath(os.path.join(workdir, engine.CHECKPOINT_DIR))
@@ -42,10 +48,12 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
         raise FileNotFoundError(f'{workdir} has no checkpoints/ directory: was the run started?')
     train = engine.make_train(config)
     abstract_state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
-    spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None)))
+    # Compiled before any checkpoint is read: a run without spectra (RL) is refused before the progress bar.
+    spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None))).trace(
+        abstract_state, train.data).lower().compile()
 
     available = workdir_lib.checkpoint_steps(directory)  # finished checkpoints only, never one being written
-    chosen = available if tasks is None else sorted({int(t) for t in tasks})
+    chosen = available if wanted is None else sorted(set(wanted))
     missing = sorted(set(chosen) - set(available))
     if missing:
         raise ValueError(f'no checkpoint after tasks {missing} in {directory}; available: {available}')
@@ -54,7 +62,7 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
         try:
             state = workdir_lib.restore_state(directory, step, abstract_state)
         except Exception as error:
-            if tasks is None and not os.path.isdir(os.path.join(directory, str(step))):
+            if wanted is None and not os.path.isdir(os.path.join(directory, str(step))):
                 # A running job removed it (it keeps only its newest checkpoints) while it was being read.
                 print(f'checkpoint {step} was removed by the running job while it was read: skipped.')
                 continue
@@ -75,15 +83,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     logs.quiet_unless_verbosity_given()
+    f = flags.FLAGS
     try:
-        compute_spectra(_WORKDIR.value, _TASKS.value or None, order=_ORDER.value, draws=_DRAWS.value,
-                        probe_size=_PROBE_SIZE.value, kind=_KIND.value, exact_ggn_probe_size=_EXACT_GGN.value)
+        compute_spectra(f.workdir, f.tasks or None, order=f.order, draws=f.draws, probe_size=f.probe_size,
+                        kind=f.kind, exact_ggn_probe_size=f.exact_ggn_probe_size)
     except (FileNotFoundError, ValueError, workdir_lib.WorkdirError) as error:
         sys.exit(f'error: {error}')
-    print(f"Spectra written to {os.path.join(_WORKDIR.value, SPECTRA_FILE)}; "
-          f"load with plasticity_jax.results.load_run('{_WORKDIR.value}').spectra")
+    print(f"Spectra written to {os.path.join(f.workdir, SPECTRA_FILE)}; "
+          f"load with plasticity_jax.results.load_run('{f.workdir}').spectra")
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['workdir'])
+    define_flags()
     app.run(main)

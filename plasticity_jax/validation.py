@@ -72,6 +72,10 @@ def positive_numbers() -> Rule:
                 'a non-empty tuple of numbers > 0')
 
 
+def optional(rule: Rule) -> Rule:
+    return Rule(lambda v: v is None or rule.holds(v), lambda: f'None or {rule.describe()}')
+
+
 def _engine():
     from plasticity_jax import engine
     return engine
@@ -104,6 +108,21 @@ def _conv_lowerings():
 def _activations():
     from plasticity_jax.models import ACTIVATIONS
     return ACTIVATIONS
+
+
+def _environments():
+    from plasticity_jax.envs import ENVIRONMENTS
+    return ENVIRONMENTS
+
+
+def _time_limits():
+    from plasticity_jax.rl.ppo import TIME_LIMITS
+    return TIME_LIMITS
+
+
+def _integrators():
+    from plasticity_jax.envs.mujoco_locomotion import INTEGRATORS
+    return INTEGRATORS
 
 
 # dotted field -> rule; choices come from the registries that own them.
@@ -178,6 +197,22 @@ RULES: dict[str, Rule] = {
     'problem.raw_pixels': Rule(lambda v: isinstance(v, bool), 'True or False'),
     'problem.validation_per_class': integer(0),
     'problem.early_stopping': Rule(lambda v: isinstance(v, bool), 'True or False'),
+    'env.name': one_of(_environments),
+    'env.max_episode_steps': integer(1),
+    'env.friction_change_interval': integer(1),
+    'env.solver_iterations': optional(integer(1)),
+    'env.ls_iterations': optional(integer(1)),
+    'env.integrator': optional(one_of(_integrators)),
+    'rl.updates_per_task': integer(1),
+    'rl.steps_per_update': integer(1),
+    'rl.num_envs': integer(1),
+    'rl.epochs': integer(1),
+    'rl.minibatch_size': integer(1),
+    'rl.gamma': number(0, 1),
+    'rl.gae_lambda': number(0, 1),
+    'rl.clip': number(0, open_low=True),
+    'rl.value_coefficient': number(0),
+    'rl.time_limit': one_of(_time_limits),
 }
 
 
@@ -206,6 +241,22 @@ AGREEMENTS: tuple[Agreement, ...] = (
     Agreement(('learner.step_size_milestones', 'sweep.learner.step_size_decay'), lambda milestones, _: bool(milestones),
               'learner.step_size_decay acts at learner.step_size_milestones: without milestones a sweep of it changes '
               'nothing'),
+    # RL runs (configs with an `env`, rl/ppo.py): a task is an interval of environment steps.
+    Agreement(('rl.steps_per_update', 'rl.num_envs'), lambda steps, envs: steps % envs == 0,
+              'rl.steps_per_update must be a multiple of rl.num_envs'),
+    Agreement(('rl.steps_per_update', 'rl.minibatch_size'), lambda steps, size: steps % size == 0,
+              'rl.steps_per_update must be a multiple of rl.minibatch_size'),
+    Agreement(('env', 'model.name'), lambda _, name: name == 'actor_critic',
+              "RL runs need model.name = 'actor_critic'"),
+    Agreement(('env', 'curvature.every_tasks'), lambda _, every: every == 0,
+              'in-run curvature is not available for RL runs: set curvature.every_tasks to 0'),
+    Agreement(('env', 'reset_at_task_start'), lambda _, reset: reset == 'none',
+              "RL runs need reset_at_task_start = 'none' (a task is an interval of steps)"),
+    Agreement(('env', 'compute_dtype'), lambda _, dtype: dtype == 'float32', 'RL runs compute in float32'),
+    Agreement(('env', 'step_unroll'), lambda _, unroll: unroll == 1, 'RL runs need step_unroll = 1'),
+    Agreement(('env', 'learner.name', 'learner.rank_batch_size'), lambda _, name, size: name != 'l2_er' or size == 0,
+              'RL runs draw no auxiliary batch: L2-ER computes its rank term on the PPO minibatch, set '
+              'learner.rank_batch_size to 0'),
 )
 
 
@@ -241,7 +292,8 @@ def violations(config: ml_collections.ConfigDict) -> list[str]:
         for agreement in AGREEMENTS:
             values = [lookup(config, name) for name in agreement.fields]
             if MISSING not in values and not agreement.holds(*values):
-                now = ', '.join(f'config.{n} = {v!r}' for n, v in zip(agreement.fields, values))
+                now = ', '.join(f'config.{n} = {v!r}' for n, v in zip(agreement.fields, values)
+                                if not hasattr(v, 'keys'))  # a section (`env`: an RL run) is named by the rule
                 problems.append(f'{agreement.requirement} ({now}): change one of them.')
     return problems
 

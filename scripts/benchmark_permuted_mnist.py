@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -67,6 +66,7 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from plasticity_jax import config as config_lib  # noqa: E402
 from plasticity_jax import engine, hlo  # noqa: E402
 from plasticity_jax.problems import permuted_mnist  # noqa: E402
 
@@ -126,17 +126,10 @@ def steps_for(width: int, seeds: int, args: argparse.Namespace) -> int:
     return max(10, min(args.steps_large, args.large_seed_steps // seeds))
 
 
-def load_config_module():
-    path = os.path.join(REPO_ROOT, 'configs', 'permuted_mnist.py')
-    spec = importlib.util.spec_from_file_location('configs_permuted_mnist', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_config(width: int, seeds: int, steps: int, args: argparse.Namespace):
     """configs/permuted_mnist.py (`--learner`, SGD 0.003, batch 1, depth 3, ReLU, Kaiming normal) at one point."""
-    config = load_config_module().get_config(args.learner)
+    config = config_lib.load(os.path.join(REPO_ROOT, 'configs', 'permuted_mnist.py')
+                             + (f':{args.learner}' if args.learner else ''))
     config.model.width = width
     config.model.depth = DEPTH
     config.learner.optimizer = 'sgd'

@@ -120,4 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataSourceError as error:  # its message names the fix
+        sys.exit(f"error: {error}")

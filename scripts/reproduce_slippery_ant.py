@@ -21,7 +21,6 @@ The measured outcome on a 2-core shared CPU is recorded, with its command, in do
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from absl import app, flags
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from plasticity_jax import config as config_lib  # noqa: E402
 from plasticity_jax import engine, sweeps  # noqa: E402
 from plasticity_jax.results import load_run  # noqa: E402
 
@@ -55,10 +55,7 @@ _LS_ITERATIONS = flags.DEFINE_integer('ls_iterations', None, "MuJoCo's line-sear
 
 
 def make_config(run: str):
-    spec = importlib.util.spec_from_file_location('slippery_ant', os.path.join(REPO_ROOT, 'configs', 'slippery_ant.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(run)
+    config = config_lib.load(os.path.join(REPO_ROOT, 'configs', f'slippery_ant.py:{run}'))
     if _FULL.value:
         return config
     fields = {'num_seeds': _SEEDS.value, 'num_tasks': _INTERVALS.value, 'tasks_per_chunk': 2,

@@ -163,7 +163,10 @@ def main():
     if unknown:
         parser.error(f'unknown learners {unknown}; valid: {LEARNERS}')
     if args.summarize_only:
-        runs = {name: results.load_run(os.path.join(args.workdir, name)) for name in learners}
+        try:
+            runs = {name: results.load_run(os.path.join(args.workdir, name)) for name in learners}
+        except FileNotFoundError as error:
+            parser.error(f'--summarize_only reads finished runs: {error} (run without --summarize_only first)')
     else:
         runs = {name: run_learner(name, args) for name in learners}
     summarize(runs, os.path.join(args.workdir, 'figures'))

@@ -135,6 +135,10 @@ def test_incremental_cifar100_builds_and_traces_on_generated_cifar_shaped_data(m
     state's structure (`learners.schedule`). The default suite runs ResNets through the learners' tests and the
     conv-net image problem end to end (continual ImageNet above)."""
     assert load_config('incremental_cifar100.py', 'scratch').reset_at_task_start == 'network'
+    # ResNet-18's depth as a field (docs/conv_nets.md): `--config.model.blocks_per_stage=1` overrides it.
+    from plasticity_jax import config as config_lib
+    assert load_config('incremental_cifar100.py').model.blocks_per_stage == 2
+    assert config_lib.load('configs/incremental_cifar100.py', {'model.blocks_per_stage': 1}).model.blocks_per_stage == 1
     config = _small_incremental_cifar100(monkeypatch, 'cbp')
     assert config.learner.name == 'cbp' and config.learner.step_size_milestones == (0.3, 0.6, 0.8)
     train = engine.make_train(config)

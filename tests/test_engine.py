@@ -2,6 +2,7 @@
 
 import dataclasses
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -212,6 +213,13 @@ def test_spectra_from_checkpoints_equal_the_in_run_measurement(curvature_run):
     top = in_run['ggn_exact_top_eigenvalues'][:, [0, 2], 0]
     np.testing.assert_allclose(spectra['ggn_exact_top_eigenvalues'], top, rtol=1e-5, atol=1e-6 * np.abs(top).max())
     assert (spectra['ggn_exact_epsilon_count'] <= 12).all()  # at most N C = 12 nonzero eigenvalues
+
+
+def test_spectra_refuse_tasks_that_are_not_indices_before_reading_the_run(tmp_path):
+    from plasticity_jax import spectra
+
+    with pytest.raises(ValueError, match=re.escape("--tasks=0,x: ['x'] are not task indices; give numbers such as")):
+        spectra.compute_spectra(str(tmp_path / 'not_a_run'), tasks=['0', 'x'])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -26,6 +26,15 @@ def test_unknown_field_names_the_field_and_lists_the_valid_ones():
     assert 'num_seeds' in main.unknown_override(['prog', SCR, '--config.nope=1'])
 
 
+def test_the_command_line_modules_import_together():
+    """`plot` and `spectra` are libraries too (a notebook imports `make_figures` and `compute_spectra`): their flags
+    are defined only when they run as programs, so importing them beside `main` defines no flag twice."""
+    import plasticity_jax.plot
+    import plasticity_jax.spectra
+
+    assert callable(plasticity_jax.plot.make_figures) and callable(plasticity_jax.spectra.compute_spectra)
+
+
 def test_cli_reports_an_unknown_field_in_one_line(tmp_path):
     result = run_main(SCR, f'--workdir={tmp_path}', '--config.learner.stepsize=0.1')
     assert result.returncode != 0
@@ -65,6 +74,25 @@ def test_cli_runs_overrides_and_variants_and_says_where_results_went(tmp_path):
 def test_unknown_variant_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown config variant 'tahn'.*tanh"):
         load_config('slowly_changing_regression.py', 'tahn')
+
+
+@pytest.mark.parametrize('spec, message', [
+    ('configs/slowly_changing_regression.py:cpb', "--config=configs/slowly_changing_regression.py:cpb: unknown config "
+                                                  "variant 'cpb'; valid: ['adam', 'backprop', 'cbp',"),
+    ('configs/nope.py', "--config=configs/nope.py: config file 'configs/nope.py' not found; tried configs/nope.py")])
+def test_a_config_that_cannot_load_is_one_line_on_the_command_line(spec, message, monkeypatch, tmp_path):
+    """`main`'s flag parsing (in this process: absl wraps the variant's error, and ml_collections defers the missing
+    file's to the first use of the config; both gave tracebacks)."""
+    from absl import flags
+
+    monkeypatch.chdir(REPO_ROOT)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main.parse_flags(['prog', f'--config={spec}', f'--workdir={tmp_path}'])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert str(exit_info.value).startswith(f'error: {message}')
+    assert '\n' not in str(exit_info.value) and not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize('name', ['slowly_changing_regression.py', 'permuted_mnist.py'])

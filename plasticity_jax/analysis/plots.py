@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+from plasticity_jax import results
 from plasticity_jax.analysis import tables
 
 # metric -> (axis label, factor applied to the values).
@@ -47,11 +48,7 @@ def parse_layer_and_tasks(layer: str, tasks: list[str]) -> tuple[str | int, list
     index = layer.lstrip('-').isdigit()
     if not index and layer not in ('mean', 'last'):
         raise ValueError(f"--layer={layer}: give 'mean', 'last' or a layer index such as 0 or -1.")
-    bad = [t for t in tasks if not t.isdigit()]
-    if bad:
-        raise ValueError(f'--tasks={",".join(tasks)}: {bad} are not task indices; give numbers such as '
-                         '--tasks=0,50,99.')
-    return (int(layer) if index else layer), [int(t) for t in tasks] or None
+    return (int(layer) if index else layer), results.parse_tasks(tasks)
 
 
 def metric_label(metric: str) -> tuple[str, float]:

@@ -93,13 +93,18 @@ def config_value(run: results.Run, field: str):
     return node
 
 
-def _select_layer(values: np.ndarray, layer) -> np.ndarray:
-    """(seed, task, layer) -> (seed, task) by `layer`: 'mean' over layers, 'last', or an index."""
+def select_layer(values: np.ndarray, layer) -> np.ndarray:
+    """(seed, task, layer) -> (seed, task) by `layer`: 'mean' over layers, 'last', or an index (a ValueError
+    names the number of hidden layers if the index is out of range)."""
     if layer == 'mean':
         return values.mean(axis=-1)
     if layer == 'last':
         return values[..., -1]
     if isinstance(layer, (int, np.integer)):
+        count = values.shape[-1]
+        if not -count <= layer < count:
+            raise ValueError(f'layer {layer} is out of range: the run has {count} hidden layer(s) (0 to {count - 1}, '
+                             "or -1 for the last; 'mean' or 'last')")
         return values[..., layer]
     raise ValueError(f"layer must be 'mean', 'last', an index or None, not {layer!r}")
 
@@ -141,7 +146,7 @@ def metrics_table(runs: Runs, names: str | Iterable[str] | None = None, *, label
         for metric in chosen:
             values = np.asarray(run.metrics[metric], dtype=float)
             if metric in LAYER_METRICS and layer is not None:
-                values = _select_layer(values, layer)
+                values = select_layer(values, layer)
             columns[metric] = values
         shape = next(iter(columns.values())).shape if columns else (0, 0)
         axes = ['seed', 'task', 'layer'][:len(shape)]

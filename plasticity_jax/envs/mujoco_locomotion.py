@@ -30,6 +30,8 @@ key and lives, with the change counters, in the state (a checkpoint resumes bit-
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 from collections.abc import Callable
@@ -103,7 +105,9 @@ def make_locomotion_env(robot: Robot, max_episode_steps: int = 1000,
     the papers' (Gym's RK4).
     """
     import mujoco
-    from mujoco import mjx
+    # MJX prints 'Failed to import warp' (twice) without its optional Warp backend, which is not used here.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from mujoco import mjx
 
     if max_episode_steps < 1:
         raise ValueError(f'max_episode_steps must be >= 1, got {max_episode_steps}')

@@ -28,8 +28,11 @@ trajectories, more episode starts per update).
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 from plasticity_jax import config as config_lib
+
+MUJOCO_ENVIRONMENTS = ('ant', 'slippery_ant', 'hopper', 'walker2d')
 
 
 def rl_config(env: dict, *, num_tasks: int, updates_per_task: int, num_seeds: int) -> ml_collections.ConfigDict:
@@ -37,6 +40,10 @@ def rl_config(env: dict, *, num_tasks: int, updates_per_task: int, num_seeds: in
     config.num_seeds = num_seeds
     config.num_tasks = num_tasks  # intervals of `rl.updates_per_task` updates
     config.env = ml_collections.ConfigDict(env)
+    if env['name'] in MUJOCO_ENVIRONMENTS:  # MJX's solver and integrator (`envs`); None: the model's own
+        config.env.solver_iterations = config_dict.placeholder(int)
+        config.env.ls_iterations = config_dict.placeholder(int)
+        config.env.integrator = config_dict.placeholder(str)
 
     config.rl = ml_collections.ConfigDict()
     config.rl.updates_per_task = updates_per_task  # a task (interval) = updates_per_task * steps_per_update steps

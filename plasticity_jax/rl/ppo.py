@@ -41,7 +41,8 @@ Metrics per task (interval), all from the run's own data:
 Learners. Any learner of `learners` works unchanged: the params are `{'policy', 'value', 'log_std'}` under one
 optimizer, the forward pass's hidden activations are both networks' (policy first, the order of
 `learners.reinit.unit_layers`), and `task_progress` is the share of the interval's updates done. A learner that
-asks for an auxiliary batch (L2-ER) is refused: PPO has no "task" to draw it from.
+asks for an auxiliary batch (L2-ER with `rank_batch_size > 0`) is refused: PPO has no "task" to draw it from; L2-ER
+with `rank_batch_size = 0` computes its rank term on each PPO minibatch (the RL configs' `l2_er` variant).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from plasticity_jax import envs, learners, metrics, models, sweeps
+from plasticity_jax import envs, learners, metrics, models, sweeps, validation
 from plasticity_jax.learners import AfterUpdateInputs, ForwardPass
 
 TIME_LIMITS = ('terminal', 'bootstrap')
@@ -177,32 +178,11 @@ def ppo_loss_terms(log_prob: jax.Array, old_log_prob: jax.Array, advantages: jax
                      clip_fraction=jnp.mean((jnp.abs(stop(ratio) - 1.0) > clip).astype(jnp.float32)))
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """One clear error per inconsistent field, before anything is built."""
-    rl = config.rl
-    if rl.steps_per_update % rl.num_envs:
-        raise ValueError(f'rl.steps_per_update ({rl.steps_per_update}) must be a multiple of rl.num_envs '
-                         f'({rl.num_envs})')
-    if rl.steps_per_update % rl.minibatch_size:
-        raise ValueError(f'rl.steps_per_update ({rl.steps_per_update}) must be a multiple of rl.minibatch_size '
-                         f'({rl.minibatch_size})')
-    if rl.time_limit not in TIME_LIMITS:
-        raise ValueError(f'unknown rl.time_limit {rl.time_limit!r}; valid: {list(TIME_LIMITS)}')
-    if config.curvature.every_tasks:
-        raise ValueError('in-run curvature (config.curvature.every_tasks) is not available for RL runs: set it to 0')
-    if config.get('reset_at_task_start', 'none') != 'none':
-        raise ValueError("reset_at_task_start must be 'none' for RL runs (a task is an interval of steps)")
-    if config.get('compute_dtype', 'float32') != 'float32' or config.get('step_unroll', 1) != 1:
-        raise ValueError('RL runs support compute_dtype=float32 and step_unroll=1 only')
-    if config.model.name != 'actor_critic':
-        raise ValueError(f"RL runs need model.name='actor_critic', got {config.model.name!r}")
-
-
 def make_train(config: ml_collections.ConfigDict):
     """The pure pieces of one PPO run (`engine.Train`); `engine.make_train` calls this for configs with an `env`."""
     from plasticity_jax import engine  # the engine dispatches here: imported late
 
-    check_config(config)
+    validation.check_config(config)  # the RL rules too (`validation.AGREEMENTS`)
     rl = config.rl
     env = envs.make_env(config.env)
     model = models.ActorCritic(action_size=env.action_size, width=config.model.width, depth=config.model.depth,

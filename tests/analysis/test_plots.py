@@ -142,6 +142,19 @@ def test_plot_cli_draws_every_figure_of_a_real_run(tmp_path, curvature_run):
     assert all(os.path.getsize(out / f'{n}.png') > 1000 for n in names)
 
 
+def test_an_out_of_range_layer_is_refused_before_any_figure_is_written(tmp_path, curvature_run):
+    """`--layer=5` on a one-hidden-layer run drew the performance figures, then failed with an IndexError."""
+    from plasticity_jax import plot  # importable beside the other command lines: its flags are defined only in main
+
+    _, workdir, _ = curvature_run
+    with pytest.raises(ValueError, match=r'layer 5 is out of range: the run has 1 hidden layer\(s\) \(0 to 0, or -1'):
+        plot.make_figures(str(workdir), str(tmp_path / 'figures'), layer=5)
+    assert not (tmp_path / 'figures').exists()
+    per_layer = np.arange(6).reshape(1, 2, 3)  # (seed, task, layer)
+    np.testing.assert_array_equal(tables.select_layer(per_layer, -3), tables.select_layer(per_layer, 0))
+    np.testing.assert_array_equal(tables.select_layer(per_layer, 'last'), [[2, 5]])
+
+
 def test_plot_sweep_marks_a_diverged_point_instead_of_dropping_it():
     run = sweep_run()
     run.metrics['online_accuracy'][1] = np.nan  # every seed of step size 0.01 diverged

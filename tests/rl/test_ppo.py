@@ -128,6 +128,15 @@ def test_ppo_improves_the_return_of_every_seed(whole_run):
     assert np.all(np.isfinite(whole_run.metrics['approx_kl'])) and np.all(whole_run.metrics['nonfinite_steps'] == 0)
 
 
+def test_spectra_of_an_rl_run_are_refused_before_any_checkpoint_is_read(whole_run, capfd):
+    from plasticity_jax import spectra
+
+    with pytest.raises(ValueError, match=r'Hessian spectra \(plasticity_jax.spectra\) are not available for RL runs'):
+        spectra.compute_spectra(whole_run.workdir)
+    assert 'checkpoint' not in capfd.readouterr().err  # no progress bar before the refusal
+    assert not os.path.exists(os.path.join(whole_run.workdir, spectra.SPECTRA_FILE))
+
+
 def test_a_vmapped_seed_equals_that_seed_run_alone(whole_run):
     config = small_config()
     train = engine.make_train(config)

@@ -2,16 +2,17 @@
 Ant smoke run through the engine with a friction change in every seed, killed (-9) and rerun bit-identically."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 
-from plasticity_jax import engine
+from plasticity_jax import config as config_lib
+from plasticity_jax import engine, validation
 from plasticity_jax.results import load_run
 from tests.conftest import REPO_ROOT, load_config
 from tests.test_engine import _finished_checkpoints, assert_same_metrics
@@ -52,11 +53,38 @@ def test_inconsistent_fields_are_refused_by_name():
         engine.make_train(config)
     # RL's l2_er variant computes its rank term on the PPO minibatch; a rank batch of its own is refused.
     assert load_config('pendulum.py', 'l2_er').learner.rank_batch_size == 0
-    config = load_config('pendulum.py', 'point_mass,l2_er')
-    config.learner.rank_batch_size = 100
-    train = engine.make_train(config)
-    with pytest.raises(ValueError, match='auxiliary batch'):
-        jax.eval_shape(train.init, jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize('variant, field, value, message', [
+    ('point_mass,l2_er', 'learner.rank_batch_size', 100, 'RL runs draw no auxiliary batch'),
+    ('point_mass', 'reset_at_task_start', 'head', "RL runs need reset_at_task_start = 'none'"),
+    ('point_mass', 'curvature.every_tasks', 1, 'in-run curvature is not available for RL runs'),
+    ('point_mass', 'step_unroll', 2, 'RL runs need step_unroll = 1'),
+    ('point_mass', 'rl.gamma', 1.5, 'config.rl.gamma = 1.5 must be a finite number >= 0 and <= 1'),
+    ('point_mass', 'env.name', 'cheetah', "config.env.name = 'cheetah' must be one of"),
+])
+def test_what_rl_runs_cannot_do_is_refused_before_anything_is_built(variant, field, value, message):
+    """By `validation` (the CLI's one line, before the workdir is touched; these came as tracebacks from PPO's
+    builder, L2-ER's rank batch only when the run state was first traced)."""
+    config = load_config('pendulum.py', variant)
+    parent, leaf = config_lib.field_parent(config, field)
+    parent[leaf] = value
+    with pytest.raises(validation.ConfigError, match=re.escape(message)) as info:
+        validation.check_config(config)
+    assert field in str(info.value)
+
+
+def test_the_mujoco_configs_take_the_solver_and_integrator_fields():
+    """`--config.env.solver_iterations=4` etc. (docs/rl.md): fields of every MuJoCo config, None by default."""
+    for name in ('ant.py', 'slippery_ant.py', 'hopper.py', 'walker2d.py'):
+        env = load_config(name).env
+        assert (env.solver_iterations, env.ls_iterations, env.integrator) == (None, None, None), name
+    config = load_config('slippery_ant.py')
+    config.env.solver_iterations, config.env.ls_iterations, config.env.integrator = 4, 8, 'euler'
+    validation.check_config(config)
+    config.env.integrator = 'rk5'
+    with pytest.raises(validation.ConfigError, match=r"config.env.integrator = 'rk5' must be None or one of"):
+        validation.check_config(config)
 
 
 SMOKE = 'cbp,smoke'

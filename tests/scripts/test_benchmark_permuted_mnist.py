@@ -1,17 +1,12 @@
 """The Permuted MNIST benchmark's side-by-side with a peer's command (`--compare_command`)."""
 
-import importlib.util
 import sys
 
-from tests.conftest import REPO_ROOT
+from tests.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location('benchmark_permuted_mnist',
-                                                  REPO_ROOT / 'scripts' / 'benchmark_permuted_mnist.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmark_permuted_mnist')
 
 
 def test_the_peer_command_gets_the_point_and_its_last_figure_counts():
