@@ -5,7 +5,8 @@
 
     python -m plasticity_jax.main --config=configs/permuted_mnist.py --workdir=runs/pmnist
 
-Small CPU check (4 seeds, 10 tasks of 2,000 examples, width 100; about a minute on a 2-core CPU):
+Small CPU check (4 seeds, 10 tasks of 2,000 examples, width 100; measured 2026-12-01 on the 2-core machine, MNIST
+already on disk: 18 s wall, 26 CPU-s):
 
     python -m plasticity_jax.main --config=configs/permuted_mnist.py --workdir=runs/pmnist_small \\
         --config.num_seeds=4 --config.num_tasks=10 --config.problem.examples_per_task=2000 --config.model.width=100

@@ -35,6 +35,24 @@ def test_the_command_line_modules_import_together():
     assert callable(plasticity_jax.plot.make_figures) and callable(plasticity_jax.spectra.compute_spectra)
 
 
+def test_missing_data_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, monkeypatch):
+    """`main` end to end in this process (flags parsed by its own parser): the data source's error was a
+    traceback."""
+    from absl import flags
+
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv('PLASTICITY_JAX_DATA_DIR', str(tmp_path / 'no_data'))
+    try:
+        main.parse_flags(['prog', '--config=configs/permuted_mnist.py', f'--workdir={tmp_path / "run"}'])
+        with pytest.raises(SystemExit) as exit_info:
+            main.main(['prog'])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert str(exit_info.value).startswith('error: Could not find the four MNIST IDX files')
+    assert 'Fix: set data_dir' in str(exit_info.value)
+    assert not (tmp_path / 'run').exists()
+
+
 def test_cli_reports_an_unknown_field_in_one_line(tmp_path):
     result = run_main(SCR, f'--workdir={tmp_path}', '--config.learner.stepsize=0.1')
     assert result.returncode != 0
