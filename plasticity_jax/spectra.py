@@ -42,6 +42,9 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
     """Spectra at the start of each checkpointed task in `tasks` (all if None); writes and returns them."""
     wanted = results.parse_tasks([str(t) for t in tasks or []])  # None: every checkpoint
     config = results.load_run(workdir).config
+    unknown = sorted(set(curvature_overrides) - set(config.curvature))
+    if unknown:
+        raise ValueError(f'{unknown} are not curvature settings; valid: {sorted(config.curvature)}')
     config.curvature.update({k: v for k, v in curvature_overrides.items() if v is not None})
     directory = os.path.abspath(os.path.join(workdir, engine.CHECKPOINT_DIR))
     if not os.path.isdir(directory):

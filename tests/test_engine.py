@@ -215,11 +215,14 @@ def test_spectra_from_checkpoints_equal_the_in_run_measurement(curvature_run):
     assert (spectra['ggn_exact_epsilon_count'] <= 12).all()  # at most N C = 12 nonzero eigenvalues
 
 
-def test_spectra_refuse_tasks_that_are_not_indices_before_reading_the_run(tmp_path):
+def test_spectra_refuse_bad_tasks_and_settings_before_any_work(tmp_path, curvature_run):
     from plasticity_jax import spectra
 
     with pytest.raises(ValueError, match=re.escape("--tasks=0,x: ['x'] are not task indices; give numbers such as")):
         spectra.compute_spectra(str(tmp_path / 'not_a_run'), tasks=['0', 'x'])
+    _, workdir, _ = curvature_run
+    with pytest.raises(ValueError, match=re.escape("['ordr'] are not curvature settings; valid: ")):
+        spectra.compute_spectra(str(workdir), ordr=4)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -52,10 +52,12 @@ def test_grid_is_the_product_of_the_swept_fields_in_name_order():
     np.testing.assert_array_equal(runs.hyperparams()['learner.step_size'][:4], np.float32([0.1, 0.1, 0.2, 0.2]))
 
 
-@pytest.mark.parametrize('field, message', [('model', 'structural'), ('learner', 'non-empty')])
-def test_bad_sweeps_are_refused_with_the_reason(field, message):
+@pytest.mark.parametrize('field, values, message', [
+    ('model', (5, 10), 'structural'), ('learner', (), 'non-empty'),
+    ('learner', (0.01, 0.1, 0.01), 'config.sweep.learner.step_size lists 0.01 more than once')])
+def test_bad_sweeps_are_refused_with_the_reason(field, values, message):
     config = small_scr()
-    config.sweep[field] = {'width': (5, 10)} if field == 'model' else {'step_size': ()}
+    config.sweep[field] = {'width': values} if field == 'model' else {'step_size': values}
     with pytest.raises(ValueError, match=message):
         sweeps.grid(config)
 

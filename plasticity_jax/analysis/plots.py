@@ -287,8 +287,7 @@ def plot_rank_vs_performance(runs, metric: str | None = None, *, epsilon: float 
     `epsilon` default: `tables.resolved_epsilon` (the smallest swept eps resolved in every measurement). Returns
     the Axes; the fit is in `ax.linear_fit`."""
     table = tables.curvature_table(runs, epsilon=epsilon, kind=kind, when=when, source=source, label=label)
-    if metric is None:
-        metric = next(m for m in tables.PERFORMANCE if m in table.columns and table[m].notna().any())
+    metric = tables.performance_column(table, metric)
     unresolved = int((np.isfinite(table[metric]) & ~np.isfinite(table['epsilon_rank'])).sum())
     table = table[np.isfinite(table[metric]) & np.isfinite(table['epsilon_rank'])]
     ax = _axes(ax)

@@ -82,6 +82,12 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
         for index in range(num_points):
             coords = ', '.join(f'{_short(f)}={float(v[index]):g}' for f, v in run.sweep.items())
             out.append((coords if len(pairs) == 1 else f'{name}, {coords}', run.point(index)))
+    seen: dict[str, str] = {}
+    for name, run in out:  # runs under one label would be averaged together as if they were seeds of one run
+        if name in seen:
+            raise ValueError(f'two runs are labelled {name!r} ({seen[name]} and {run.workdir}): pass label=[...] '
+                             'or a dict label -> run, or give the sweep distinct values')
+        seen[name] = run.workdir
     return out
 
 
@@ -142,6 +148,10 @@ def metrics_table(runs: Runs, names: str | Iterable[str] | None = None, *, label
         missing = [n for n in chosen if n not in run.metrics]
         if missing:
             raise KeyError(f'{name}: no metric {missing}; has {sorted(run.metrics)}')
+        other = [n for n in chosen if n not in LAYER_METRICS and np.ndim(run.metrics[n]) != 2]
+        if other:
+            raise ValueError(f'{name}: {other} are not per-task metrics (axes seed, task): curvature metrics go '
+                             'through curvature_table / density_table, the others through run.metrics')
         columns = {}
         for metric in chosen:
             values = np.asarray(run.metrics[metric], dtype=float)
@@ -164,7 +174,9 @@ def task_bins(tasks: Sequence[int], bins: int | None) -> np.ndarray:
     groups one task larger when they do not divide evenly; None (or more bins than tasks) gives one bin per task."""
     tasks = np.asarray(tasks)
     n = len(tasks)
-    bins = n if bins is None else max(1, min(int(bins), n))
+    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1):
+        raise ValueError(f'bins={bins!r}: give an integer >= 1, or None for one point per task')
+    bins = n if bins is None else min(int(bins), n)
     return np.concatenate([np.full(len(part), i) for i, part in enumerate(np.array_split(np.arange(n), bins))])
 
 
@@ -176,6 +188,8 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
 
     Columns: the `by` columns, `bin`, `task_first`, `task_last`, `task` (the mean task index of the bin), `mean`,
     `stderr` (std over seeds, ddof=1, / sqrt(n); NaN with one seed) and `n_seeds` (seeds with a finite value).
+    A seed with a non-finite value in a bin (a diverged run) has no mean there: it is left out of that bin's mean
+    and of `n_seeds`, never averaged over its finite tasks only.
     """
     by = [c for c in ('label', 'layer') if c in table.columns] if by is None else list(by)
     frame = table[[*by, 'seed', 'task', metric]].copy()
@@ -185,7 +199,7 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
         tasks = np.sort(frame.loc[index, 'task'].unique())
         frame.loc[index, 'bin'] = frame.loc[index, 'task'].map(dict(zip(tasks, task_bins(tasks, bins))))
     keys = [*by, 'bin']
-    per_seed = frame.groupby([*keys, 'seed'], sort=True)[metric].mean().rename('value').reset_index()
+    per_seed = _mean_or_nan(frame.groupby([*keys, 'seed'], sort=True)[metric]).rename('value').reset_index()
     summary = per_seed.groupby(keys, sort=True)['value'].agg(
         mean='mean', std=lambda v: v.std(ddof=1), n_seeds='count').reset_index()
     summary['stderr'] = summary['std'] / np.sqrt(summary['n_seeds'])
@@ -198,19 +212,34 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
     return summary[[*keys, 'task_first', 'task_last', 'task', 'mean', 'stderr', 'n_seeds']]
 
 
+def _mean_or_nan(grouped) -> pd.Series:
+    """The group means of a grouped column, NaN for a group holding a non-finite value (pandas skips NaN)."""
+    finite = grouped.apply(lambda v: bool(np.isfinite(v.to_numpy(dtype=float)).all()))
+    return grouped.mean().where(finite)
+
+
 def seed_means(table: pd.DataFrame, metric: str, tasks=None, *, by: Sequence[str] = ('label',)) -> pd.DataFrame:
-    """Each seed's mean of `metric` over `tasks` (None: all; an int n: the last n; a slice or list of indices)."""
+    """Each seed's mean of `metric` over `tasks` (None: all; an int n >= 1: the last n; a slice or list of task
+    indices, each one the run has); NaN for a seed with a non-finite value among them (a diverged run)."""
     frame = table
     all_tasks = np.sort(table['task'].unique())
     if tasks is not None:
         if isinstance(tasks, (int, np.integer)):
+            if not 1 <= tasks <= len(all_tasks):
+                raise ValueError(f'tasks={tasks}: give the last n tasks with 1 <= n <= {len(all_tasks)} (the runs\' '
+                                 'tasks), or None for all')
             chosen = all_tasks[-int(tasks):]
         elif isinstance(tasks, slice):
             chosen = all_tasks[tasks]
         else:
             chosen = np.asarray(list(tasks))
+            absent = sorted(set(chosen.tolist()) - set(all_tasks.tolist()))
+            if absent:
+                raise ValueError(f'tasks {absent} are not in the runs (tasks {all_tasks[0]} to {all_tasks[-1]})')
+        if len(chosen) == 0:
+            raise ValueError(f'tasks={tasks!r} selects no task of the runs (tasks {all_tasks[0]} to {all_tasks[-1]})')
         frame = table[table['task'].isin(chosen)]
-    return frame.groupby([*by, 'seed'], sort=False)[metric].mean().rename(metric).reset_index()
+    return _mean_or_nan(frame.groupby([*by, 'seed'], sort=False)[metric]).rename(metric).reset_index()
 
 
 def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str | None = None,
@@ -233,10 +262,12 @@ def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str
 def accuracy_change_per_task(runs: Runs, metric: str = 'test_accuracy', *, label=None) -> pd.DataFrame:
     """The mean per-task accuracy change of "Neural Network Plasticity and Loss Sharpness" (Tables 1 and 2): the
     slope of the least-squares line through `metric` vs task, per seed; then mean and standard error over seeds (the
-    mean of the seeds' slopes is the slope of the seed-averaged curve). Columns: label, mean, stderr, n_seeds."""
+    mean of the seeds' slopes is the slope of the seed-averaged curve). A seed with a non-finite value has no slope
+    (left out of the mean and of n_seeds). Columns: label, mean, stderr, n_seeds."""
     table = metrics_table(runs, [metric], label=label)
     slopes = (table.groupby(['label', 'seed'], sort=False)
-              .apply(lambda rows: linear_fit(rows['task'], rows[metric])['slope'], include_groups=False)
+              .apply(lambda rows: linear_fit(rows['task'], rows[metric])['slope']
+                     if np.isfinite(rows[metric]).all() else np.nan, include_groups=False)
               .rename('slope').reset_index())
     out = slopes.groupby('label', sort=False)['slope'].agg(mean='mean', std=lambda v: v.std(ddof=1),
                                                           n_seeds='count').reset_index()
@@ -263,6 +294,8 @@ def _curvature_source(run: results.Run, kind: str, source: str) -> str:
     if source == 'auto':
         source = 'spectra' if from_checkpoints else 'run'
     if source == 'run' and not in_run:
+        if 'env' in run.config:
+            raise ValueError(f'{run.workdir} is an RL run: RL runs have no curvature metrics')
         raise ValueError(f'{run.workdir} has no in-run {kind} metrics (set config.curvature.every_tasks'
                          + (' and config.curvature.exact_ggn_probe_size' if kind == EXACT_GGN else '') + ')')
     if source == 'spectra' and not from_checkpoints:
@@ -296,16 +329,20 @@ def _curvature_arrays(run: results.Run, kind: str, source: str, when: str) -> tu
 
 
 def epsilon_index(run: results.Run, epsilon: float) -> tuple[int, float]:
-    """Index into `config.curvature.epsilons` of the value nearest `epsilon` in log scale, and that value."""
+    """Index into `config.curvature.epsilons` of `epsilon` (one of them, to float32 round-off), and that value."""
     epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
-    index = int(np.argmin(np.abs(np.log10(epsilons) - np.log10(float(epsilon)))))
-    return index, float(epsilons[index])
+    matches = np.flatnonzero(np.isclose(epsilons, float(epsilon), rtol=1e-6, atol=0))
+    if len(matches) == 0:
+        raise ValueError(f'epsilon={epsilon!r} was not measured: {run.workdir} swept config.curvature.epsilons = '
+                         f'{epsilons.tolist()}; pick one of them (or None: the smallest resolved one)')
+    return int(matches[0]), float(epsilons[matches[0]])
 
 
 def resolved_epsilon(runs: Runs, *, kind: str | None = None, when: str = 'start', source: str = 'auto',
                      label=None) -> float:
     """The smallest swept epsilon at which every measured epsilon-rank of every run is resolved (finite), the
-    default of `curvature_table` and the plots; the largest swept epsilon if none is (its values are then NaN).
+    default of `curvature_table` and the plots; NaN if no swept epsilon is (those then show the largest swept
+    epsilon, whose unresolved ranks are NaN).
 
     Lanczos/SLQ epsilon-ranks are NaN where eps is not resolved at the order used (`curvature.density`,
     "Resolution"); the exact GGN's only below its round-off resolution.
@@ -318,9 +355,24 @@ def resolved_epsilon(runs: Runs, *, kind: str | None = None, when: str = 'start'
         measured = np.isfinite(arrays[f'{k}_trace'])
         ok = np.all(np.isfinite(rank) | ~measured[..., None], axis=(0, 1))
         epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
-        smallest = float(epsilons[np.flatnonzero(ok)[0]]) if ok.any() else float(epsilons.max())
+        if not ok.any():
+            return float('nan')
+        smallest = float(epsilons[np.flatnonzero(ok)[0]])
         best = smallest if best is None else max(best, smallest)
     return best
+
+
+def performance_column(table: pd.DataFrame, metric: str | None) -> str:
+    """`metric` if `table` (a `curvature_table`) has it, else a ValueError naming those it has; None: the first of
+    `PERFORMANCE` with a value."""
+    present = [m for m in PERFORMANCE if m in table.columns]
+    if metric is None:
+        metric = next((m for m in present if table[m].notna().any()), None)
+        if metric is None:
+            raise ValueError(f'the runs have no performance metric of {PERFORMANCE} on a measured task')
+    elif metric not in present:
+        raise ValueError(f'no performance metric {metric!r} beside the curvature measurements: the runs have {present}')
+    return metric
 
 
 def performance_metric(run: results.Run) -> str:
@@ -343,6 +395,8 @@ def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | Non
     performance on task t (NaN if task t was not run, e.g. the final checkpoint). Columns are named without the
     kind prefix: top_eigenvalue, trace, epsilon_rank, epsilon_mass; plus `epsilon` and `kind`.
     """
+    if when not in WHEN:
+        raise ValueError(f"when={when!r}: give 'start' or 'end' (of the task)")
     if epsilon is None and not all_epsilons:
         epsilon = resolved_epsilon(runs, kind=kind, when=when, source=source, label=label)
     frames = []
@@ -351,7 +405,12 @@ def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | Non
         src = _curvature_source(run, k, source)
         tasks, arrays = _curvature_arrays(run, k, src, when)
         epsilons = np.asarray(run.config.curvature.epsilons, dtype=float)
-        indices = range(len(epsilons)) if all_epsilons else [epsilon_index(run, epsilon)[0]]
+        if all_epsilons:
+            indices = range(len(epsilons))
+        elif np.isnan(epsilon):  # no swept epsilon resolved everywhere: the largest, its unresolved ranks NaN
+            indices = [int(np.argmax(epsilons))]
+        else:
+            indices = [epsilon_index(run, epsilon)[0]]
         top = arrays[f'{k}_top_eigenvalues'][..., 0] if k == EXACT_GGN else arrays[f'{k}_top_eigenvalue']
         nan = np.full_like(top, np.nan)
         for index in indices:
@@ -378,8 +437,7 @@ def rank_performance_fits(runs: Runs, metric: str | None = None, *, kind: str | 
     over the WHOLE epsilon sweep: one row per (epsilon, group) with group 'pooled' (every run's points) or a run's
     label, and columns slope, intercept, r2, n (finite pairs) and n_unresolved (points whose rank is NaN)."""
     table = curvature_table(runs, kind=kind, when=when, source=source, label=label, all_epsilons=True)
-    if metric is None:
-        metric = next(m for m in PERFORMANCE if m in table.columns and table[m].notna().any())
+    metric = performance_column(table, metric)
     rows = []
     for eps, part in table.groupby('epsilon'):
         for group, sub in [('pooled', part), *part.groupby('label', sort=False)]:

@@ -101,6 +101,50 @@ def test_binned_summary_per_label_and_layer_ignores_nan_seeds():
     np.testing.assert_allclose(layered['mean'], [ACCURACY.mean(), 2 * ACCURACY.mean()])
 
 
+def test_a_seed_with_a_nan_inside_a_bin_is_left_out_of_that_bin_not_averaged_over_its_finite_tasks():
+    accuracy = ACCURACY.copy()
+    accuracy[0, 1] = np.nan  # seed 0 diverged at task 1 of the first bin (tasks 0, 1)
+    table = tables.metrics_table(make_run('r', {'online_accuracy': accuracy}), 'online_accuracy')
+    summary = tables.binned_summary(table, 'online_accuracy', bins=2)
+    assert list(summary['n_seeds']) == [2, 3]
+    assert summary['mean'].iloc[0] == pytest.approx((0.3 + 0.3) / 2)  # seeds 1 and 2 only
+    means = tables.seed_means(table, 'online_accuracy', tasks=3)  # the last 3 tasks hold seed 0's NaN
+    assert np.isnan(means['online_accuracy'].iloc[0]) and means['online_accuracy'].iloc[1] == pytest.approx(0.6)
+    change = tables.accuracy_change_per_task(make_run('r', {'test_accuracy': accuracy}))
+    assert change['n_seeds'].item() == 2  # seed 0 has no slope
+
+
+def test_inputs_the_tables_cannot_honour_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"two runs are labelled 'plain' \(a/plain and b/plain\)"):
+        tables.metrics_table([simple_run('a/plain'), simple_run('b/plain')])
+    run = simple_run()
+    run.metrics['hessian_trace'] = np.zeros((3, 4, 2))
+    with pytest.raises(ValueError, match=r"\['hessian_trace'\] are not per-task metrics"):
+        tables.metrics_table(run, ['online_accuracy', 'hessian_trace'])
+    for bins in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=f'bins={bins}: give an integer >= 1'):
+            tables.task_bins([0, 1, 2], bins)
+    table = tables.metrics_table(simple_run(), 'online_accuracy')
+    for tasks, message in ((0, 'give the last n tasks with 1 <= n <= 4'), (50, '1 <= n <= 4'),
+                           ([7, 8], r'tasks \[7, 8\] are not in the runs')):
+        with pytest.raises(ValueError, match=message):
+            tables.seed_means(table, 'online_accuracy', tasks)
+    with pytest.raises(ValueError, match=r'epsilon=0.05 was not measured: .* swept config.curvature.epsilons'):
+        tables.curvature_table(curvature_run(), epsilon=0.05)
+    with pytest.raises(ValueError, match="when='middle': give 'start' or 'end'"):
+        tables.curvature_table(curvature_run(), when='middle')
+    with pytest.raises(ValueError, match="no performance metric 'online_mse' beside the curvature measurements"):
+        tables.rank_performance_fits(curvature_run(), 'online_mse')
+
+
+def test_no_resolved_epsilon_is_nan_and_the_table_shows_the_largest_unresolved():
+    run = curvature_run()
+    run.metrics['hessian_epsilon_rank'][:, 0, 0, :] = np.nan  # no epsilon resolved at task 0
+    assert math.isnan(tables.resolved_epsilon(run))
+    table = tables.curvature_table(run)
+    assert (table['epsilon'] == 1e-2).all() and table[table.task == 0]['epsilon_rank'].isna().all()
+
+
 def sweep_run():
     # 2 points x 2 seeds x 3 tasks.
     accuracy = np.array([[[0.5, 0.6, 0.7], [0.7, 0.8, 0.9]],
