@@ -23,7 +23,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from absl import app, flags
 
-from plasticity_jax import logs
+from plasticity_jax import logs, results
 from plasticity_jax.analysis import plots, tables
 from plasticity_jax.results import Run, load_runs
 from plasticity_jax.workdir import WorkdirError
@@ -50,6 +50,9 @@ def find_runs(workdir: str) -> dict[str, Run]:
     if not with_metrics:
         raise FileNotFoundError(f'{workdir} holds no metrics yet (no run in it has finished a chunk of tasks, '
                                 f'{", ".join(sorted(runs))}): plot it once its first chunk is done.')
+    waiting = sorted(set(runs) - set(with_metrics))
+    if waiting:
+        print(f'left out, no metrics yet (no chunk of tasks finished): {", ".join(waiting)}')
     return with_metrics
 
 
@@ -89,9 +92,13 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
     """Draws and saves every standard figure of `workdir`; returns the paths written (PNG and PDF)."""
     out = out or os.path.join(workdir, 'figures')
     runs = find_runs(workdir)
-    for run in runs.values():  # an out-of-range --layer is refused before any figure is written
+    # Arguments the runs cannot honour are refused before any figure is written.
+    tasks = None if tasks is None else results.parse_tasks([str(t) for t in tasks])
+    for run in runs.values():
         for metric in set(run.metrics) & set(tables.LAYER_METRICS):
             tables.select_layer(run.metrics[metric], layer)
+        if epsilon is not None and tables.has_curvature(run):
+            tables.epsilon_index(run, epsilon)
     written = []
 
     def save(fig, name):
@@ -100,6 +107,9 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
 
     common = set.intersection(*(set(run.metrics) for run in runs.values()))
     performance = [m for m in tables.PERFORMANCE if m in common]
+    if not performance:
+        print(f'the runs of {workdir} share no performance metric of {tables.PERFORMANCE} (e.g. supervised and RL '
+              'runs): no performance figure; plot them one by one')
     for metric in performance:
         save(plots.plot_metric(runs, metric, bins, layer=layer).figure, f'performance_{metric}')
     if any(m in common for m in tables.CORRELATES):

@@ -46,6 +46,9 @@ class Run:
         """Point `index` of a sweep as a run of its own (metrics with leading axes (seed, task))."""
         if not self.sweep:
             raise ValueError(f'{self.workdir} is not a sweep.')
+        count = len(next(iter(self.sweep.values())))
+        if not -count <= index < count:
+            raise IndexError(f'point {index} of {self.workdir}: the sweep has {count} points (0 to {count - 1})')
         values = {name: float(v[index]) for name, v in self.sweep.items()}
         return Run(workdir=self.workdir, config=sweeps.with_values(self.config, values),
                    metrics={name: m[index] for name, m in self.metrics.items()},
@@ -121,7 +124,8 @@ def load_runs(workdir: str) -> dict[str, Run]:
     * a sweep over structural fields (`engine.run_programs`): its programs by name (e.g. 'model.width=100'), in the
       sweep's order, those not started yet left out;
     * one run: itself, by its folder's name;
-    * else every subfolder that is a run, by name, sorted.
+    * else every subfolder that is a run, by name, sorted (a subfolder holding a structural sweep is left out, with
+      a line saying so: load it on its own).
     """
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f'{workdir} does not exist' if not os.path.exists(workdir) else
@@ -133,6 +137,10 @@ def load_runs(workdir: str) -> dict[str, Run]:
         return {os.path.basename(os.path.normpath(workdir)): load_run(workdir)}
     else:
         names = sorted(os.listdir(workdir))
+        for name in names:
+            if os.path.exists(os.path.join(workdir, name, engine.SWEEP_CONFIG_FILE)):
+                print(f'{os.path.join(workdir, name)} is a sweep over structural fields, left out: load it on its '
+                      f"own (load_runs('{os.path.join(workdir, name)}')).")
     runs = {name: load_run(os.path.join(workdir, name)) for name in names
             if os.path.exists(os.path.join(workdir, name, engine.CONFIG_FILE))}
     if not runs:

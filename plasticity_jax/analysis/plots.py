@@ -137,12 +137,17 @@ def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None
     `layer`. `legend`: 'inside' (matplotlib's best place), 'outside' (right of the axes, clear of the curves),
     'auto' (outside from 5 lines on, where an inside legend covers curves) or None."""
     created = ax is None
+    if legend not in ('auto', 'inside', 'outside', None):
+        raise ValueError(f"legend must be 'auto', 'inside', 'outside' or None, not {legend!r}")
     pairs = tables.labelled_runs(runs, label)
     table = tables.metrics_table(dict(pairs), [metric], layer=layer)
     summary = tables.binned_summary(table, metric, bins)
     name, scale = metric_label(metric)
     per_example, unit = None, ''
     if x == 'examples':
+        if any('env' in run.config for _, run in pairs):
+            raise ValueError("x='examples' counts a supervised problem's examples; for RL runs plot against the task "
+                             "(an interval of environment steps, x='task')")
         per_task = {lbl: tables.config_value(run, 'problem.examples_per_task') for lbl, run in pairs}
         most = max(per_task[lbl] * (table[table.label == lbl]['task'].max() + 1) for lbl in per_task)
         divisor, unit = (1e6, 'millions') if most >= 1e6 else (1e3, 'thousands')
@@ -161,8 +166,6 @@ def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None
     if title:
         ax.set_title(title)
     if len(pairs) > 1 and legend:
-        if legend not in ('auto', 'inside', 'outside'):
-            raise ValueError(f"legend must be 'auto', 'inside', 'outside' or None, not {legend!r}")
         if legend == 'outside' or (legend == 'auto' and len(pairs) > 4):
             _legend(ax, loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
             if created:  # widen the figure by the legend, so that the axes keep their size
@@ -175,14 +178,18 @@ def plot_metric(runs, metric: str, bins: int | None = 40, *, ax=None, label=None
     return ax
 
 
-def plot_correlates(runs, bins: int | None = 40, *, metrics: Sequence[str] = tables.CORRELATES, label=None,
+def plot_correlates(runs, bins: int | None = 40, *, metrics: Sequence[str] | None = None, label=None,
                     layer='mean', title: str | None = None):
-    """One panel per correlate of plasticity loss (default: dead units, weight magnitude, effective rank, stable
-    rank), each vs task with +-1 standard error; metrics the runs lack are skipped. Returns the Figure."""
+    """One panel per correlate of plasticity loss, each vs task with +-1 standard error: `metrics` (each one the
+    runs must have), or by default those of `tables.CORRELATES` (dead units, weight magnitude, effective rank,
+    stable rank) the runs have. Returns the Figure."""
     pairs = tables.labelled_runs(runs, label)
-    available = [m for m in metrics if all(m in run.metrics for _, run in pairs)]
+    wanted = tables.CORRELATES if metrics is None else tuple(metrics)
+    available = [m for m in wanted if all(m in run.metrics for _, run in pairs)]
     if not available:
-        raise KeyError(f'the runs have none of {list(metrics)}')
+        raise KeyError(f'the runs have none of {list(wanted)}')
+    if metrics is not None and len(available) < len(wanted):
+        raise KeyError(f'the runs lack {[m for m in wanted if m not in available]} (of {list(wanted)})')
     fig, axes = plt.subplots(1, len(available), figsize=(3.6 * len(available), 3.2), layout='constrained',
                              squeeze=False)
     colors = _colors([lbl for lbl, _ in pairs])

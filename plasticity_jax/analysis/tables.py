@@ -52,10 +52,12 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
     """(label, run) pairs, one per run, sweeps expanded into their points (each a run without a sweep).
 
     `label`: None (dict keys, else workdir base names), one string (one run), a list (one per run) or a function of
-    the run. A sweep's points are labelled by their coordinates, prefixed by the run's label when several runs are
-    given.
+    the run (a dict's keys are its labels: `label` must then be None). A sweep's points are labelled by their
+    coordinates, prefixed by the run's label when several runs or a `label` are given.
     """
     if isinstance(runs, Mapping):
+        if label is not None:
+            raise ValueError('runs given as a dict are labelled by its keys: drop label=..., or pass a list of runs')
         pairs = [(str(name), _load(run)) for name, run in runs.items()]
     else:
         items = [runs] if isinstance(runs, (results.Run, str, os.PathLike)) else list(runs)
@@ -81,7 +83,7 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
         num_points = len(next(iter(run.sweep.values())))
         for index in range(num_points):
             coords = ', '.join(f'{_short(f)}={float(v[index]):g}' for f, v in run.sweep.items())
-            out.append((coords if len(pairs) == 1 else f'{name}, {coords}', run.point(index)))
+            out.append((coords if len(pairs) == 1 and label is None else f'{name}, {coords}', run.point(index)))
     seen: dict[str, str] = {}
     for name, run in out:  # runs under one label would be averaged together as if they were seeds of one run
         if name in seen:
@@ -453,6 +455,8 @@ def density_table(runs: Runs, tasks: Sequence[int] | None = None, *, when: str =
     (label, task, eigenvalue) with columns `density` (seed mean), `stderr` and `requested` (the task asked for;
     `task` is the measured task nearest it, which may differ: the plots say so). `tasks`: default up to
     `max_tasks` evenly spaced measured tasks."""
+    if tasks is not None and len(tasks) == 0:
+        raise ValueError('tasks=[]: give task indices, or None for up to max_tasks evenly spaced measured tasks')
     frames = []
     for name, run in labelled_runs(runs, label):
         kind = curvature_kind(run)

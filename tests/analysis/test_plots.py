@@ -155,6 +155,24 @@ def test_an_out_of_range_layer_is_refused_before_any_figure_is_written(tmp_path,
     np.testing.assert_array_equal(tables.select_layer(per_layer, 'last'), [[2, 5]])
 
 
+def test_plot_arguments_the_runs_cannot_honour_are_refused_by_name(tmp_path, curvature_run):
+    from plasticity_jax import plot
+
+    _, workdir, _ = curvature_run
+    with pytest.raises(ValueError, match=r'epsilon=0.05 was not measured'):  # was snapped to the nearest one
+        plot.make_figures(str(workdir), str(tmp_path / 'figures'), epsilon=0.05)
+    with pytest.raises(ValueError, match=re.escape("--tasks=0,x: ['x'] are not task indices")):
+        plot.make_figures(str(workdir), str(tmp_path / 'figures'), tasks=[0, 'x'])
+    assert not (tmp_path / 'figures').exists()
+    with pytest.raises(KeyError, match=re.escape("the runs lack ['dead_fractoin']")):
+        plots.plot_correlates(simple_run(), metrics=['dead_fraction', 'dead_fractoin'])
+    with pytest.raises(ValueError, match="legend must be 'auto', 'inside', 'outside' or None, not 'outsde'"):
+        plots.plot_metric(simple_run(), 'online_accuracy', legend='outsde')
+    rl = make_run('runs/rl', {'episode_return': ACCURACY}, env={'name': 'point_mass'})
+    with pytest.raises(ValueError, match="x='examples' counts a supervised problem's examples"):
+        plots.plot_metric(rl, 'episode_return', x='examples')
+
+
 def test_plot_sweep_marks_a_diverged_point_instead_of_dropping_it():
     run = sweep_run()
     run.metrics['online_accuracy'][1] = np.nan  # every seed of step size 0.01 diverged

@@ -135,6 +135,8 @@ def test_inputs_the_tables_cannot_honour_are_refused_by_name():
         tables.curvature_table(curvature_run(), when='middle')
     with pytest.raises(ValueError, match="no performance metric 'online_mse' beside the curvature measurements"):
         tables.rank_performance_fits(curvature_run(), 'online_mse')
+    with pytest.raises(ValueError, match=r'tasks=\[\]: give task indices, or None'):
+        tables.density_table(curvature_run(), tasks=[])
 
 
 def test_no_resolved_epsilon_is_nan_and_the_table_shows_the_largest_unresolved():
@@ -159,6 +161,12 @@ def test_sweep_points_become_labelled_runs():
     assert pairs[1][1].metrics['online_accuracy'].shape == (2, 3)
     both = tables.labelled_runs({'lr': sweep_run(), 'bp': simple_run()})
     assert [label for label, _ in both] == ['lr, step_size=0.1', 'lr, step_size=0.01', 'bp']
+    named = tables.labelled_runs(sweep_run(), label='sgd')  # a label given is kept, not dropped
+    assert [label for label, _ in named] == ['sgd, step_size=0.1', 'sgd, step_size=0.01']
+    with pytest.raises(ValueError, match='runs given as a dict are labelled by its keys'):
+        tables.labelled_runs({'lr': sweep_run()}, label=['other'])
+    with pytest.raises(IndexError, match='point 5 of runs/lr: the sweep has 2 points'):
+        sweep_run().point(5)
 
 
 def test_sweep_summary_final_performance_vs_parameter():
