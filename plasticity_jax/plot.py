@@ -93,6 +93,8 @@ def make_figures(workdir: str, out: str | None = None, *, bins: int | None = 40,
     out = out or os.path.join(workdir, 'figures')
     runs = find_runs(workdir)
     # Arguments the runs cannot honour are refused before any figure is written.
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f'--out={out} is a file, not a folder: choose another --out')
     tasks = None if tasks is None else results.parse_tasks([str(t) for t in tasks])
     for run in runs.values():
         for metric in set(run.metrics) & set(tables.LAYER_METRICS):

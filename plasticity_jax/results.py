@@ -101,6 +101,9 @@ def _read_config(path: str) -> ml_collections.ConfigDict:
 def load_run(workdir: str) -> Run:
     """The run (one program) in `workdir`: metrics with leading axes (seed, task), or (point, seed, task) for a
     sweep over continuous fields."""
+    if not isinstance(workdir, (str, os.PathLike)):
+        raise TypeError(f'load_run takes a run\'s workdir path, not a {type(workdir).__name__}')
+    workdir = os.fspath(workdir)
     config_path = os.path.join(workdir, engine.CONFIG_FILE)
     if not os.path.exists(config_path):
         if os.path.exists(os.path.join(workdir, engine.SWEEP_CONFIG_FILE)):

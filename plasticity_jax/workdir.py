@@ -139,6 +139,8 @@ class Lock:
         self.created = False
 
     def __enter__(self) -> Lock:
+        if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+            raise WorkdirError(f'{self.workdir} is a file, not a directory: choose another --workdir.')
         self.created = not os.path.exists(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.file = open(self.path, 'a+')

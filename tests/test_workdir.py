@@ -130,6 +130,13 @@ def test_the_run_refuses_a_workdir_another_process_holds(tmp_path):
             engine.run(small_scr(), str(tmp_path), progress=False)
 
 
+def test_a_workdir_that_is_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / 'run').write_text('notes')
+    with pytest.raises(workdir.WorkdirError, match='run is a file, not a directory: choose another --workdir'):
+        engine.run(small_scr(), str(tmp_path / 'run'), progress=False)
+    assert (tmp_path / 'run').read_text() == 'notes'
+
+
 def test_an_unreadable_metrics_file_names_the_file(copy):
     (copy / workdir.METRICS_FILE).write_bytes(b'not a zip file')
     with pytest.raises(workdir.WorkdirError, match=r'cannot read .*metrics.npz .*move it aside'):

@@ -36,7 +36,11 @@ Runs = Any  # RunLike | Sequence[RunLike] | Mapping[str, RunLike]
 
 
 def _load(run: RunLike) -> results.Run:
-    return run if isinstance(run, results.Run) else results.load_run(os.fspath(run))
+    if isinstance(run, results.Run):
+        return run
+    if not isinstance(run, (str, os.PathLike)):
+        raise TypeError(f'a run is a results.Run or its workdir path, not {type(run).__name__}: {run!r:.80}')
+    return results.load_run(os.fspath(run))
 
 
 def default_label(run: results.Run) -> str:
@@ -60,7 +64,8 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
             raise ValueError('runs given as a dict are labelled by its keys: drop label=..., or pass a list of runs')
         pairs = [(str(name), _load(run)) for name, run in runs.items()]
     else:
-        items = [runs] if isinstance(runs, (results.Run, str, os.PathLike)) else list(runs)
+        items = [runs] if not isinstance(runs, Iterable) or isinstance(runs, (results.Run, str, os.PathLike)) \
+            else list(runs)
         loaded = [_load(run) for run in items]
         if label is None:
             names = [default_label(run) for run in loaded]
@@ -94,11 +99,12 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
 
 
 def config_value(run: results.Run, field: str):
-    """`run.config` at a dotted field path, e.g. 'learner.step_size'."""
-    node = run.config
-    for part in field.split('.'):
-        node = node[part]
-    return node
+    """`run.config` at a dotted field path, e.g. 'learner.step_size' (a KeyError names where the path breaks and
+    the fields there)."""
+    from plasticity_jax import config as config_lib
+
+    parent, leaf = config_lib.field_parent(run.config, field)
+    return parent[leaf]
 
 
 def select_layer(values: np.ndarray, layer) -> np.ndarray:
@@ -252,6 +258,9 @@ def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str
     per value in `plot_sweep`) if given, mean, stderr, n_seeds; sorted by group and parameter."""
     params = [param] + ([group] if group else [])
     table = metrics_table(runs, [metric], label=label, params=params)
+    if not pd.api.types.is_numeric_dtype(table[_short(param)]) or table[_short(param)].dtype == bool:
+        raise ValueError(f'{param} is not a number ({sorted(set(table[_short(param)]))}): a sweep summary puts a '
+                         'numeric field on its axis; compare such runs with metrics_table / plot_metric')
     cols = ['label'] + [_short(p) for p in params]
     means = seed_means(table, metric, tasks, by=cols)
     out = means.groupby(cols, sort=False)[metric].agg(mean='mean', std=lambda v: v.std(ddof=1),
@@ -495,6 +504,8 @@ def linear_fit(x, y) -> dict[str, float]:
     """Least-squares line y = slope * x + intercept over the finite pairs, with R^2 (the squared Pearson
     correlation) and n."""
     x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape:
+        raise ValueError(f'x and y of a linear fit need the same shape, got {x.shape} and {y.shape}')
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(x) < 2 or np.ptp(x) == 0:

@@ -164,6 +164,9 @@ def test_plot_arguments_the_runs_cannot_honour_are_refused_by_name(tmp_path, cur
     with pytest.raises(ValueError, match=re.escape("--tasks=0,x: ['x'] are not task indices")):
         plot.make_figures(str(workdir), str(tmp_path / 'figures'), tasks=[0, 'x'])
     assert not (tmp_path / 'figures').exists()
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(ValueError, match='a_file is a file, not a folder'):
+        plot.make_figures(str(workdir), str(tmp_path / 'a_file'))
     with pytest.raises(KeyError, match=re.escape("the runs lack ['dead_fractoin']")):
         plots.plot_correlates(simple_run(), metrics=['dead_fraction', 'dead_fractoin'])
     with pytest.raises(ValueError, match="legend must be 'auto', 'inside', 'outside' or None, not 'outsde'"):

@@ -137,6 +137,14 @@ def test_inputs_the_tables_cannot_honour_are_refused_by_name():
         tables.rank_performance_fits(curvature_run(), 'online_mse')
     with pytest.raises(ValueError, match=r'tasks=\[\]: give task indices, or None'):
         tables.density_table(curvature_run(), tasks=[])
+    with pytest.raises(KeyError, match=r"unknown config field 'learner.stepsize': config.learner has no field"):
+        tables.sweep_summary(simple_run(), 'online_accuracy', 'learner.stepsize')
+    with pytest.raises(ValueError, match=r"learner.name is not a number \(\['backprop'\]\)"):
+        tables.sweep_summary(simple_run(), 'online_accuracy', 'learner.name')
+    with pytest.raises(ValueError, match=r'the same shape, got \(2,\) and \(1,\)'):
+        tables.linear_fit([1, 2], [3])
+    with pytest.raises(TypeError, match='a run is a results.Run or its workdir path, not int'):
+        tables.metrics_table(123)
 
 
 def test_no_resolved_epsilon_is_nan_and_the_table_shows_the_largest_unresolved():
