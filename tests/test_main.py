@@ -10,6 +10,8 @@ from plasticity_jax import main, sweeps
 from tests.conftest import REPO_ROOT, load_config
 
 SCR = '--config=configs/slowly_changing_regression.py'
+# ml_collections loads the config file with importlib's deprecated `load_module` (its own code).
+LOAD_MODULE_WARNING = 'ignore:the load_module\\(\\) method is deprecated:DeprecationWarning'
 
 
 def run_main(*args):
@@ -35,6 +37,7 @@ def test_the_command_line_modules_import_together():
     assert callable(plasticity_jax.plot.make_figures) and callable(plasticity_jax.spectra.compute_spectra)
 
 
+@pytest.mark.filterwarnings(LOAD_MODULE_WARNING)
 def test_missing_data_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, monkeypatch):
     """`main` end to end in this process (flags parsed by its own parser): the data source's error was a
     traceback."""
@@ -94,6 +97,7 @@ def test_unknown_variant_lists_the_valid_ones():
         load_config('slowly_changing_regression.py', 'tahn')
 
 
+@pytest.mark.filterwarnings(LOAD_MODULE_WARNING)
 @pytest.mark.parametrize('spec, message', [
     ('configs/slowly_changing_regression.py:cpb', "--config=configs/slowly_changing_regression.py:cpb: unknown config "
                                                   "variant 'cpb'; valid: ['adam', 'backprop', 'cbp',"),
