@@ -45,6 +45,9 @@ class LearnerSpec(NamedTuple):
     defaults: Mapping[str, Any] = {}
     # Learners that replace hidden units take the model's unit layers too: make(config, init_params, unit_layers).
     replaces_units: bool = False
+    # Learners whose update has a part the step size does not scale apply `config.step_size_milestones` themselves
+    # (Shrink and Perturb's noise); for the others `make_learner` scales their whole update.
+    schedules_itself: bool = False
 
 
 LEARNERS: dict[str, LearnerSpec] = {
@@ -53,7 +56,8 @@ LEARNERS: dict[str, LearnerSpec] = {
     'redo': LearnerSpec(make_redo, REDO_DEFAULTS, True),  # recycling dormant neurons (Sokar et al., 2023)
     'l2': LearnerSpec(make_l2, L2_DEFAULTS),  # L2 regularisation (Dohare dissertation eq. 2.6)
     'l2_init': LearnerSpec(make_l2_init, L2_INIT_DEFAULTS),  # L2 toward the initial params (Kumar et al., 2023)
-    'shrink_perturb': LearnerSpec(make_shrink_perturb, SHRINK_PERTURB_DEFAULTS),  # Ash & Adams (2020); eq. 2.7
+    'shrink_perturb': LearnerSpec(make_shrink_perturb, SHRINK_PERTURB_DEFAULTS,  # Ash & Adams (2020); eq. 2.7
+                                  schedules_itself=True),
     'proper_adam': LearnerSpec(make_proper_adam, PROPER_ADAM_DEFAULTS),  # Adam with beta1 = beta2 = 0.99
     'sam': LearnerSpec(make_sam, SAM_DEFAULTS),  # sharpness-aware minimisation (Foret et al., 2021)
     'gnp': LearnerSpec(make_gnp, GNP_DEFAULTS),  # gradient norm penalty (Zhao et al., 2022)
@@ -73,7 +77,7 @@ def make_learner(config: ml_collections.ConfigDict, init_params, unit_layers=Non
     spec = LEARNERS[config.name]
     learner = spec.make(config, init_params, unit_layers) if spec.replaces_units else spec.make(config, init_params)
     milestones = tuple(config.get('step_size_milestones', ()))
-    if milestones:
+    if milestones and not spec.schedules_itself:
         learner = learner._replace(
             optimizer=with_task_schedule(learner.optimizer, milestones, config.step_size_decay))
     return learner

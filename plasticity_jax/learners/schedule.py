@@ -5,7 +5,8 @@ size multiplied by 0.2 at epochs 60, 120 and 160 (PyTorch's `MultiStepLR`, resta
 differ in length, so the milestones are given as fractions of the task: (0.3, 0.6, 0.8) of 200 epochs. The engine
 passes each step's `task_progress` = step / (training steps of the task) to the optimizer as an extra argument.
 
-`with_task_schedule` multiplies the learner's whole update by decay**(milestones passed), which equals scaling the
+`with_task_schedule` multiplies the learner's whole update by decay**(milestones passed) (`learners.make_learner`;
+Shrink and Perturb schedules only its step, not its noise: `LearnerSpec.schedules_itself`), which equals scaling the
 step size of SGD with momentum and weight decay coupled into the gradient as PyTorch's SGD does (PyTorch applies the
 step size after the momentum buffer). It wraps the learner's optimizer and keeps that optimizer's state as its own
 (the schedule needs none), so the routines that reset the optimizer state of replaced units (continual backprop,

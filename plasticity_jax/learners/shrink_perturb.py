@@ -35,6 +35,7 @@ import optax
 
 from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.learners.base import Learner, make_learner_with
+from plasticity_jax.learners.schedule import with_task_schedule
 from plasticity_jax.learners.weight_decay import add_l2, field
 
 DEFAULTS = {'weight_decay': 1e-4, 'noise_std': 1e-5}
@@ -70,6 +71,14 @@ def shrink_and_perturb(base_optimizer: optax.GradientTransformation, weight_deca
 
 
 def make_shrink_perturb(config: ml_collections.ConfigDict, init_params) -> Learner:
+    """With `config.step_size_milestones` (class-incremental CIFAR-100) the schedule scales the step (shrink and
+    gradient, as PyTorch's `MultiStepLR` scales SGD's step size with its coupled weight decay), not the noise: the
+    papers' code adds noise of a constant standard deviation after every step (`inject_noise` in
+    lop/incremental_cifar/incremental_cifar_experiment.py)."""
     del init_params
-    return make_learner_with(shrink_and_perturb(make_optimizer(config), field(config, 'weight_decay', DEFAULTS),
+    optimizer = make_optimizer(config)
+    milestones = tuple(config.get('step_size_milestones', ()))
+    if milestones:
+        optimizer = with_task_schedule(optax.with_extra_args_support(optimizer), milestones, config.step_size_decay)
+    return make_learner_with(shrink_and_perturb(optimizer, field(config, 'weight_decay', DEFAULTS),
                                                 field(config, 'noise_std', DEFAULTS)))

@@ -37,6 +37,21 @@ def test_update_is_shrink_then_sgd_step_then_noise_from_the_given_key():
     assert float(state[2].hyperparams['noise_std']) == pytest.approx(0.1)
 
 
+def test_a_step_size_schedule_scales_the_step_not_the_noise():
+    """Class-incremental CIFAR-100's milestones: after 2 of 3 milestones the shrink and gradient step is 0.2**2 of
+    the step size's, the noise keeps its standard deviation (the papers' `inject_noise`)."""
+    config = ml_collections.ConfigDict({'name': 'shrink_perturb', 'optimizer': 'sgd', 'step_size': 0.1,
+                                        'momentum': 0.0, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8,
+                                        'weight_decay': 0.01, 'noise_std': 0.1,
+                                        'step_size_milestones': (0.3, 0.6, 0.8), 'step_size_decay': 0.2})
+    optimizer = learners.make_learner(config, None).optimizer
+    key = jax.random.PRNGKey(3)
+    updates, _ = optimizer.update(GRADS, optimizer.init(PARAMS), PARAMS, key=key, grad_fn=None, task_progress=0.7)
+    eps = optax.tree_utils.tree_random_like(key, PARAMS)
+    expected = jax.tree.map(lambda p, g, e: -0.04 * 0.1 * (g + 0.01 * p) + 0.1 * e, PARAMS, GRADS, eps)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), updates, expected)
+
+
 def test_zero_noise_is_plain_l2_and_noise_depends_on_the_key():
     quiet, _ = step(make(noise_std=0.0), jax.random.PRNGKey(0))
     expected = jax.tree.map(lambda p, g: p - 0.1 * (g + 0.01 * p), PARAMS, GRADS)
