@@ -21,6 +21,8 @@ Variants: lr0.01, lr0.001, lr0.0001, sweep_lr; every learner (`l2`, `redo`, ...)
   replacement rate 3e-4, maturity threshold 100, utility 'adaptable_contribution', decay rate 0.99, on the channels
   of the three convolutions and the units of the two dense layers (`models.ConvNet.unit_layers`);
 - `shrink_perturb`: lop/imagenet/cfg/snp.json: weight decay 1e-5, noise standard deviation 1e-5;
+- `l2`: lop/imagenet/cfg/l2.json: weight decay 3e-6, step size 0.03;
+- these three run 5,000 tasks, as their released configs (backprop's bp.json: 2,000);
 - `l2_er`: the learner's defaults with `erank_layers='per_layer'` (the ConvNet's layers differ in width, so the
   default 'sum' of their E[a a^T] is undefined; our choice: the sum of each layer's effective rank).
 
@@ -38,9 +40,23 @@ format (tests/problems/test_dataset_tasks.py).
 from plasticity_jax import config as config_lib
 
 STEP_SIZES = (0.01, 0.001, 0.0001)
-# The papers' lop/imagenet/cfg/cbp.json and snp.json (the other continual backprop fields are the learner's defaults).
+# The papers' lop/imagenet/cfg/cbp.json, snp.json and l2.json (the other continual backprop fields are the learner's
+# defaults); those configs run 5,000 tasks where backprop's bp.json runs 2,000.
 CBP = {'replacement_rate': 3e-4, 'maturity_threshold': 100, 'utility': 'adaptable_contribution', 'decay_rate': 0.99}
 SHRINK_PERTURB = {'weight_decay': 1e-5, 'noise_std': 1e-5}
+L2 = {'weight_decay': 3e-6, 'step_size': 0.03}
+RELEASED_LEARNER_TASKS = 5000
+
+
+def _as_released(name, fields):
+    """The variant of learner `name` with its released config's fields and length."""
+    select = config_lib.learner_with(name, fields)
+
+    def variant(config):
+        select(config)
+        config.num_tasks = RELEASED_LEARNER_TASKS
+
+    return variant
 
 
 def get_config(arg=None):
@@ -59,7 +75,7 @@ def get_config(arg=None):
 
     variants = {**config_lib.step_size_variants(STEP_SIZES), **config_lib.learner_variants(),
                 **config_lib.sweep_step_sizes_variant(STEP_SIZES)}
-    variants.update({'cbp': config_lib.learner_with('cbp', CBP),
-                     'shrink_perturb': config_lib.learner_with('shrink_perturb', SHRINK_PERTURB),
+    variants.update({'cbp': _as_released('cbp', CBP), 'shrink_perturb': _as_released('shrink_perturb', SHRINK_PERTURB),
+                     'l2': _as_released('l2', L2),
                      'l2_er': config_lib.learner_with('l2_er', {'erank_layers': 'per_layer'})})
     return config_lib.apply_variants(config, arg, variants)

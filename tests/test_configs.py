@@ -101,6 +101,17 @@ def test_continual_imagenet_on_a_generated_class_folder(tmp_path):
     assert np.all(np.isfinite(run.metrics['online_loss']))
 
 
+def test_continual_imagenet_learner_variants_are_the_released_configs():
+    """lop/imagenet/cfg/{cbp,snp,l2}.json: their fields, and 5,000 tasks where backprop's bp.json runs 2,000."""
+    assert load_config('continual_imagenet.py').num_tasks == 2000
+    for variant, fields in (('cbp', {'replacement_rate': 3e-4, 'maturity_threshold': 100, 'step_size': 0.01}),
+                            ('shrink_perturb', {'weight_decay': 1e-5, 'noise_std': 1e-5}),
+                            ('l2', {'weight_decay': 3e-6, 'step_size': 0.03})):
+        config = load_config('continual_imagenet.py', variant)
+        assert config.num_tasks == 5000 and config.learner.name == variant, variant
+        assert {k: config.learner[k] for k in fields} == fields, variant
+
+
 def test_continual_imagenet_refuses_a_missing_folder(tmp_path):
     config = _shrink(load_config('continual_imagenet.py'), data_dir=str(tmp_path / 'nowhere'))
     with pytest.raises(datasets.DataSourceError, match='nowhere.*does not exist'):

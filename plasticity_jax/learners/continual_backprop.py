@@ -48,7 +48,8 @@ bounded: a step with more units due runs more iterations and replaces them all, 
 fresh weights depend on its place in the step's order, not on the chunks).
 
 Defaults (`LEARNERS['cbp'].defaults`): eta = 0.99, maturity_threshold = 100, replacement_rate = 1e-4 (Nature paper,
-Methods; the papers' Permuted MNIST and ImageNet configs) and utility = 'adaptable_contribution', the utility of every
+Methods; the papers' Permuted MNIST config; ImageNet's cbp.json uses 3e-4, as configs/continual_imagenet.py:cbp)
+and utility = 'adaptable_contribution', the utility of every
 experiment config the papers' code ships (`lop/*/cfg/**/cbp*.json`); the Nature text describes 'contribution'.
 """
 

@@ -6,9 +6,11 @@ The score of unit i of a layer is s_i = a_i / mean_j a_j, with a_i the unit's me
 Def. 3.1; a unit is tau-dormant when s_i <= tau). Sokar et al. compute a_i on one batch at the recycling step. Here
 the batch may be a single example (Slowly-Changing Regression), so a_i is the mean of mean_batch |h_i| over the F
 steps since the last recycling (exactly the last F steps); with F = 1 it is Sokar's batch score. Dohare's ReDo
-baseline (`lop/algos/gntRedo.py`) likewise scores the |activations| accumulated over the period. A layer whose units
-are all silent (mean a = 0) has every score 0 (a 1e-9 guard in the denominator, as the ReDo code), so all of its
-units are recycled.
+baseline (`lop/algos/gntRedo.py`, called from `lop/algos/rl/ppo.py`) scores the |activations| of the recycling
+step's minibatch only (`get_activations()` of the last forward pass), as Sokar et al.: on the RL configs'
+minibatches of 128 ours averages the period's F = 100 minibatches instead (our choice, one rule for every problem).
+A layer whose units are all silent (mean a = 0) has every score 0 (a 1e-9 guard in the denominator, as the ReDo
+code), so all of its units are recycled.
 
 Units are those the model declares (`models.UnitLayer`): hidden units of dense layers and output channels of
 convolutions, whose |activation| is averaged over the batch and the positions of the map.

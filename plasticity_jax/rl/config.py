@@ -14,8 +14,8 @@ Variants of the learner (the papers' PPO experiments):
                10,000, utility 'contribution', decay 0.99, on both networks after every minibatch step; the
                optimizer state of replaced weights is NOT reset (the papers' PPO code; `--config.learner.
                reset_optimizer_state=True` resets it, with per-element Adam step counts)
-  redo         ReDo on both networks: dormancy threshold 0.1, every 100 minibatch steps, proper Adam, optimizer
-               state not reset (as cbp)
+  redo         ReDo on both networks: dormancy threshold 0.1, every 100 minibatch steps, proper Adam, weight decay
+               1e-4 (lop/rl/cfg/ant/redo.yml), optimizer state not reset (as cbp)
 and every other learner of the zoo under its own name (e.g. `shrink_perturb`), with the experiment's Adam; `l2_er`
 computes its rank term on each PPO minibatch (`rank_batch_size=0`: RL runs draw no auxiliary batch; our choice, the
 L2-ER authors did not run PPO) and `upgd` replaces Adam by its own optimizer.
@@ -102,5 +102,6 @@ def learner_variants() -> dict[str, config_lib.Variant]:
             'l2': _learner('l2', weight_decay=1e-3),
             'cbp': _learner('cbp', weight_decay=1e-4, replacement_rate=1e-4, maturity_threshold=10_000,
                             utility='contribution', decay_rate=0.99, reset_optimizer_state=False),
-            'redo': _learner('redo', dormancy_threshold=0.1, recycle_period=100, reset_optimizer_state=False),
+            'redo': _learner('redo', weight_decay=1e-4, dormancy_threshold=0.1, recycle_period=100,
+                             reset_optimizer_state=False),
             'l2_er': config_lib.learner_with('l2_er', {'rank_batch_size': 0})}

@@ -39,7 +39,7 @@ def test_the_papers_settings_are_the_defaults(name):
     assert (l2.name, l2.beta1, l2.beta2, l2.weight_decay) == ('l2', 0.99, 0.99, 1e-3)
     assert load_config(name, 'proper_adam').learner.beta1 == 0.99
     redo = load_config(name, 'redo').learner
-    assert (redo.name, redo.dormancy_threshold, redo.recycle_period) == ('redo', 0.1, 100)
+    assert (redo.name, redo.dormancy_threshold, redo.recycle_period, redo.weight_decay) == ('redo', 0.1, 100, 1e-4)
 
 
 def test_inconsistent_fields_are_refused_by_name():
