@@ -6,7 +6,16 @@ re-initialised unit's weights, those moments restart from zero while the global 
 correction is 1 - beta^t instead of 1 - beta: the first update of a fresh weight is scaled by
 (1 - b1) / sqrt(1 - b2) * sqrt(1 - b2^t) / (1 - b1^t), about 0.7 at t = 50 and about 3.2 once t >> 1 / (1 - b2)
 (b1 = 0.9, b2 = 0.999). The papers' code (`lop/utils/AdamGnT.py`, Dohare et al.) therefore keeps
-the step count per element and resets it with the moments; this module is that optimizer in optax form.
+the step count per element and resets it with the moments; this module is Adam with such counts in optax form.
+
+It is not AdamGnT's update. AdamGnT computes its bias correction with `bias_correction.sqrt().div_(bias_correction1)`
+on a temporary and discards the result, so its step is lr * (1 - b2^t) * m / (sqrt(v) + eps) with per-element t:
+no first-moment correction and the second moment's correction not square-rooted (its commented-out line shows the
+intended lr * sqrt(1 - b2^t) / (1 - b1^t)). Over a long run (t >> 1 / (1 - b1)) the two differ only in a fresh
+weight's first updates, which AdamGnT makes much smaller (lr * (1 - b1) * sqrt(1 - b2) at t = 1: lr * 0.001 for
+b1 = b2 = 0.99, where Adam's first step is lr). We follow the intended Adam (our choice: the discarded
+line is a bug, not a method); runs that must match the released numbers of Adam with continual backprop would need
+AdamGnT's rule, which this package does not offer.
 
 `adam_counts` computes exactly what `optax.adam` computes (eps outside the square root, `eps_root` inside) as long as
 no count is reset: every element's count then equals the global count (tested).
