@@ -1,7 +1,7 @@
 """Ant (Gym's Ant-v3, as the papers' code ran it) and Slippery Ant on MJX.
 
 Dohare et al. (Nature 2024, Methods "Reinforcement learning"; dissertation Ch. 7) run PPO on Gym 0.23.1's `Ant-v3`
-with free-mujoco-py 2.1.6 (`lop/requirements.txt`, `lop/rl/cfg/ant/*.yml`) and on `SlipperyAnt-v3`, Ant-v3 with the
+with free-mujoco-py 2.1.6 (their `requirements.txt`, `lop/rl/cfg/ant/*.yml`) and on `SlipperyAnt-v3`, Ant-v3 with the
 friction of its default geom class replaced (`lop/envs/slippery_ant.py`). This module is that task on MuJoCo MJX,
 on Gym 0.23.1's own model file (`assets/ant.xml`, unchanged):
 

@@ -2,7 +2,7 @@
 
 One mechanism for every robot (Ant, Hopper, Walker2d): a `Robot` says what differs (its model file, frame skip,
 reset noise, observation, reward and health test) and `make_locomotion_env` turns it into an `envs.base.Environment`
-with Gym's -v3 semantics (Gym 0.23.1, the version the papers' code pins, `lop/requirements.txt`):
+with Gym's -v3 semantics (Gym 0.23.1, the version the papers' code pins, `requirements.txt` at the repository root):
 
 - one environment step is `frame_skip` physics steps with the action held (Gym's `do_simulation`); the action is
   clipped to the actuators' control range (MuJoCo clamps `ctrl` itself in Gym), the control cost uses the raw action;
