@@ -38,6 +38,10 @@ STATE_ITEM, HISTORY_ITEM, LEGACY_STATE_ITEM = 'state', 'history', 'default'
 # Fields that may change when a run is resumed: they change neither the program's results nor the data.
 RESUMABLE_CHANGES = ('num_tasks', 'tasks_per_chunk', 'keep_checkpoints', 'keep_checkpoints_every', 'data_dir',
                      'step_unroll')
+# Fields added to the configs after runs were written without them, each with the value the code used when it was
+# absent: a run whose config lacks one resumes under a config that holds that value.
+FIELDS_ADDED_LATER = {'env.solver_iterations': None, 'env.ls_iterations': None, 'env.integrator': None,
+                      'model.blocks_per_stage': 2}
 
 
 class WorkdirError(ValueError):
@@ -106,6 +110,9 @@ def check_same_experiment(workdir: str, config: ml_collections.ConfigDict, filen
     except (OSError, ValueError) as error:
         raise WorkdirError(f'cannot read {path} ({error}): restore it, or use a new --workdir.') from None
     new = _flat(resolved(config))
+    for field, value in FIELDS_ADDED_LATER.items():
+        if field in new and field not in existing:
+            existing[field] = value
     differs = sorted(k for k in set(existing) | set(new)
                      if k.split('.')[0] not in RESUMABLE_CHANGES and existing.get(k) != new.get(k))
     if differs:

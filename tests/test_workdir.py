@@ -130,6 +130,23 @@ def test_the_run_refuses_a_workdir_another_process_holds(tmp_path):
             engine.run(small_scr(), str(tmp_path), progress=False)
 
 
+def test_a_run_written_before_a_field_was_added_resumes_under_the_value_the_code_then_used(tmp_path):
+    """`workdir.FIELDS_ADDED_LATER`: Slippery Ant's config gained `env.solver_iterations` / `ls_iterations` /
+    `integrator` (None: the model's, what the code used without them)."""
+    from plasticity_jax import config as config_lib
+
+    config = config_lib.load('configs/slippery_ant.py')
+    older = config_lib.load('configs/slippery_ant.py')
+    with older.unlocked():
+        for field in ('solver_iterations', 'ls_iterations', 'integrator'):
+            del older.env[field]
+    workdir.write_config(str(tmp_path), older)
+    workdir.check_same_experiment(str(tmp_path), config)
+    config.env.solver_iterations = 4
+    with pytest.raises(workdir.WorkdirError, match='env.solver_iterations: None there, 4 now'):
+        workdir.check_same_experiment(str(tmp_path), config)
+
+
 def test_a_workdir_that_is_a_file_is_refused_by_name(tmp_path):
     (tmp_path / 'run').write_text('notes')
     with pytest.raises(workdir.WorkdirError, match='run is a file, not a directory: choose another --workdir'):
