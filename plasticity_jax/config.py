@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.metrics = ml_collections.ConfigDict()
     config.metrics.probe_size = 2000  # Examples of the new task on which the correlates are measured.
     config.metrics.saturation_epsilon = 0.01  # Dead-unit tolerance for saturating activations.
+    # A dead unit is off its saturation value on at most this share of the probe examples (0: on none, the papers'
+    # supervised rule; the RL configs use 0.01, the papers' PPO figure's rule: `metrics.dead_fraction`).
+    config.metrics.dead_max_active_share = 0.0
     config.metrics.approximate_rank_threshold = 0.99
     config.metrics.feature_rank_delta = 0.01  # Kumar et al. (2023).
 

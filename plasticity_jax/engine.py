@@ -279,7 +279,8 @@ def make_train(config: ml_collections.ConfigDict, *, shapes_only: bool = False) 
             probe_hidden, state.params, config.model.activation,
             saturation_epsilon=config.metrics.saturation_epsilon,
             approximate_rank_threshold=config.metrics.approximate_rank_threshold,
-            feature_rank_delta=config.metrics.feature_rank_delta)
+            feature_rank_delta=config.metrics.feature_rank_delta,
+            dead_max_active_share=config.metrics.get('dead_max_active_share', 0.0))
 
         steps = jnp.arange(problem.steps_per_task, dtype=jnp.int32)
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(keys.steps, steps)

@@ -139,6 +139,7 @@ RULES: dict[str, Rule] = {
     'reset_at_task_start': one_of(_resets),
     'metrics.probe_size': integer(1),
     'metrics.saturation_epsilon': number(0),
+    'metrics.dead_max_active_share': number(0, 1, open_high=True),
     'metrics.approximate_rank_threshold': number(0, 1, open_low=True),
     'metrics.feature_rank_delta': number(0),
     'curvature.every_tasks': integer(0),

@@ -103,23 +103,26 @@ def unit_features(features: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------
 
 
-def _dead_units(features: jax.Array, activation: str, saturation_epsilon: float) -> jax.Array:
+def _dead_units(
+    features: jax.Array, activation: str, saturation_epsilon: float, max_active_share: float = 0.0
+) -> jax.Array:
     """Boolean mask (num_units,) of dead units; see :func:`dead_fraction`."""
+
+    def stuck(condition: jax.Array) -> jax.Array:  # the condition fails on at most max_active_share of examples
+        return jnp.mean(jnp.logical_not(condition).astype(jnp.float32), axis=0) <= max_active_share
+
     if activation == "relu":
-        return jnp.all(features == 0, axis=0)
+        return stuck(features == 0)
     if activation == "leaky_relu":
-        return jnp.all(features < 0, axis=0)
+        return stuck(features < 0)
     if activation == "identity":
         return jnp.zeros(features.shape[1], dtype=bool)
-    stuck_at = [
-        jnp.all(jnp.abs(features - value) <= saturation_epsilon, axis=0)
-        for value in _SATURATION_VALUES[activation]
-    ]
+    stuck_at = [stuck(jnp.abs(features - value) <= saturation_epsilon) for value in _SATURATION_VALUES[activation]]
     return jnp.any(jnp.stack(stuck_at), axis=0)
 
 
 def dead_fraction(
-    features: jax.Array, activation: str, saturation_epsilon: float = 0.01
+    features: jax.Array, activation: str, saturation_epsilon: float = 0.01, max_active_share: float = 0.0
 ) -> jax.Array:
     """Fraction of dead hidden units in one layer.
 
@@ -144,12 +147,20 @@ def dead_fraction(
     A convolutional channel is a unit whose examples are all positions of all
     examples: it is dead when the condition above holds at every position.
 
+    ``max_active_share`` > 0 relaxes "every example" to "all but that share
+    of the examples": the papers' PPO figure counts a policy unit dead when
+    it was active (> 0) on at most 1% of the last 1,000 acting steps
+    (lop/rl/plots/fig4b.py on `pol_features_activity`); the RL configs set
+    ``metrics.dead_max_active_share = 0.01``.
+
     Args:
         features: (num_examples, num_units) post-activation hidden features,
             or (num_examples, ..., channels) convolutional maps.
         activation: name of the layer's activation, one of :data:`ACTIVATIONS`
             (a Python string, static under ``jit``).
         saturation_epsilon: tolerance around a saturation value.
+        max_active_share: share of the examples on which a dead unit may
+            still be off its saturation value (0: none, the papers' rule).
 
     Returns:
         float32 scalar in [0, 1].
@@ -162,7 +173,7 @@ def dead_fraction(
             f"Unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
         )
     features = jnp.asarray(features, dtype=jnp.float32)
-    dead = _dead_units(features.reshape(-1, features.shape[-1]), activation, saturation_epsilon)
+    dead = _dead_units(features.reshape(-1, features.shape[-1]), activation, saturation_epsilon, max_active_share)
     return jnp.mean(dead.astype(jnp.float32))
 
 
@@ -343,6 +354,7 @@ def representation_metrics(
     saturation_epsilon: float = 0.01,
     approximate_rank_threshold: float = 0.99,
     feature_rank_delta: float = 0.01,
+    dead_max_active_share: float = 0.0,
 ) -> dict[str, jax.Array]:
     """All plasticity-loss correlates of one run on a probe set.
 
@@ -362,6 +374,7 @@ def representation_metrics(
         saturation_epsilon: see :func:`dead_fraction`.
         approximate_rank_threshold: see :func:`approximate_rank`.
         feature_rank_delta: see :func:`feature_rank`.
+        dead_max_active_share: ``max_active_share`` of :func:`dead_fraction`.
 
     Returns:
         dict with float32 arrays of shape (num_layers,) under
@@ -380,7 +393,8 @@ def representation_metrics(
     }
     for features in hidden_layers:
         s = singular_values(features)
-        per_layer["dead_fraction"].append(dead_fraction(features, activation, saturation_epsilon))
+        per_layer["dead_fraction"].append(
+            dead_fraction(features, activation, saturation_epsilon, dead_max_active_share))
         per_layer["effective_rank"].append(effective_rank(s))
         per_layer["approximate_rank"].append(approximate_rank(s, approximate_rank_threshold))
         per_layer["stable_rank"].append(stable_rank(s))

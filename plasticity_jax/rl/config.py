@@ -58,6 +58,8 @@ def rl_config(env: dict, *, num_tasks: int, updates_per_task: int, num_seeds: in
     config.rl.time_limit = 'terminal'  # or 'bootstrap' (gamma V(final observation) at a time-limit end)
 
     config.model = ml_collections.ConfigDict({'name': 'actor_critic', 'width': 256, 'depth': 2, 'activation': 'relu'})
+    # The papers' PPO figure counts a unit dead when active on at most 1% of the steps (lop/rl/plots/fig4b.py).
+    config.metrics.dead_max_active_share = 0.01
 
     config.learner.optimizer = 'adam'
     config.learner.step_size = 1e-4

@@ -33,8 +33,9 @@ Metrics per task (interval), all from the run's own data:
   E[(r - 1) - log r] on the minibatches), `clip_fraction` (share of |r - 1| > clip), `policy_weight_change` and
   `value_weight_change` (sum |dW| of the network's kernels over one update; the papers log the policy's);
 - `policy_log_std` (mean over action dimensions, at the interval's end);
-- for each network, `policy_*` and `value_*`: dead fraction, effective / approximate / stable / feature rank per
-  hidden layer and the weight magnitude (`metrics.representation_metrics`), at the interval's end, on the
+- for each network, `policy_*` and `value_*`: dead fraction (active on at most `metrics.dead_max_active_share` of
+  the observations, 0.01 in the RL configs as the papers' PPO figure), effective / approximate / stable / feature
+  rank per hidden layer and the weight magnitude (`metrics.representation_metrics`), at the interval's end, on the
   observations of its last rollout;
 - `nonfinite_steps`: minibatch steps with a non-finite loss (the engine reports them per run).
 
@@ -339,7 +340,8 @@ def make_train(config: ml_collections.ConfigDict):
                 layers, params[network], config.model.activation,
                 saturation_epsilon=config.metrics.saturation_epsilon,
                 approximate_rank_threshold=config.metrics.approximate_rank_threshold,
-                feature_rank_delta=config.metrics.feature_rank_delta)
+                feature_rank_delta=config.metrics.feature_rank_delta,
+                dead_max_active_share=config.metrics.get('dead_max_active_share', 0.0))
             result.update({f'{network}_{name}': value for name, value in measured.items()})
         return result
 

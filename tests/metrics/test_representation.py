@@ -176,6 +176,22 @@ def test_dead_fraction_other_activations():
     assert float(dead_fraction(np.zeros((3, 4)), "identity")) == 0.0
 
 
+def test_a_dead_unit_may_be_active_on_a_share_of_the_examples_when_asked():
+    """`max_active_share` (the papers' PPO figure: active on at most 1% of the steps): 200 examples, unit 0 active
+    on 2 (1%), unit 1 on 3 (1.5%), unit 2 never, unit 3 always."""
+    features = np.zeros((200, 4), np.float32)
+    features[:2, 0] = 1.0
+    features[:3, 1] = 1.0
+    features[:, 3] = 0.5
+    assert float(metrics.dead_fraction(features, 'relu')) == pytest.approx(1 / 4)  # only unit 2
+    assert float(metrics.dead_fraction(features, 'relu', max_active_share=0.01)) == pytest.approx(2 / 4)  # 0 and 2
+    tanh = np.full((200, 2), -1.0, np.float32)
+    tanh[:2, 0] = 0.0  # off its saturation value on 1% of the examples
+    tanh[:, 1] = np.linspace(-0.5, 0.5, 200)
+    assert float(metrics.dead_fraction(tanh, 'tanh', max_active_share=0.01)) == pytest.approx(1 / 2)
+    assert float(metrics.dead_fraction(tanh, 'tanh')) == 0.0
+
+
 def test_dead_fraction_unknown_activation_raises():
     with pytest.raises(ValueError, match="relu.*tanh.*sigmoid"):
         dead_fraction(np.zeros((2, 2)), "gelu")

@@ -26,6 +26,7 @@ def test_the_papers_settings_are_the_defaults(name):
     assert (config.rl.gamma, config.rl.gae_lambda, config.rl.clip, config.rl.value_coefficient) == \
         (0.99, 0.95, 0.2, 1.0)
     assert config.rl.time_limit == 'terminal'
+    assert config.metrics.dead_max_active_share == 0.01  # lop/rl/plots/fig4b.py: active on <= 1% of the steps
     assert (config.model.width, config.model.depth) == (256, 2)
     assert (config.learner.name, config.learner.optimizer, config.learner.step_size, config.learner.eps,
             config.learner.beta1, config.learner.beta2) == ('backprop', 'adam', 1e-4, 1e-8, 0.9, 0.999)
