@@ -51,9 +51,9 @@ def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str
         raise FileNotFoundError(f'{workdir} has no checkpoints/ directory: was the run started?')
     train = engine.make_train(config)
     abstract_state = jax.eval_shape(jax.vmap(train.init), engine.seed_keys(config))
-    # Compiled before any checkpoint is read: a run without spectra (RL) is refused before the progress bar.
-    spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None))).trace(
-        abstract_state, train.data).lower().compile()
+    spectrum = jax.jit(jax.vmap(train.spectrum_at_task_start, in_axes=(0, None)))
+    # Traced before any checkpoint is read: a run without spectra (RL) is refused before the progress bar.
+    jax.eval_shape(spectrum, abstract_state, train.data)
 
     available = workdir_lib.checkpoint_steps(directory)  # finished checkpoints only, never one being written
     chosen = available if wanted is None else sorted(set(wanted))
