@@ -19,6 +19,7 @@ import numpy as np
 from absl import app, flags
 from tqdm.auto import tqdm
 
+from plasticity_jax import config as config_lib
 from plasticity_jax import engine, logs, results
 from plasticity_jax import workdir as workdir_lib
 from plasticity_jax.results import SPECTRA_FILE
@@ -40,11 +41,12 @@ def define_flags() -> None:
 
 def compute_spectra(workdir: str, tasks=None, **curvature_overrides) -> dict[str, np.ndarray]:
     """Spectra at the start of each checkpointed task in `tasks` (all if None); writes and returns them."""
-    wanted = results.parse_tasks([str(t) for t in tasks or []])  # None: every checkpoint
+    wanted = results.parse_tasks([] if tasks is None else [str(t) for t in tasks])  # None: every checkpoint
     config = results.load_run(workdir).config
-    unknown = sorted(set(curvature_overrides) - set(config.curvature))
+    settings = set(config_lib.base_config().curvature)  # a run's stored config may predate some of them
+    unknown = sorted(set(curvature_overrides) - settings)
     if unknown:
-        raise ValueError(f'{unknown} are not curvature settings; valid: {sorted(config.curvature)}')
+        raise ValueError(f'{unknown} are not curvature settings; valid: {sorted(settings)}')
     config.curvature.update({k: v for k, v in curvature_overrides.items() if v is not None})
     directory = os.path.abspath(os.path.join(workdir, engine.CHECKPOINT_DIR))
     if not os.path.isdir(directory):

@@ -93,16 +93,12 @@ def is_continuous(config: ml_collections.ConfigDict, name: str) -> bool:
 
 
 def _swept(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Dotted field name -> its values, checked: every swept field exists and has a non-empty tuple of distinct
-    values (a repeated value would run the same point twice, and its results could not be told apart)."""
+    """Dotted field name -> its values, checked: every swept field exists and has a non-empty tuple of values."""
     swept = _flatten(config.get('sweep', {}))
     for name, values in swept.items():
         _lookup(config, name)
         if not isinstance(values, (tuple, list)) or not values:
             raise ValueError(f'config.sweep.{name} must be a non-empty tuple of values, got {values!r}.')
-        repeated = sorted({repr(v) for v in values if list(values).count(v) > 1})
-        if repeated:
-            raise ValueError(f'config.sweep.{name} lists {", ".join(repeated)} more than once: give each value once.')
     return swept
 
 

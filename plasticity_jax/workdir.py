@@ -41,7 +41,8 @@ RESUMABLE_CHANGES = ('num_tasks', 'tasks_per_chunk', 'keep_checkpoints', 'keep_c
 # Fields added to the configs after runs were written without them, each with the value the code used when it was
 # absent: a run whose config lacks one resumes under a config that holds that value.
 FIELDS_ADDED_LATER = {'env.solver_iterations': None, 'env.ls_iterations': None, 'env.integrator': None,
-                      'model.blocks_per_stage': 2, 'metrics.dead_max_active_share': 0.0}
+                      'model.blocks_per_stage': 2, 'metrics.dead_max_active_share': 0.0,
+                      'curvature.exact_ggn_probe_size': 0}
 
 
 class WorkdirError(ValueError):

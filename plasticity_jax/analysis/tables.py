@@ -196,8 +196,9 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
 
     Columns: the `by` columns, `bin`, `task_first`, `task_last`, `task` (the mean task index of the bin), `mean`,
     `stderr` (std over seeds, ddof=1, / sqrt(n); NaN with one seed) and `n_seeds` (seeds with a finite value).
-    A seed with a non-finite value in a bin (a diverged run) has no mean there: it is left out of that bin's mean
-    and of `n_seeds`, never averaged over its finite tasks only.
+    A seed's mean in a bin is over its tasks with a value: an RL interval in which no episode ended has no return
+    (NaN), and a diverged run is NaN from its divergence on, so it drops out of the bins after it (and of their
+    `n_seeds`); the bin it diverged in holds its mean over the tasks before.
     """
     by = [c for c in ('label', 'layer') if c in table.columns] if by is None else list(by)
     frame = table[[*by, 'seed', 'task', metric]].copy()
@@ -207,7 +208,7 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
         tasks = np.sort(frame.loc[index, 'task'].unique())
         frame.loc[index, 'bin'] = frame.loc[index, 'task'].map(dict(zip(tasks, task_bins(tasks, bins))))
     keys = [*by, 'bin']
-    per_seed = _mean_or_nan(frame.groupby([*keys, 'seed'], sort=True)[metric]).rename('value').reset_index()
+    per_seed = frame.groupby([*keys, 'seed'], sort=True)[metric].mean().rename('value').reset_index()
     summary = per_seed.groupby(keys, sort=True)['value'].agg(
         mean='mean', std=lambda v: v.std(ddof=1), n_seeds='count').reset_index()
     summary['stderr'] = summary['std'] / np.sqrt(summary['n_seeds'])
@@ -220,15 +221,9 @@ def binned_summary(table: pd.DataFrame, metric: str, bins: int | None = 40, *,
     return summary[[*keys, 'task_first', 'task_last', 'task', 'mean', 'stderr', 'n_seeds']]
 
 
-def _mean_or_nan(grouped) -> pd.Series:
-    """The group means of a grouped column, NaN for a group holding a non-finite value (pandas skips NaN)."""
-    finite = grouped.apply(lambda v: bool(np.isfinite(v.to_numpy(dtype=float)).all()))
-    return grouped.mean().where(finite)
-
-
 def seed_means(table: pd.DataFrame, metric: str, tasks=None, *, by: Sequence[str] = ('label',)) -> pd.DataFrame:
     """Each seed's mean of `metric` over `tasks` (None: all; an int n >= 1: the last n; a slice or list of task
-    indices, each one the run has); NaN for a seed with a non-finite value among them (a diverged run)."""
+    indices, each one the run has), over the tasks with a value (see `binned_summary`)."""
     frame = table
     all_tasks = np.sort(table['task'].unique())
     if tasks is not None:
@@ -247,7 +242,7 @@ def seed_means(table: pd.DataFrame, metric: str, tasks=None, *, by: Sequence[str
         if len(chosen) == 0:
             raise ValueError(f'tasks={tasks!r} selects no task of the runs (tasks {all_tasks[0]} to {all_tasks[-1]})')
         frame = table[table['task'].isin(chosen)]
-    return _mean_or_nan(frame.groupby([*by, 'seed'], sort=False)[metric]).rename(metric).reset_index()
+    return frame.groupby([*by, 'seed'], sort=False)[metric].mean().rename(metric).reset_index()
 
 
 def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str | None = None,
@@ -258,9 +253,10 @@ def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str
     per value in `plot_sweep`) if given, mean, stderr, n_seeds; sorted by group and parameter."""
     params = [param] + ([group] if group else [])
     table = metrics_table(runs, [metric], label=label, params=params)
-    if not pd.api.types.is_numeric_dtype(table[_short(param)]) or table[_short(param)].dtype == bool:
-        raise ValueError(f'{param} is not a number ({sorted(set(table[_short(param)]))}): a sweep summary puts a '
-                         'numeric field on its axis; compare such runs with metrics_table / plot_metric')
+    column = table[_short(param)]
+    if not pd.api.types.is_numeric_dtype(column) or column.dtype == bool:
+        raise ValueError(f'{param} is not a number ({", ".join(sorted(map(repr, set(column))))}): a sweep summary puts '
+                         'a numeric field on its axis; compare such runs with metrics_table / plot_metric')
     cols = ['label'] + [_short(p) for p in params]
     means = seed_means(table, metric, tasks, by=cols)
     out = means.groupby(cols, sort=False)[metric].agg(mean='mean', std=lambda v: v.std(ddof=1),
@@ -273,12 +269,11 @@ def sweep_summary(runs: Runs, metric: str, param: str, *, tasks=None, group: str
 def accuracy_change_per_task(runs: Runs, metric: str = 'test_accuracy', *, label=None) -> pd.DataFrame:
     """The mean per-task accuracy change of "Neural Network Plasticity and Loss Sharpness" (Tables 1 and 2): the
     slope of the least-squares line through `metric` vs task, per seed; then mean and standard error over seeds (the
-    mean of the seeds' slopes is the slope of the seed-averaged curve). A seed with a non-finite value has no slope
-    (left out of the mean and of n_seeds). Columns: label, mean, stderr, n_seeds."""
+    mean of the seeds' slopes is the slope of the seed-averaged curve), each over the seed's tasks with a value.
+    Columns: label, mean, stderr, n_seeds."""
     table = metrics_table(runs, [metric], label=label)
     slopes = (table.groupby(['label', 'seed'], sort=False)
-              .apply(lambda rows: linear_fit(rows['task'], rows[metric])['slope']
-                     if np.isfinite(rows[metric]).all() else np.nan, include_groups=False)
+              .apply(lambda rows: linear_fit(rows['task'], rows[metric])['slope'], include_groups=False)
               .rename('slope').reset_index())
     out = slopes.groupby('label', sort=False)['slope'].agg(mean='mean', std=lambda v: v.std(ddof=1),
                                                           n_seeds='count').reset_index()
@@ -396,8 +391,9 @@ def performance_metric(run: results.Run) -> str:
 def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | None = None, when: str = 'start',
                     source: str = 'auto', label=None, all_epsilons: bool = False) -> pd.DataFrame:
     """One row per (label, seed, task) with a curvature measurement: the top eigenvalue, trace, epsilon-rank and
-    epsilon-mass (at the swept epsilon nearest `epsilon`; default `resolved_epsilon`), and the run's performance
-    metrics on that task. `all_epsilons`: one row per (label, seed, task, epsilon) over the whole sweep instead.
+    epsilon-mass (at `epsilon`, one of the swept `curvature.epsilons`; default `resolved_epsilon`), and the run's
+    performance metrics on that task. `all_epsilons`: one row per (label, seed, task, epsilon) over the whole sweep
+    instead.
 
     `kind`: the run's `config.curvature.kind` (default; 'hessian': Lanczos/SLQ estimates, NaN where unresolved) or
     'ggn_exact' (the exact GGN spectrum, `config.curvature.exact_ggn_probe_size`; no epsilon-mass). `source`: 'run'
@@ -408,7 +404,8 @@ def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | Non
     """
     if when not in WHEN:
         raise ValueError(f"when={when!r}: give 'start' or 'end' (of the task)")
-    if epsilon is None and not all_epsilons:
+    chosen = epsilon is None and not all_epsilons
+    if chosen:
         epsilon = resolved_epsilon(runs, kind=kind, when=when, source=source, label=label)
     frames = []
     for name, run in labelled_runs(runs, label):
@@ -420,6 +417,10 @@ def curvature_table(runs: Runs, *, epsilon: float | None = None, kind: str | Non
             indices = range(len(epsilons))
         elif np.isnan(epsilon):  # no swept epsilon resolved everywhere: the largest, its unresolved ranks NaN
             indices = [int(np.argmax(epsilons))]
+        elif chosen and not np.isclose(epsilons, epsilon, rtol=1e-6, atol=0).any():
+            raise ValueError(f'the runs swept different config.curvature.epsilons ({run.workdir}: {epsilons.tolist()}'
+                             f' lacks {epsilon:g}, the smallest resolved in every run): pass epsilon= a value they '
+                             'all swept')
         else:
             indices = [epsilon_index(run, epsilon)[0]]
         top = arrays[f'{k}_top_eigenvalues'][..., 0] if k == EXACT_GGN else arrays[f'{k}_top_eigenvalue']
