@@ -29,6 +29,7 @@ Two kinds of swept field:
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -92,9 +93,19 @@ def is_continuous(config: ml_collections.ConfigDict, name: str) -> bool:
     return name.startswith(CONTINUOUS_SECTION) and isinstance(_lookup(config, name), float)
 
 
+def swept_values(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Dotted field name -> its values as `config.sweep` holds them (unchecked)."""
+    return _flatten(config.get('sweep', {}))
+
+
+def value_label(value) -> str:
+    """How results label a swept value (`analysis`: numbers with :g): two values shown alike cannot be told apart."""
+    return f'{float(value):g}' if isinstance(value, numbers.Real) and not isinstance(value, bool) else repr(value)
+
+
 def _swept(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Dotted field name -> its values, checked: every swept field exists and has a non-empty tuple of values."""
-    swept = _flatten(config.get('sweep', {}))
+    swept = swept_values(config)
     for name, values in swept.items():
         _lookup(config, name)
         if not isinstance(values, (tuple, list)) or not values:
@@ -199,7 +210,7 @@ def _parse(config: ml_collections.ConfigDict, name: str, text: str):
 def with_sweep_flags(config: ml_collections.ConfigDict, specs: list[str]) -> ml_collections.ConfigDict:
     """Adds `--sweep=learner.step_size=0.01,0.003` style sweeps to `config.sweep` (values parsed as the field's
     type, e.g. `--sweep=model.width=100,1000` as ints), then checks the whole sweep."""
-    swept = _flatten(config.get('sweep', {}))
+    swept = swept_values(config)
     for spec in specs:
         name, sep, values = spec.partition('=')
         if not sep or not values:

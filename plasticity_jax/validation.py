@@ -275,20 +275,6 @@ def lookup(config, name: str):
 
 
 
-def _swept(node, prefix: str = ''):
-    """(dotted field, values) of every swept field of a `config.sweep` section."""
-    for key in node:
-        if hasattr(node[key], 'keys'):
-            yield from _swept(node[key], f'{prefix}{key}.')
-        elif isinstance(node[key], (tuple, list)):
-            yield f'{prefix}{key}', node[key]
-
-
-def _as_label(value) -> str:
-    """How `analysis` labels a swept value (numbers with :g): two values shown alike cannot be told apart."""
-    return f'{float(value):g}' if isinstance(value, numbers.Real) and not isinstance(value, bool) else repr(value)
-
-
 def violations(config: ml_collections.ConfigDict) -> list[str]:
     """One line per bad value: field, value, requirement, fix."""
     problems = []
@@ -303,8 +289,10 @@ def violations(config: ml_collections.ConfigDict) -> list[str]:
             if bad:
                 problems.append(f'config.sweep.{name} has {bad!r}; every value must be {rule.describe()}: fix '
                                 f'the --sweep={name}=... values.')
-    for name, values in _swept(config.get('sweep', {})):
-        shown = [_as_label(v) for v in values]
+    from plasticity_jax import sweeps  # imports jax: only where a config is checked
+
+    for name, values in sweeps.swept_values(config).items():
+        shown = [sweeps.value_label(v) for v in values] if isinstance(values, (tuple, list)) else []
         repeated = sorted({s for s in shown if shown.count(s) > 1})
         if repeated:
             problems.append(f'config.sweep.{name} lists {", ".join(repeated)} more than once (as results label it): '

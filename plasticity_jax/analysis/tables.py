@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plasticity_jax import results
+from plasticity_jax import results, sweeps
 
 # Metrics with a hidden-layer axis: (seed, task, layer); RL runs have them per network (`rl.ppo`: policy_*, value_*).
 _LAYER_METRICS = ('dead_fraction', 'effective_rank', 'approximate_rank', 'stable_rank', 'feature_rank')
@@ -87,7 +87,7 @@ def labelled_runs(runs: Runs, label: str | Sequence[str] | Callable[[results.Run
             continue
         num_points = len(next(iter(run.sweep.values())))
         for index in range(num_points):
-            coords = ', '.join(f'{_short(f)}={float(v[index]):g}' for f, v in run.sweep.items())
+            coords = ', '.join(f'{_short(f)}={sweeps.value_label(v[index])}' for f, v in run.sweep.items())
             out.append((coords if len(pairs) == 1 and label is None else f'{name}, {coords}', run.point(index)))
     seen: dict[str, str] = {}
     for name, run in out:  # runs under one label would be averaged together as if they were seeds of one run

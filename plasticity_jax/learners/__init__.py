@@ -24,7 +24,7 @@ from plasticity_jax.learners.effective_rank import DEFAULTS as L2_ER_DEFAULTS
 from plasticity_jax.learners.effective_rank import make_l2_er
 from plasticity_jax.learners.redo import DEFAULTS as REDO_DEFAULTS
 from plasticity_jax.learners.redo import make_redo
-from plasticity_jax.learners.schedule import with_task_schedule
+from plasticity_jax.learners.schedule import with_config_schedule
 from plasticity_jax.learners.sharpness import GNP_DEFAULTS, SAM_DEFAULTS, make_gnp, make_sam
 from plasticity_jax.learners.shrink_perturb import DEFAULTS as SHRINK_PERTURB_DEFAULTS
 from plasticity_jax.learners.shrink_perturb import make_shrink_perturb
@@ -76,10 +76,8 @@ def make_learner(config: ml_collections.ConfigDict, init_params, unit_layers=Non
         raise ValueError(f'unknown learner.name {config.name!r}; valid: {sorted(LEARNERS)}')
     spec = LEARNERS[config.name]
     learner = spec.make(config, init_params, unit_layers) if spec.replaces_units else spec.make(config, init_params)
-    milestones = tuple(config.get('step_size_milestones', ()))
-    if milestones and not spec.schedules_itself:
-        learner = learner._replace(
-            optimizer=with_task_schedule(learner.optimizer, milestones, config.step_size_decay))
+    if not spec.schedules_itself:
+        learner = learner._replace(optimizer=with_config_schedule(learner.optimizer, config))
     return learner
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 
@@ -33,3 +34,13 @@ def with_task_schedule(optimizer: optax.GradientTransformationExtraArgs, milesto
         return optax.tree.scale(scale, updates), state
 
     return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)
+
+
+def with_config_schedule(optimizer: optax.GradientTransformation,
+                         config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """`optimizer` under the learner config's `step_size_milestones` and `step_size_decay` (`with_task_schedule`), or
+    unchanged without milestones."""
+    milestones = tuple(config.get('step_size_milestones', ()))
+    if not milestones:
+        return optimizer
+    return with_task_schedule(optax.with_extra_args_support(optimizer), milestones, config.step_size_decay)

@@ -35,7 +35,7 @@ import optax
 
 from plasticity_jax.learners.backprop import make_optimizer
 from plasticity_jax.learners.base import Learner, make_learner_with
-from plasticity_jax.learners.schedule import with_task_schedule
+from plasticity_jax.learners.schedule import with_config_schedule
 from plasticity_jax.learners.weight_decay import add_l2, field
 
 DEFAULTS = {'weight_decay': 1e-4, 'noise_std': 1e-5}
@@ -76,9 +76,6 @@ def make_shrink_perturb(config: ml_collections.ConfigDict, init_params) -> Learn
     papers' code adds noise of a constant standard deviation after every step (`inject_noise` in
     lop/incremental_cifar/incremental_cifar_experiment.py)."""
     del init_params
-    optimizer = make_optimizer(config)
-    milestones = tuple(config.get('step_size_milestones', ()))
-    if milestones:
-        optimizer = with_task_schedule(optax.with_extra_args_support(optimizer), milestones, config.step_size_decay)
-    return make_learner_with(shrink_and_perturb(optimizer, field(config, 'weight_decay', DEFAULTS),
+    return make_learner_with(shrink_and_perturb(with_config_schedule(make_optimizer(config), config),
+                                                field(config, 'weight_decay', DEFAULTS),
                                                 field(config, 'noise_std', DEFAULTS)))
